@@ -1,0 +1,14 @@
+"""MaskMamba: hybrid Mamba-Transformer masked image generation (Chen et al., arXiv 2409.19937)."""
+from maskmamba.configs import SIZES, VARIANTS
+from maskmamba.models import Condition, build_model, load_generator
+from maskmamba.sampler import SampleStep, maskgit
+
+__all__ = ["SIZES", "VARIANTS", "Condition", "Pipeline", "SampleStep", "build_model", "load_generator", "maskgit"]
+
+
+def __getattr__(name: str):
+    if name == "Pipeline":  # imported on demand: it pulls in the tokenizer and PIL
+        from maskmamba.pipeline import Pipeline
+
+        return Pipeline
+    raise AttributeError(name)

@@ -1,0 +1,205 @@
+"""Pipeline: tokenizer + prompt encoder + generator + sampler, from class/prompt to PIL images."""
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+
+from maskmamba.models import Condition, load_generator
+from maskmamba.models.tokenizer import VQTokenizer
+from maskmamba.sampler import SampleStep, maskgit
+from maskmamba.text_encoder import PromptEncoder
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+IMAGE_SIZE = 128
+MAX_PROMPT_CHARS = 300
+
+
+@dataclass
+class StepResult:
+    """One decoding step as a person sees it."""
+
+    step: int
+    total: int
+    image: Image.Image  # preview: this step's prediction, still-masked cells dimmed
+    mask: np.ndarray  # (grid, grid) bool, True where still masked
+    latency_ms: float  # the model step (forward + sampling), not the preview decode
+    tokens: torch.Tensor  # (grid*grid,) decoded ids, mask id where still masked
+
+
+class Pipeline:
+    """Class- or prompt-conditioned generation and inpainting with one generator and the VQ tokenizer."""
+
+    def __init__(self, generator: torch.nn.Module, tokenizer: VQTokenizer, class_names: list[str], device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self.generator = generator.to(self.device, self.dtype).eval()
+        self.tokenizer = tokenizer.to(self.device).eval()
+        self.class_names = list(class_names)
+        self._class_index = {name.lower(): i for i, name in enumerate(self.class_names)}
+        self._prompt_encoder: PromptEncoder | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls, variant: str | None = None, path: str | Path | None = None, device: str | torch.device = "cpu"
+    ) -> Pipeline:
+        """Load `assets/<variant>/` (or `path`), with the tokenizer and class list found beside it or in assets/."""
+        if path is None and variant is None:
+            raise ValueError("give a variant name or a folder")
+        folder = Path(path) if path is not None else ASSETS / variant
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no checkpoint folder {folder}")
+        generator = load_generator(folder)
+        if variant is not None and generator.variant != variant:
+            raise ValueError(f"{folder} holds {generator.variant!r}, not {variant!r}")
+        tokenizer = VQTokenizer.from_pretrained(_first_existing(folder / "tokenizer", ASSETS / "tokenizer"))
+        classes = json.loads(_first_existing(folder / "classes.json", ASSETS / "classes.json").read_text())
+        return cls(generator, tokenizer, classes, device)
+
+    @property
+    def prompt_encoder(self) -> PromptEncoder:
+        """MiniLM, loaded on first use (a few seconds)."""
+        if self._prompt_encoder is None:
+            self._prompt_encoder = PromptEncoder(self.device)
+        return self._prompt_encoder
+
+    def class_id(self, name: str) -> int:
+        """Index of a class name (case-insensitive); a ValueError suggests near names."""
+        key = name.strip().lower()
+        if key not in self._class_index:
+            near = difflib.get_close_matches(key, self._class_index, n=3)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            raise ValueError(f"unknown class {name!r}{hint}")
+        return self._class_index[key]
+
+    def condition(self, class_name: str | None = None, class_id: int | None = None, prompt: str | None = None) -> Condition:
+        """Exactly one of class_name, class_id, prompt -> a batch-of-one Condition on the pipeline's device."""
+        given = [x is not None for x in (class_name, class_id, prompt)]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of class_name, class_id or prompt")
+        if prompt is not None:
+            prompt = prompt.strip()
+            if not prompt:
+                raise ValueError("the prompt is empty")
+            if len(prompt) > MAX_PROMPT_CHARS:
+                raise ValueError(f"the prompt is longer than {MAX_PROMPT_CHARS} characters")
+            states, mask = self.prompt_encoder.encode([prompt])
+            return Condition.prompts(states, mask).to(self.device)
+        if class_name is not None:
+            class_id = self.class_id(class_name)
+        if not 0 <= int(class_id) < len(self.class_names):
+            raise ValueError(f"class id must be in 0..{len(self.class_names) - 1}, got {class_id}")
+        return Condition.classes(torch.tensor([int(class_id)], device=self.device))
+
+    def stream(
+        self,
+        class_name: str | None = None,
+        class_id: int | None = None,
+        prompt: str | None = None,
+        cfg_scale: float = 3.0,
+        steps: int = 12,
+        seed: int = 0,
+        temperature: float = 1.0,
+        tokens: torch.Tensor | None = None,
+    ) -> Iterator[StepResult]:
+        """Yield a StepResult after every decoding step; `tokens` (grid*grid,) with mask ids inpaints."""
+        cond = self.condition(class_name, class_id, prompt)
+        start = None if tokens is None else tokens.to(self.device)[None]
+        for s in maskgit(self.generator, cond, steps, cfg_scale, temperature, seed=seed, tokens=start):
+            yield self._result(s)
+
+    def generate(self, **kwargs) -> Image.Image:
+        """The final image of `stream(**kwargs)`."""
+        return _last(self.stream(**kwargs)).image
+
+    def inpaint_stream(self, image: Image.Image, mask: np.ndarray | Image.Image, **kwargs) -> Iterator[StepResult]:
+        """Regenerate the tokens under `mask` (True/white = repaint); pixels outside it stay as they were."""
+        original, pixel_mask = _prepare_inpaint(image, mask)
+        tokens = self.encode(original)[0]
+        token_mask = self.token_mask(pixel_mask)
+        if not token_mask.any():
+            raise ValueError("the mask is empty: paint the region to regenerate")
+        tokens = torch.where(torch.from_numpy(token_mask.reshape(-1)).to(tokens.device), self.generator.mask_id, tokens)
+        keep = np.asarray(original)
+        for result in self.stream(tokens=tokens, **kwargs):
+            result.image = Image.fromarray(np.where(pixel_mask[..., None], np.asarray(result.image), keep))
+            yield result
+
+    def inpaint(self, image: Image.Image, mask: np.ndarray | Image.Image, **kwargs) -> Image.Image:
+        """The final image of `inpaint_stream`."""
+        return _last(self.inpaint_stream(image, mask, **kwargs)).image
+
+    def token_mask(self, pixel_mask: np.ndarray) -> np.ndarray:
+        """(128, 128) pixel mask -> (grid, grid) token mask: a token is repainted if any of its pixels is."""
+        g = self.generator.grid
+        cell = IMAGE_SIZE // g
+        return pixel_mask.reshape(g, cell, g, cell).any(axis=(1, 3))
+
+    @torch.no_grad()
+    def encode(self, image: Image.Image) -> torch.Tensor:
+        """RGB image -> (1, grid*grid) token ids."""
+        x = torch.from_numpy(np.asarray(_rgb(image), dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
+        return self.tokenizer.encode(x.to(self.device)).flatten(1)
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor) -> list[Image.Image]:
+        """(B, grid*grid) ids -> B images."""
+        g = self.generator.grid
+        x = self.tokenizer.decode(tokens.view(-1, g, g))
+        pixels = ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        return [Image.fromarray(p) for p in pixels]
+
+    def _result(self, s: SampleStep) -> StepResult:
+        mask = s.mask[0].view(self.generator.grid, self.generator.grid).cpu().numpy()
+        return StepResult(s.index, s.total, _dim_masked(self.decode(s.prediction[:1])[0], mask), mask, s.latency_ms, s.tokens[0])
+
+
+def _first_existing(*paths: Path) -> Path:
+    for p in paths:
+        if p.exists():
+            return p
+    raise FileNotFoundError(f"none of these exist: {', '.join(map(str, paths))}")
+
+
+def _last(results: Iterator[StepResult]) -> StepResult:
+    result = None
+    for result in results:
+        pass
+    return result
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    """Any PIL image -> 128x128 RGB, transparent parts composited on white."""
+    if image.mode in ("RGBA", "LA", "P"):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)
+    image = image.convert("RGB")
+    return image if image.size == (IMAGE_SIZE, IMAGE_SIZE) else image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
+
+
+def _prepare_inpaint(image: Image.Image, mask: np.ndarray | Image.Image) -> tuple[Image.Image, np.ndarray]:
+    """Check that the mask matches the image, then bring both to 128x128; mask True = repaint."""
+    if not isinstance(image, Image.Image):
+        raise ValueError("the image must be a PIL image")
+    mask_array = np.asarray(mask.convert("L") if isinstance(mask, Image.Image) else mask)
+    if mask_array.ndim == 3:
+        mask_array = mask_array.max(axis=-1)
+    if mask_array.shape != (image.height, image.width):
+        raise ValueError(f"the mask is {mask_array.shape[1]}x{mask_array.shape[0]} but the image is {image.width}x{image.height}")
+    scaled = Image.fromarray((mask_array > 0).astype(np.uint8) * 255).resize((IMAGE_SIZE, IMAGE_SIZE), Image.NEAREST)
+    return _rgb(image), np.asarray(scaled) > 0
+
+
+def _dim_masked(image: Image.Image, mask: np.ndarray) -> Image.Image:
+    """Blend still-masked token cells towards grey so a person sees what is left to decode."""
+    cell = IMAGE_SIZE // mask.shape[0]
+    big = np.kron(mask, np.ones((cell, cell), dtype=bool))[..., None]
+    pixels = np.asarray(image).astype(np.float32)
+    return Image.fromarray(np.where(big, 0.35 * pixels + 0.65 * 128, pixels).astype(np.uint8))

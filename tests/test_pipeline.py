@@ -1,0 +1,96 @@
+"""Pipeline: loading from a folder, class and prompt generation, streaming, inpainting, readable errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from maskmamba import Pipeline
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_checkpoint):
+    return Pipeline.from_pretrained(path=tiny_checkpoint)
+
+
+def test_generate_by_class_name_and_id(pipe):
+    by_name = pipe.generate(class_name="Class 3", steps=3, seed=5)
+    by_id = pipe.generate(class_id=3, steps=3, seed=5)
+    assert by_name.size == (128, 128) and by_name.mode == "RGB"
+    assert np.array_equal(np.asarray(by_name), np.asarray(by_id))
+
+
+def test_stream_yields_each_step_with_a_shrinking_mask(pipe):
+    results = list(pipe.stream(class_id=1, steps=4, seed=0))
+    assert [r.step for r in results] == [1, 2, 3, 4]
+    assert results[0].mask.shape == (16, 16) and results[-1].mask.sum() == 0
+    assert results[0].mask.sum() > results[1].mask.sum()
+    assert all(r.latency_ms > 0 for r in results)
+
+
+def test_prompt_generation_uses_minilm(pipe):
+    image = pipe.generate(prompt="a red apple", steps=2, seed=0)
+    assert image.size == (128, 128)
+    states, mask = pipe.prompt_encoder.encode(["a red apple"])
+    assert states.shape == (1, 16, 384) and mask.sum() == 5
+
+
+def test_inpaint_keeps_pixels_outside_the_mask(pipe):
+    original = pipe.generate(class_id=2, steps=2, seed=1)
+    mask = np.zeros((128, 128), dtype=bool)
+    mask[32:64, 40:80] = True
+    out = pipe.inpaint(original, mask, class_id=4, steps=3, seed=2)
+    assert np.array_equal(np.asarray(out)[~mask], np.asarray(original)[~mask])
+    assert out.size == (128, 128)
+
+
+def test_inpaint_accepts_a_larger_image_and_mask(pipe):
+    image = Image.new("RGB", (256, 256), (200, 30, 30))
+    mask = Image.new("L", (256, 256), 0)
+    mask.paste(255, (0, 0, 64, 64))
+    assert pipe.inpaint(image, mask, class_id=0, steps=2).size == (128, 128)
+
+
+def test_token_mask_covers_every_touched_cell(pipe):
+    mask = np.zeros((128, 128), dtype=bool)
+    mask[8, 8] = True  # one pixel in cell (1, 1)
+    tokens = pipe.token_mask(mask)
+    assert tokens.sum() == 1 and tokens[1, 1]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(class_name="no such class"), "unknown class"),
+        (dict(class_name="clas 1"), "did you mean"),
+        (dict(prompt="   "), "empty"),
+        (dict(class_id=99), "class id"),
+        (dict(class_id=1, prompt="x"), "exactly one"),
+    ],
+)
+def test_bad_conditions_raise_readable_errors(pipe, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        pipe.generate(steps=2, **kwargs)
+
+
+def test_bad_inpaint_inputs_raise_readable_errors(pipe):
+    image = Image.new("RGB", (128, 128), "white")
+    with pytest.raises(ValueError, match="the mask is 64x64"):
+        pipe.inpaint(image, np.ones((64, 64), dtype=bool), class_id=0)
+    with pytest.raises(ValueError, match="empty"):
+        pipe.inpaint(image, np.zeros((128, 128), dtype=bool), class_id=0)
+
+
+def test_from_pretrained_checks_the_variant(tiny_checkpoint):
+    with pytest.raises(ValueError, match="not 'transformer'"):
+        Pipeline.from_pretrained(variant="transformer", path=tiny_checkpoint)
+    with pytest.raises(FileNotFoundError):
+        Pipeline.from_pretrained(variant="transformer", path=tiny_checkpoint / "missing")
+
+
+def test_seeded_generation_is_deterministic(pipe):
+    a = pipe.generate(class_id=0, steps=3, seed=11)
+    b = pipe.generate(class_id=0, steps=3, seed=11)
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert torch.is_tensor(next(pipe.stream(class_id=0, steps=2)).tokens)
