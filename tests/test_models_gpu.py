@@ -1,0 +1,57 @@
+"""On CUDA: whole models through mamba-ssm match the PyTorch scan; CUDA-graph replay matches eager steps."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import maskmamba.modules.ssm as ssm
+from maskmamba import Condition, build_model, maskgit
+from maskmamba.ops import MAMBA_SSM_AVAILABLE, selective_scan_torch
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+MAMBA_VARIANTS = ["maskmamba-serial-half", "maskmamba-parallel-4", "bimamba-vim", "mmamba"]
+
+
+def _inputs(model, device):
+    tokens = torch.randint(0, model.codebook_size, (2, model.grid**2), device=device)
+    tokens[:, ::2] = model.mask_id
+    return tokens, Condition.classes(torch.tensor([1, 4], device=device))
+
+
+@pytest.mark.skipif(not MAMBA_SSM_AVAILABLE, reason="mamba-ssm not importable")
+@pytest.mark.parametrize("variant", MAMBA_VARIANTS)
+def test_model_through_mamba_ssm_matches_torch_scan(variant, monkeypatch):
+    torch.backends.cuda.matmul.allow_tf32 = False
+    model = build_model(variant, "tiny", num_classes=10).cuda().eval()
+    tokens, cond = _inputs(model, "cuda")
+    with torch.no_grad():
+        fast = model(tokens, cond)
+        monkeypatch.setattr(ssm, "selective_scan", selective_scan_torch)
+        slow = model(tokens, cond)
+    rel = ((fast - slow).norm() / slow.norm()).item()
+    print(f"{variant}: mamba-ssm vs torch scan, whole model fp32: max abs {(fast - slow).abs().max().item():.2e}, rel {rel:.2e}")
+    assert rel < 1e-4
+
+
+@pytest.mark.parametrize("variant", ["maskmamba-serial-half", "transformer", "uvit", "mmamba"])
+def test_cuda_graph_steps_match_eager(variant):
+    from maskmamba.graphs import GraphedGuidance
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    model = build_model(variant, "tiny", num_classes=10).cuda().eval()
+    cond = Condition.classes(torch.tensor([2], device="cuda"))
+    eager = [s.tokens.clone() for s in maskgit(model, cond, steps=6, cfg_scale=2.0, seed=3)]
+    graphed = GraphedGuidance(model, batch=1)
+    replay = [s.tokens.clone() for s in maskgit(model, cond, steps=6, cfg_scale=2.0, seed=3, logits_fn=graphed)]
+    agree = sum(torch.equal(a, b) for a, b in zip(eager, replay))
+    print(f"{variant}: {agree}/6 steps identical between eager and CUDA-graph replay")
+    assert agree >= 5  # identical kernels; allow one step of argmax tie-breaking from reordered reductions
+
+
+def test_bf16_pipeline_dtype_runs():
+    model = build_model("maskmamba-serial-half", "tiny", num_classes=10).cuda().to(torch.bfloat16).eval()
+    tokens, cond = _inputs(model, "cuda")
+    with torch.no_grad():
+        logits = model(tokens, cond)
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits.float()).all()
