@@ -1,7 +1,7 @@
 """Per-step latency of MaskGIT sampling (batch 1 with CFG, so the forward sees batch 2) for every variant.
 
-    python bench/step_latency.py --device cuda --size small [--out results.json]
-    python bench/step_latency.py --device cpu --size small --threads 2
+    python -m bench.step_latency --device cuda --size small [--out results.json]
+    python -m bench.step_latency --device cpu --size small --threads 2
 
 Random weights: latency does not depend on what the weights are. On CUDA the model runs in bf16, eager and
 with the guided forward replayed from a CUDA graph. Prints one row per variant: median ms per step.

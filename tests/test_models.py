@@ -78,3 +78,18 @@ def test_unknown_names_are_clear():
 
 def test_sizes_named_in_issue():
     assert {"tiny", "small", "xl"} <= set(SIZES) and SIZES["xl"].width == 1024 and SIZES["xl"].depth == 24
+
+
+def test_int8_export_is_a_quarter_and_close(tmp_path):
+    from maskmamba.models import save_int8
+
+    model = build_model("maskmamba-serial-half", "tiny", num_classes=NUM_CLASSES).eval()
+    model.save_pretrained(tmp_path / "fp32")
+    path = save_int8(model, tmp_path / "int8")
+    assert path.stat().st_size < 0.35 * (tmp_path / "fp32" / "model.safetensors").stat().st_size
+    loaded = load_generator(tmp_path / "int8").eval()
+    tokens, cond = _batch(model)
+    with torch.no_grad():
+        a, b = model(tokens, cond), loaded(tokens, cond)
+    assert (a - b).norm() / a.norm() < 0.02
+    assert torch.equal(a.argmax(-1), b.argmax(-1)) or (a.argmax(-1) == b.argmax(-1)).float().mean() > 0.97

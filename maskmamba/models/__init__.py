@@ -10,6 +10,7 @@ from maskmamba.configs import check_size, check_variant
 
 from .conditioning import Condition, ConditionEncoder
 from .generator import MaskedGenerator
+from .quantize import INT8_FILE, load_int8, save_int8
 from .uvit import UViTGenerator
 
 Generator = MaskedGenerator | UViTGenerator
@@ -27,16 +28,16 @@ def build_model(variant: str, size: str = "tiny", num_classes: int = 100, **over
 
 
 def load_generator(folder: str | Path) -> nn.Module:
-    """Load a generator saved with `save_pretrained` (config.json + model.safetensors) from a local folder."""
+    """Load a generator from a local folder: config.json + model.safetensors (save_pretrained) or int8 weights."""
     folder = Path(folder)
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"no generator in {folder}: config.json is missing")
-    variant = json.loads(config_file.read_text())["variant"]
-    return generator_class(variant).from_pretrained(folder)
+    cls = generator_class(json.loads(config_file.read_text())["variant"])
+    return load_int8(cls, folder) if (folder / INT8_FILE).is_file() else cls.from_pretrained(folder)
 
 
 __all__ = [
     "Condition", "ConditionEncoder", "Generator", "MaskedGenerator", "UViTGenerator", "build_model",
-    "generator_class", "load_generator",
+    "generator_class", "load_generator", "save_int8",
 ]

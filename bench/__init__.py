@@ -1,0 +1,1 @@
+"""Speed benchmarks: run from the repo root as `python -m bench.NAME`."""

@@ -1,0 +1,93 @@
+"""CLI: python -m maskmamba.data build OUT [--sources noto,openmoji] [--limit N] [--no-captions] [--install]
+
+and python -m maskmamba.data sheet OUT PNG [--split train] [--count 64] [--seed 0] for a contact sheet,
+and python -m maskmamba.data tokenize OUT --tokenizer assets/tokenizer for the token cache of generator training.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from maskmamba.data.build import MIN_CLASS_IMAGES, build, summary
+from maskmamba.data.dataset import EmojiImages, contact_sheet
+from maskmamba.data.sources import SOURCES, SourceMissing, default_npm_prefix
+
+def _styles(text: str) -> list[str]:
+    styles = [style.strip() for style in text.split(",") if style.strip()]
+    unknown = [style for style in styles if style not in SOURCES]
+    if unknown or not styles:
+        raise argparse.ArgumentTypeError(f"unknown sources {unknown}; choose from {sorted(SOURCES)}")
+    return list(dict.fromkeys(styles))
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    cli = argparse.ArgumentParser(prog="python -m maskmamba.data", description="Build the emoji data set.")
+    commands = cli.add_subparsers(dest="command", required=True)
+    make = commands.add_parser("build", help="render, split and shard the emoji images")
+    make.add_argument("out", type=Path, help="output folder (keep it outside git)")
+    make.add_argument("--sources", type=_styles, default=["noto", "openmoji"], help="comma-separated art styles")
+    make.add_argument("--limit", type=int, default=None, help="use only the first N emoji of the catalogue")
+    make.add_argument("--no-captions", action="store_true", help="skip the caption-state cache")
+    make.add_argument("--install", action="store_true", help="install missing sources (apt-get, npm)")
+    make.add_argument("--npm-prefix", type=Path, default=default_npm_prefix(), help="npm --prefix for the packages")
+    make.add_argument("--min-class-images", type=int, default=MIN_CLASS_IMAGES, help="drop smaller subgroups")
+    sheet = commands.add_parser("sheet", help="save a contact sheet of random images of a built data set")
+    sheet.add_argument("root", type=Path, help="a built data set")
+    sheet.add_argument("png", type=Path, help="where to save the sheet")
+    sheet.add_argument("--split", default="train")
+    sheet.add_argument("--count", type=int, default=64)
+    sheet.add_argument("--seed", type=int, default=0)
+    tokens = commands.add_parser("tokenize", help="encode every image once with the VQ tokenizer")
+    tokens.add_argument("root", type=Path, help="a built data set")
+    tokens.add_argument("--tokenizer", type=Path, default=Path("assets/tokenizer"))
+    tokens.add_argument("--device", default="cpu")
+    return cli
+
+
+def save_sheet(args: argparse.Namespace) -> int:
+    """The `sheet` command."""
+    grid = contact_sheet(EmojiImages(args.root, args.split), args.count, args.seed)
+    Image.fromarray(grid).save(args.png)
+    print(f"saved {args.png}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    if args.command == "sheet":
+        return save_sheet(args)
+    if args.command == "tokenize":
+        from maskmamba.data.tokens import build_token_cache
+
+        print(f"wrote {build_token_cache(args.root, args.tokenizer, args.device)}")
+        return 0
+    start = time.perf_counter()
+    try:
+        manifest = build(
+            args.out,
+            styles=args.sources,
+            npm_prefix=args.npm_prefix,
+            command=shlex.join(["python", "-m", "maskmamba.data", *argv]),
+            limit=args.limit,
+            with_captions=not args.no_captions,
+            install=args.install,
+            min_class_images=args.min_class_images,
+        )
+    except SourceMissing as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(summary(manifest))
+    print(f"built {args.out} in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,4 @@
+"""Evaluation: FID (`fid`) and per-model metrics.
+
+Run as `python -m maskmamba.eval <subcommand> ...`.
+"""

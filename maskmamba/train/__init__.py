@@ -1,0 +1,4 @@
+"""Training: resumable loops for the tokenizer and the generators.
+
+Run as `python -m maskmamba.train <subcommand> ...`.
+"""

@@ -1,0 +1,223 @@
+"""Train a generator (any registry variant) for class AND prompt conditioning, resumably, on 1..N devices.
+
+python -m maskmamba.train generator --variant NAME --data DIR --out RUNDIR [--size small] [--steps 6000]
+    [--batch 256] [--minutes 9] [--export DIR]
+torchrun --nproc-per-node 2 -m maskmamba.train generator ...      (DistributedDataParallel; batch is per device)
+
+DIR needs tokens.safetensors (`python -m maskmamba.data tokenize DIR`), captions.safetensors and
+manifest.json: pixels never travel. MaskGIT objective: a cosine-distributed mask ratio, cross-entropy on the
+masked tokens; each sample is conditioned on its class or (with --prompt-frac) on one of its captions, and
+dropped to the null condition with --cond-dropout for classifier-free guidance. bf16 autocast on CUDA.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from maskmamba.data.dataset import CaptionBank, load_manifest
+from maskmamba.data.tokens import load_tokens
+from maskmamba.models import Condition, build_model, save_int8
+from maskmamba.train.checkpoint import Deadline, load_checkpoint, save_checkpoint
+
+CKPT, LOG = "ckpt.pt", "log.jsonl"
+
+
+@dataclass
+class Data:
+    """A split's token ids, classes and emoji rows, plus the caption bank, all on the training device."""
+
+    ids: torch.Tensor
+    classes: torch.Tensor
+    emoji: torch.Tensor
+    captions: CaptionBank
+
+    @classmethod
+    def load(cls, root: str | Path, split: str, device: torch.device) -> Data:
+        return cls(*load_tokens(root, split, device), CaptionBank(root, device))
+
+
+def mask_batch(ids: torch.Tensor, mask_id: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask a cosine-distributed fraction of each row (at least one token); returns (inputs, mask)."""
+    b, n = ids.shape
+    ratio = torch.cos(math.pi / 2 * torch.rand(b, generator=generator, device=ids.device))
+    count = (ratio * n).ceil().clamp(min=1)
+    rank = torch.rand(b, n, generator=generator, device=ids.device).argsort(1).argsort(1)
+    mask = rank < count[:, None]
+    return torch.where(mask, mask_id, ids), mask
+
+
+def condition_batch(data: Data, rows: torch.Tensor, prompt_frac: float, dropout: float, generator: torch.Generator) -> Condition:
+    """Class or random-caption condition per sample, some dropped to null."""
+    b, device = len(rows), rows.device
+    use_prompt = torch.rand(b, generator=generator, device=device) < prompt_frac
+    states, text_mask = data.captions.states(data.captions.random_caption(data.emoji[rows], generator))
+    cond = Condition(torch.where(use_prompt, -1, data.classes[rows]), states * use_prompt[:, None, None], text_mask & use_prompt[:, None])
+    return cond.dropped(torch.rand(b, generator=generator, device=device) < dropout)
+
+
+def masked_loss(model: torch.nn.Module, ids: torch.Tensor, inputs: torch.Tensor, mask: torch.Tensor, cond: Condition, smoothing: float) -> torch.Tensor:
+    logits = model(inputs, cond)
+    return F.cross_entropy(logits[mask].float(), ids[mask], label_smoothing=smoothing)
+
+
+@torch.no_grad()
+def validation_loss(model: torch.nn.Module, data: Data, mask_id: int, device: torch.device, batch: int = 256) -> float:
+    """Masked-token cross-entropy on the val split, fixed masks and class conditions (no smoothing)."""
+    generator = torch.Generator(device).manual_seed(1234)
+    total, count = 0.0, 0
+    for start in range(0, len(data.ids), batch):
+        rows = torch.arange(start, min(start + batch, len(data.ids)), device=device)
+        inputs, mask = mask_batch(data.ids[rows], mask_id, generator)
+        with _autocast(device):
+            loss = masked_loss(model, data.ids[rows], inputs, mask, Condition.classes(data.classes[rows]), 0.0)
+        total += loss.item() * len(rows)
+        count += len(rows)
+    return total / count
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m maskmamba.train generator", description=__doc__.splitlines()[0])
+    p.add_argument("--variant", required=True)
+    p.add_argument("--size", default="small")
+    p.add_argument("--cond-position", default="middle", choices=["head", "middle", "tail"])
+    p.add_argument("--data", required=True, help="data set folder with tokens.safetensors and captions.safetensors")
+    p.add_argument("--out", required=True, help="run folder: ckpt.pt and log.jsonl")
+    p.add_argument("--steps", type=int, default=6000, help="total optimizer steps of the whole run")
+    p.add_argument("--batch", type=int, default=256, help="per device")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=300)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--prompt-frac", type=float, default=0.5, help="share of samples conditioned on a caption")
+    p.add_argument("--cond-dropout", type=float, default=0.1)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--minutes", type=float, default=9.0, help="wall-clock budget of this invocation")
+    p.add_argument("--save-every", type=float, default=3.0, help="minutes between checkpoints")
+    p.add_argument("--log-every", type=int, default=100, help="steps between log lines (and step 1)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--export", default=None, help="write the EMA weights + classes.json here when done")
+    p.add_argument("--int8", action="store_true", help="export weight-only int8 (what ships in assets/)")
+    return p
+
+
+def _setup_distributed(device_arg: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = torch.device(device_arg)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def _lr(step: int, args: argparse.Namespace) -> float:
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    progress = (step - args.warmup) / max(1, args.steps - args.warmup)
+    return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def main(argv: list[str]) -> dict:
+    args = build_parser().parse_args(argv)
+    rank, world, device = _setup_distributed(args.device)
+    out = Path(args.out)
+    classes = load_manifest(args.data)["classes"]
+    torch.manual_seed(args.seed)  # same initial weights on every rank
+    model = build_model(args.variant, args.size, num_classes=len(classes), cond_position=args.cond_position).to(device)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=args.weight_decay)
+    step = 0
+    if (state := load_checkpoint(out / CKPT, device)) is not None:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+    trained = DistributedDataParallel(model) if world > 1 else model
+    train, val = Data.load(args.data, "train", device), Data.load(args.data, "val", device)
+    deadline = Deadline(args.minutes, args.save_every)
+    log = _Logger(out / LOG if rank == 0 else None)
+    log.write(event="start", step=step, world=world, variant=args.variant, params=sum(p.numel() for p in model.parameters()))
+    bar = tqdm(total=args.steps, initial=step, desc=args.variant, disable=rank != 0, mininterval=5)
+    start_time, start_step = time.perf_counter(), step
+    while step < args.steps and not deadline.expired():
+        generator = torch.Generator(device).manual_seed(args.seed * 1_000_003 + step * 1009 + rank)
+        rows = torch.randint(len(train.ids), (args.batch,), generator=generator, device=device)
+        inputs, mask = mask_batch(train.ids[rows], model.mask_id, generator)
+        cond = condition_batch(train, rows, args.prompt_frac, args.cond_dropout, generator)
+        for group in optimizer.param_groups:
+            group["lr"] = _lr(step, args)
+        with _autocast(device):
+            loss = masked_loss(trained, train.ids[rows], inputs, mask, cond, args.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        ema.update_parameters(model)
+        step += 1
+        bar.update(1)
+        if step % args.log_every == 0 or step == 1:
+            rate = (step - start_step) * args.batch * world / (time.perf_counter() - start_time)
+            bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.0f}")
+            log.write(event="train", step=step, loss=round(loss.item(), 4), images_per_s=round(rate, 1))
+        if rank == 0 and deadline.save_due():
+            _save(out, model, ema, optimizer, step)
+    bar.close()
+    result = {"event": "stop", "step": step, "done": step >= args.steps, "minutes": round(deadline.elapsed() / 60, 2)}
+    if rank == 0:
+        _save(out, model, ema, optimizer, step)
+        result["val_loss_ema"] = round(validation_loss(ema.module.eval(), val, model.mask_id, device), 4)
+        if args.export and result["done"]:
+            _export(ema.module, classes, Path(args.export), args.int8)
+            result["exported"] = args.export
+        log.write(**result)
+        print("TRAINING COMPLETE" if result["done"] else "NOT DONE: run the same command again to resume")
+    if world > 1:
+        dist.destroy_process_group()
+    return result
+
+
+def _save(out: Path, model, ema, optimizer, step: int) -> None:
+    save_checkpoint(out / CKPT, {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(), "step": step})
+
+
+def _export(model: torch.nn.Module, classes: list[str], folder: Path, int8: bool) -> None:
+    """EMA weights (config.json + float32 or int8 safetensors) and the class list."""
+    save_int8(model, folder) if int8 else model.save_pretrained(folder)
+    (folder / "classes.json").write_text(json.dumps(classes))
+
+
+class _Logger:
+    """JSON lines to a file (rank 0 only) and to stdout."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, **record) -> None:
+        if self.path is None:
+            return
+        line = json.dumps(record)
+        print(line, flush=True)
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
