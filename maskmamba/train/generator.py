@@ -186,8 +186,9 @@ def main(argv: list[str]) -> dict:
     if rank == 0:
         _save(out, model, ema, optimizer, step)
         result["val_loss_ema"] = round(validation_loss(ema.module.eval(), val, model.mask_id, device), 4)
-        if args.export and result["done"]:
+        if args.export:  # also when stopped early: training.json records how far it got
             _export(ema.module, classes, Path(args.export), args.int8)
+            (Path(args.export) / "training.json").write_text(json.dumps(result | {"batch": args.batch * world, "steps_planned": args.steps}))
             result["exported"] = args.export
         log.write(**result)
         print("TRAINING COMPLETE" if result["done"] else "NOT DONE: run the same command again to resume")
