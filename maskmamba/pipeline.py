@@ -5,7 +5,7 @@ import difflib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -69,6 +69,11 @@ class Pipeline:
             self._prompt_encoder = PromptEncoder(self.device)
         return self._prompt_encoder
 
+    @prompt_encoder.setter
+    def prompt_encoder(self, encoder: PromptEncoder) -> None:
+        """Share one loaded encoder between pipelines."""
+        self._prompt_encoder = encoder
+
     def class_id(self, name: str) -> int:
         """Index of a class name (case-insensitive); a ValueError suggests near names."""
         key = name.strip().lower()
@@ -107,11 +112,14 @@ class Pipeline:
         seed: int = 0,
         temperature: float = 1.0,
         tokens: torch.Tensor | None = None,
+        logits_fn: Callable | None = None,
     ) -> Iterator[StepResult]:
-        """Yield a StepResult after every decoding step; `tokens` (grid*grid,) with mask ids inpaints."""
+        """Yield a StepResult after every decoding step; `tokens` (grid*grid,) with mask ids inpaints.
+
+        `logits_fn` replaces the guided forward (the serving runtime passes a CUDA-graph replay)."""
         cond = self.condition(class_name, class_id, prompt)
         start = None if tokens is None else tokens.to(self.device)[None]
-        for s in maskgit(self.generator, cond, steps, cfg_scale, temperature, seed=seed, tokens=start):
+        for s in maskgit(self.generator, cond, steps, cfg_scale, temperature, seed=seed, tokens=start, logits_fn=logits_fn):
             yield self._result(s)
 
     def generate(self, **kwargs) -> Image.Image:

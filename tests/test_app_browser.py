@@ -1,0 +1,154 @@
+"""The page in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright): generate, paint, inpaint.
+
+Screenshots go to $MASKMAMBA_ARTIFACTS (default /tmp/maskmamba-artifacts), outside the repository.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.dev_assets import make_dev_assets
+
+CHROMIUM = Path("/usr/bin/chromium")
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs PyPI playwright")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium"),
+]
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+START_TIMEOUT_S = 180
+RUN_TIMEOUT_MS = 120_000
+RECORD_SOURCES = """root => {
+    window.__sources = new Set();
+    const note = () => root.querySelectorAll('img').forEach(img => window.__sources.add(img.src));
+    new MutationObserver(note).observe(root, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
+}"""
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    folder = Path(os.environ.get("MASKMAMBA_ARTIFACTS", "/tmp/maskmamba-artifacts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    """`python app.py` on a free loopback port, over tiny dev assets; stopped after the module."""
+    assets = make_dev_assets(tmp_path_factory.mktemp("dev-assets"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path_factory.mktemp("log") / "app.log"
+    with log.open("w") as out:
+        command = [sys.executable, "app.py", "--assets", str(assets), "--device", "cpu", "--port", str(port)]
+        server = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    address = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            if httpx.get(address, timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(1)
+    else:
+        server.terminate()
+        pytest.fail(f"the app did not start: {log.read_text()[-2000:]}")
+    yield address
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def page(url):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.get_by_role("button", name="Generate", exact=True).wait_for()
+        yield page
+        browser.close()
+
+
+def _done(page, status: str, steps: int = 12) -> None:
+    sync_api.expect(page.locator(status)).to_contain_text(f"step {steps} / {steps}", timeout=RUN_TIMEOUT_MS)
+
+
+def test_generate_shows_the_preview_change_live(page, artifacts):
+    sync_api.expect(page.get_by_text("selective scan: torch reference")).to_be_visible()
+    page.locator("#gen-image").evaluate(RECORD_SOURCES)
+    page.get_by_role("button", name="Generate", exact=True).click()
+    _done(page, "#gen-status")
+    sources = page.evaluate("[...window.__sources]")
+    assert len(sources) >= 3, f"the preview changed {len(sources) - 1} times"
+    sync_api.expect(page.get_by_text("Download progression (GIF)")).to_be_visible()
+    page.screenshot(path=artifacts / "generate.png", full_page=True)
+
+
+def test_bad_input_shows_a_readable_error_and_keeps_the_image(page, artifacts):
+    image = page.locator("#gen-image img").get_attribute("src")
+    page.locator("label").filter(has_text=re.compile(r"^\s*Prompt\s*$")).first.click()
+    page.get_by_role("button", name="Generate", exact=True).click()
+    sync_api.expect(page.get_by_text("the prompt is empty")).to_be_visible(timeout=30_000)
+    page.screenshot(path=artifacts / "error.png")
+    assert page.locator("#gen-image img").get_attribute("src") == image
+    assert "Traceback" not in page.content()
+    page.get_by_text("a sunflower", exact=True).first.click()  # an example prompt fills the (still visible) box
+    sync_api.expect(page.get_by_role("textbox", name="Prompt").first).to_have_value("a sunflower")
+    page.locator("label").filter(has_text=re.compile(r"^\s*Class\s*$")).first.click()
+
+
+def test_paint_a_mask_and_inpaint_live(page, artifacts):
+    page.get_by_role("tab", name="Inpaint").click()
+    page.get_by_role("button", name="Use the last generated image").click()
+    coverage = page.locator("#coverage")
+    sync_api.expect(coverage).to_contain_text("covers 0 of 256", timeout=30_000)  # the image has loaded
+    editor = page.locator("#inpaint-editor")
+    editor.get_by_role("button", name="Brush", exact=True).click()
+    box = editor.locator("canvas").first.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.3, y)
+    page.mouse.down()
+    for i in range(1, 11):
+        page.mouse.move(box["x"] + box["width"] * (0.3 + 0.04 * i), y + 3 * i, steps=2)
+    page.mouse.up()
+    sync_api.expect(coverage).not_to_contain_text("covers 0 of 256", timeout=30_000)
+    covered = int(re.search(r"covers (\d+) of 256", coverage.inner_text()).group(1))
+    assert 0 < covered < 256
+    page.locator("#inpaint-result").evaluate(RECORD_SOURCES)
+    page.get_by_role("button", name="Inpaint", exact=True).click()
+    _done(page, "#inpaint-status")
+    assert len(page.evaluate("[...window.__sources]")) >= 2
+    page.screenshot(path=artifacts / "inpaint.png", full_page=True)
+
+
+def _step(page) -> int:
+    return int(re.search(r"step (\d+) / 256", page.locator("#gen-status").inner_text()).group(1))
+
+
+def test_stop_cancels_a_long_run(page):
+    page.get_by_role("tab", name="Generate").click()
+    iterations = page.get_by_label("number input for Iterations").first  # the Generate tab comes first
+    iterations.fill("256")
+    iterations.press("Enter")
+    page.get_by_role("button", name="Generate", exact=True).click()
+    running = re.compile(r"step ([3-9]|\d\d+) / 256")
+    sync_api.expect(page.locator("#gen-status")).to_contain_text(running, timeout=RUN_TIMEOUT_MS)
+    page.get_by_role("button", name="Stop", exact=True).first.click(force=True)  # the page keeps moving while it decodes
+    page.wait_for_timeout(1500)
+    stopped = _step(page)
+    page.wait_for_timeout(2000)
+    assert _step(page) == stopped < 256
