@@ -23,7 +23,7 @@ python3 -c "import mamba_ssm" 2>/dev/null && touch /tmp/mamba.ready || (
   python3 -m pip install -q --no-deps --no-index /tmp/wheels/mamba_ssm-*.whl >> "$OUT/logs/mamba_build.log" 2>&1 &&
   touch /tmp/mamba.ready) &
 
-CUDA_VISIBLE_DEVICES=0 python3 -m maskmamba.train tokenizer --data "$DATA" --out runs/tokgan --init "$TOK" \
+[ "${TOK_STEPS:-7000}" -gt 0 ] && CUDA_VISIBLE_DEVICES=0 python3 -m maskmamba.train tokenizer --data "$DATA" --out runs/tokgan --init "$TOK" \
   --freeze-encoder --gan-weight 0.5 --gan-start 0 --lr 2e-4 --warmup 200 --steps ${TOK_STEPS:-7000} \
   --minutes "$(left)" --export "$OUT/pack/tokenizer" > "$OUT/logs/tokenizer.log" 2>&1 &
 

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from maskmamba.data.dataset import CaptionBank, load_manifest
@@ -144,7 +144,7 @@ def main(argv: list[str]) -> dict:
     classes = load_manifest(args.data)["classes"]
     torch.manual_seed(args.seed)  # same initial weights on every rank
     model = build_model(args.variant, args.size, num_classes=len(classes), cond_position=args.cond_position).to(device)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema))
+    ema = AveragedModel(model, avg_fn=_ema_with_warmup(args.ema))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=args.weight_decay)
     step = 0
     if (state := load_checkpoint(out / CKPT, device)) is not None:
@@ -195,6 +195,16 @@ def main(argv: list[str]) -> dict:
     if world > 1:
         dist.destroy_process_group()
     return result
+
+
+def _ema_with_warmup(decay: float):
+    """EMA whose decay grows as (1 + n) / (10 + n) up to `decay`: a short run is not dragged back to its init."""
+
+    def average(averaged: torch.Tensor, current: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        d = min(decay, (1 + float(count)) / (10 + float(count)))
+        return averaged * d + current * (1 - d)
+
+    return average
 
 
 def _save(out: Path, model, ema, optimizer, step: int) -> None:
