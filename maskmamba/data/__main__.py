@@ -1,7 +1,8 @@
 """CLI: python -m maskmamba.data build OUT [--sources noto,openmoji] [--limit N] [--no-captions] [--install]
 
 and python -m maskmamba.data sheet OUT PNG [--split train] [--count 64] [--seed 0] for a contact sheet,
-and python -m maskmamba.data tokenize OUT --tokenizer assets/tokenizer for the token cache of generator training.
+and python -m maskmamba.data tokenize OUT --tokenizer assets/tokenizer for the token cache of generator training,
+and python -m maskmamba.data pack OUT BUNDLE [--captions-per-emoji 2] for the bundle that travels to a GPU machine.
 """
 from __future__ import annotations
 
@@ -47,6 +48,10 @@ def parser() -> argparse.ArgumentParser:
     tokens.add_argument("root", type=Path, help="a built data set")
     tokens.add_argument("--tokenizer", type=Path, default=Path("assets/tokenizer"))
     tokens.add_argument("--device", default="cpu")
+    bundle = commands.add_parser("pack", help="token cache + trimmed captions + classes, for GPU training")
+    bundle.add_argument("root", type=Path, help="a built and tokenized data set")
+    bundle.add_argument("out", type=Path, help="bundle folder")
+    bundle.add_argument("--captions-per-emoji", type=int, default=2)
     return cli
 
 
@@ -68,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         from maskmamba.data.tokens import build_token_cache
 
         print(f"wrote {build_token_cache(args.root, args.tokenizer, args.device)}")
+        return 0
+    if args.command == "pack":
+        from maskmamba.data.pack import pack
+
+        print(f"wrote {pack(args.root, args.out, args.captions_per_emoji)}")
         return 0
     start = time.perf_counter()
     try:
