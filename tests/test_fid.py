@@ -50,3 +50,17 @@ def test_inception_features_shape_and_fid_of_a_set_with_itself():
     assert feats.shape == (2, FEATURE_DIM) and feats.dtype == np.float64 and np.isfinite(feats).all()
     assert not np.allclose(feats[0], feats[1])
     assert abs(fid(images, images, extractor)) < 1e-3
+
+
+def test_calibration_degradations_keep_size_and_lose_detail():
+    import numpy as np
+    from PIL import Image
+
+    from maskmamba.eval.fid_calibration import DEGRADATIONS
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    for name, degrade in DEGRADATIONS.items():
+        out = np.asarray(degrade(image))
+        assert out.shape == (128, 128, 3), name
+        assert np.abs(out.astype(int) - np.asarray(image)).mean() > 1, name
