@@ -4,9 +4,10 @@ from __future__ import annotations
 import importlib
 import sys
 
-# Subcommand -> module with `main(argv)`. Add the generator's evaluation here.
+# Subcommand -> module with `main(argv)`.
 SUBCOMMANDS = {
     "tokenizer": "maskmamba.eval.tokenizer",
+    "generator": "maskmamba.eval.generator",
 }
 
 

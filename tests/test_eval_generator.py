@@ -1,0 +1,151 @@
+"""Generator evaluation: the CLI end to end on a tiny synthetic data set, the classifier and the top-5 metric."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.numpy import save_file
+
+from maskmamba import build_model
+from maskmamba.data.dataset import CAPTIONS
+from maskmamba.data.imaging import encode_webp
+from maskmamba.data.shards import write_manifest, write_shards
+from maskmamba.eval import generator as evaluation
+from maskmamba.eval.classifier import topk_accuracy, train_classifier
+from maskmamba.models.tokenizer import VQTokenizer
+
+COLOURS = np.array([[220, 40, 40], [40, 60, 220]])  # class 0 red, class 1 blue
+VARIANTS = ("maskmamba-serial-half", "uvit")
+
+
+def coloured_images(classes: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """uint8 (N,size,size,3): a disc of the class colour (jittered) on white, with pixel noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    disc = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 3) ** 2
+    colour = COLOURS[classes] + rng.integers(-25, 26, (len(classes), 3))
+    images = np.where(disc[None, ..., None], colour[:, None, None], 255) + rng.integers(-20, 21, (len(classes), size, size, 3))
+    return images.clip(0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """6 emoji (rows 0-3 train, 4-5 val) of 2 classes, 2 images each, each with an annotation and a tag caption."""
+    root = tmp_path_factory.mktemp("data")
+    classes, splits = np.array([0, 0, 1, 1, 0, 1]), ["train"] * 4 + ["val"] * 2
+    for split in ("train", "val"):
+        rows = np.repeat([r for r, s in enumerate(splits) if s == split], 2)
+        webps = [encode_webp(Image.fromarray(x)) for x in coloured_images(classes[rows], 128, len(rows))]
+        write_shards(root, split, webps, classes[rows], rows, np.tile([0, 1], len(rows) // 2), shard_size=5)
+    table = [{"class_id": int(c), "split": s, "captions": [f"emoji {r}", f"emoji {r}: tag, tag, tag"]}
+             for r, (c, s) in enumerate(zip(classes, splits))]
+    lengths = np.array([3, 6] * len(table))
+    rng = np.random.default_rng(0)
+    save_file({
+        "tokens": rng.integers(-127, 128, (lengths.sum(), 384), dtype=np.int8),
+        "scales": np.full(lengths.sum(), 0.01, dtype=np.float16),
+        "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        "caption_emoji": np.repeat(np.arange(len(table)), 2).astype(np.int64),
+    }, str(root / CAPTIONS), metadata={"max_tokens": "16"})
+    write_manifest(root, {"classes": ["red", "blue"], "emoji": table})
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Untrained tiny generators (2 classes) per variant, serial-half also at head and tail, and a tokenizer."""
+    root = tmp_path_factory.mktemp("ckpts")
+    torch.manual_seed(0)
+    for variant in VARIANTS:
+        build_model(variant, "tiny", num_classes=2).save_pretrained(root / variant)
+    for position in ("head", "tail"):
+        build_model(VARIANTS[0], "tiny", num_classes=2, cond_position=position).save_pretrained(root / f"{VARIANTS[0]}@{position}")
+    VQTokenizer(enc_channels=(8, 8, 8, 8), dec_channels=(8, 8, 8, 8), dec_blocks=1).save_pretrained(root / "tokenizer")
+    return root
+
+
+class StandIn:
+    """Mean colour of each image quadrant (12 features), counting the images it sees."""
+
+    def __init__(self):
+        self.seen = 0
+
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        self.seen += len(images)
+        x = images.float().cpu()
+        h = x.shape[1] // 2
+        quads = [x[:, i * h : (i + 1) * h, j * h : (j + 1) * h].mean(dim=(1, 2)) for i in range(2) for j in range(2)]
+        return torch.cat(quads, dim=1).double().numpy()
+
+
+def test_cli_end_to_end_writes_finite_results_and_plots(data_dir, checkpoints, tmp_path):
+    torch.set_num_threads(2)
+    out, plots = tmp_path / "results" / "generators.json", tmp_path / "plots"
+    serial = checkpoints / VARIANTS[0]
+    argv = [
+        "--data", str(data_dir), "--checkpoints", str(checkpoints), "--variants", ",".join(VARIANTS),
+        "--tokenizer", str(checkpoints / "tokenizer"), "--n", "10", "--sweep", "1,3", "--sweep-n", "6",
+        "--steps", "2", "--steps-curve", "1,2", "--curve-n", "4", "--batch", "4", "--device", "cpu",
+        "--classifier-epochs", "1", "--work", str(tmp_path / "work"), "--out", str(out), "--plots", str(plots),
+        "--position-runs", f"head={serial}@head,middle={serial},tail={serial}@tail",
+    ]
+    features = StandIn()
+    results = evaluation.main(argv, features=features)
+    assert json.loads(out.read_text()) == results
+    assert 0 <= results["classifier_real_acc"] <= 1
+    assert set(results["variants"]) == set(VARIANTS)
+    for entry in results["variants"].values():
+        assert entry["best_cfg"] in (1, 3) and [r["cfg"] for r in entry["cfg_sweep"]] == [1, 3]
+        assert entry["best_cfg"] == min(entry["cfg_sweep"], key=lambda r: r["fid"])["cfg"]
+        assert (entry["n_images"], entry["steps"], entry["n_prompts"]) == (10, 2, 6)
+        values = [entry["fid"], entry["class_acc"], entry["prompt_top5"], *(r["fid"] for r in entry["cfg_sweep"])]
+        assert all(math.isfinite(v) for v in values) and entry["fid"] >= 0
+        assert entry["prompt_top5"] == 1.0  # two classes: the true one is always in the top 5
+        assert set(entry["prompt_top5_by_split"]) == {"train", "val"}
+    assert [p["steps"] for p in results["fid_vs_steps"]["points"]] == [1, 2]
+    assert [p["position"] for p in results["fid_vs_position"]["points"]] == ["head", "middle", "tail"]
+    curve_fids = [p["fid"] for p in results["fid_vs_steps"]["points"] + results["fid_vs_position"]["points"]]
+    assert all(math.isfinite(f) for f in curve_fids)
+    assert "maskmamba.eval generator" in results["command"]
+    names = {p.name for p in plots.glob("*.png")}
+    assert names == {"generators_fid_vs_cfg.png", "generators_fid_vs_steps.png", "generators_fid_vs_position.png"}
+    assert all(0 < p.stat().st_size < 60_000 for p in plots.glob("*.png"))
+    # images seen: 8 real train images, then per variant 2 x 6 (sweep) + 10, then 2 x 4 and 3 x 4 (curves)
+    assert features.seen == 8 + 2 * 22 + 8 + 12
+
+    # a second run evaluating nothing reuses the cached classifier and real features and keeps the variants
+    again = StandIn()
+    rerun = evaluation.main([*argv[:4], "--variants", "", *argv[6:-2]], features=again)
+    assert again.seen == 0
+    assert rerun["variants"] == results["variants"]
+    assert rerun["classifier_real_acc"] == results["classifier_real_acc"]
+
+
+def test_missing_checkpoint_stops_before_any_work(data_dir, tmp_path):
+    with pytest.raises(SystemExit, match="no generator checkpoint"):
+        evaluation.main(["--data", str(data_dir), "--checkpoints", str(tmp_path), "--variants", "transformer"])
+
+
+def test_classifier_learns_two_colours():
+    torch.set_num_threads(2)
+    labels = np.tile([0, 1], 48)
+    images, val_images = coloured_images(labels[:64], 64, 1), coloured_images(labels[64:], 64, 2)
+    _, acc = train_classifier(images, labels[:64], val_images, labels[64:], "cpu", epochs=4, batch_size=16, lr=3e-3)
+    assert acc > 0.9
+
+
+def test_topk_accuracy_on_hand_made_logits():
+    logits = torch.tensor([
+        [9.0, 8, 7, 6, 5, 4, 3],  # label 4: 5th largest -> top-5 hit, top-1 miss
+        [9.0, 8, 7, 6, 5, 4, 3],  # label 5: 6th largest -> miss
+        [0.0, 0, 0, 0, 0, 0, 1],  # label 6: largest -> hit for both
+        [1.0, 2, 3, 4, 5, 6, 7],  # label 1: 6th largest -> miss
+    ])
+    labels = torch.tensor([4, 5, 6, 1])
+    assert topk_accuracy(logits, labels, 5) == pytest.approx(0.5)
+    assert topk_accuracy(logits, labels, 1) == pytest.approx(0.25)
+    assert topk_accuracy(logits[:2, :3], torch.tensor([2, 1]), 5) == 1.0  # k is capped at the class count
