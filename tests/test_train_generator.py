@@ -73,3 +73,17 @@ def test_two_processes_train_with_ddp_on_cpu(token_data, tmp_path):
     start = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[0])
     assert start["world"] == 2
     assert "TRAINING COMPLETE" in run.stdout
+
+
+def test_masked_loss_equals_mean_over_masked_positions():
+    from maskmamba import Condition, build_model
+
+    model = build_model("transformer", "tiny", num_classes=2).eval()
+    ids = torch.randint(0, model.codebook_size, (3, 256))
+    inputs, mask = train_generator.mask_batch(ids, model.mask_id, torch.Generator().manual_seed(0))
+    cond = Condition.classes(torch.tensor([0, 1, 0]))
+    with torch.no_grad():
+        logits = model(inputs, cond)
+        expected = torch.nn.functional.cross_entropy(logits[mask], ids[mask], label_smoothing=0.1)
+        got = train_generator.masked_loss(model, ids, inputs, mask, cond, 0.1)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

@@ -68,8 +68,10 @@ def condition_batch(data: Data, rows: torch.Tensor, prompt_frac: float, dropout:
 
 
 def masked_loss(model: torch.nn.Module, ids: torch.Tensor, inputs: torch.Tensor, mask: torch.Tensor, cond: Condition, smoothing: float) -> torch.Tensor:
+    """Mean cross-entropy over the masked positions, as a mask-weighted mean: static shapes, no host sync."""
     logits = model(inputs, cond)
-    return F.cross_entropy(logits[mask].float(), ids[mask], label_smoothing=smoothing)
+    ce = F.cross_entropy(logits.float().transpose(1, 2), ids, label_smoothing=smoothing, reduction="none")
+    return (ce * mask).sum() / mask.sum()
 
 
 @torch.no_grad()
