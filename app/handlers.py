@@ -21,7 +21,7 @@ from PIL import Image
 from app import media
 from app.runtime import MAX_SEED, Runtime, Settings
 from maskmamba.configs import VARIANTS
-from maskmamba.pipeline import IMAGE_SIZE, StepResult
+from maskmamba.pipeline import IMAGE_SIZE, StepResult, model_image
 
 log = logging.getLogger(__name__)
 MODES = ("Class", "Prompt")
@@ -140,8 +140,7 @@ class Handlers:
     def _inpaint(self, editor: dict, variant: str, choice: tuple) -> Iterator[tuple]:
         chosen = settings(*choice)
         image, mask = editor_parts(editor)
-        small = image.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE))
-        overlay = media.token_overlay(small, self.runtime.token_mask(variant, _grid_mask(mask)))
+        overlay, _ = self._overlay(image, mask, variant)
         started, latencies = time.perf_counter(), []
         for result in self.runtime.inpaint_steps(variant, image, mask, chosen):
             latencies.append(result.latency_ms)
@@ -154,12 +153,15 @@ class Handlers:
         if not editor or editor.get("background") is None:
             return None, "Load an image, then paint over the part to regenerate."
         try:
-            image, mask = editor_parts(editor)
-            tokens = self.runtime.token_mask(variant, _grid_mask(mask))
+            overlay, tokens = self._overlay(*editor_parts(editor), variant)
         except ValueError as err:
             return None, f"⚠️ {err}"
-        small = image.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE))
-        return media.token_overlay(small, tokens), f"The mask covers **{tokens.sum()} of {tokens.size}** tokens."
+        return overlay, f"The mask covers **{tokens.sum()} of {tokens.size}** tokens."
+
+    def _overlay(self, image: Image.Image, mask: np.ndarray, variant: str) -> tuple[Image.Image, np.ndarray]:
+        """(the image as the model sees it with its covered tokens tinted, the (grid, grid) token mask)."""
+        tokens = self.runtime.token_mask(variant, _grid_mask(mask))
+        return media.token_overlay(model_image(image), tokens), tokens
 
     @staticmethod
     def editor_value(image: Image.Image | None) -> dict:

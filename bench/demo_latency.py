@@ -52,7 +52,7 @@ def main() -> None:
     for v in runtime.variants:
         runs = [t for t in timings if t.variant == v]
         wall = statistics.median(t.wall_ms for t in runs)
-        model = statistics.median(sum(t.step_ms) for t in runs)
+        model = statistics.median(t.model_ms for t in runs)
         print(f"{v:30s} {wall:12.1f} {model:10.1f}")
 
 

@@ -152,7 +152,7 @@ class Pipeline:
     @torch.no_grad()
     def encode(self, image: Image.Image) -> torch.Tensor:
         """RGB image -> (1, grid*grid) token ids."""
-        x = torch.from_numpy(np.asarray(_rgb(image), dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
+        x = torch.from_numpy(np.asarray(model_image(image), dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
         return self.tokenizer.encode(x.to(self.device)).flatten(1)
 
     @torch.no_grad()
@@ -182,8 +182,8 @@ def _last(results: Iterator[StepResult]) -> StepResult:
     return result
 
 
-def _rgb(image: Image.Image) -> Image.Image:
-    """Any PIL image -> 128x128 RGB, transparent parts composited on white."""
+def model_image(image: Image.Image) -> Image.Image:
+    """Any PIL image -> the 128x128 RGB the tokenizer sees: transparent parts composited on white."""
     if image.mode in ("RGBA", "LA", "P"):
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
@@ -202,7 +202,7 @@ def _prepare_inpaint(image: Image.Image, mask: np.ndarray | Image.Image) -> tupl
     if mask_array.shape != (image.height, image.width):
         raise ValueError(f"the mask is {mask_array.shape[1]}x{mask_array.shape[0]} but the image is {image.width}x{image.height}")
     scaled = Image.fromarray((mask_array > 0).astype(np.uint8) * 255).resize((IMAGE_SIZE, IMAGE_SIZE), Image.NEAREST)
-    return _rgb(image), np.asarray(scaled) > 0
+    return model_image(image), np.asarray(scaled) > 0
 
 
 def _dim_masked(image: Image.Image, mask: np.ndarray) -> Image.Image:

@@ -94,3 +94,13 @@ def test_seeded_generation_is_deterministic(pipe):
     b = pipe.generate(class_id=0, steps=3, seed=11)
     assert np.array_equal(np.asarray(a), np.asarray(b))
     assert torch.is_tensor(next(pipe.stream(class_id=0, steps=2)).tokens)
+
+
+def test_model_image_composites_transparency_on_white_at_model_size():
+    from maskmamba.pipeline import model_image
+
+    image = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    image.paste((200, 0, 0, 255), (0, 0, 32, 64))
+    out = np.asarray(model_image(image))
+    assert out.shape == (128, 128, 3)
+    assert (out[:, 100] == 255).all() and (out[:, 10] == (200, 0, 0)).all()
