@@ -87,3 +87,20 @@ def test_masked_loss_equals_mean_over_masked_positions():
         expected = torch.nn.functional.cross_entropy(logits[mask], ids[mask], label_smoothing=0.1)
         got = train_generator.masked_loss(model, ids, inputs, mask, cond, 0.1)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_graphed_step_refuses_cpu_tensors():
+    from maskmamba.train.graphed import GraphedStep
+
+    with pytest.raises(ValueError, match="CUDA"):
+        GraphedStep(lambda x: x * 2)(torch.ones(3))
+
+
+def test_ema_starts_close_to_the_model_and_moves_slowly_later():
+    model, ema = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+    before = ema.weight.detach().clone()
+    train_generator.update_ema(ema, model, step=0, decay=0.999)  # decay 0.1: mostly the model
+    assert torch.allclose(ema.weight, 0.1 * before + 0.9 * model.weight)
+    snapshot = ema.weight.detach().clone()
+    train_generator.update_ema(ema, model, step=10_000, decay=0.999)
+    assert torch.allclose(ema.weight, 0.999 * snapshot + 0.001 * model.weight)

@@ -34,7 +34,7 @@ class InceptionFeatures(nn.Module):
     """uint8 images (N,H,W,3) -> 2048-d Inception pool features.
 
     `weights`: a copy of `default_1.pt` to use instead of the installed package's (for a machine where the
-    package is not installed).
+    package is not installed; an fp16 copy is upcast on load).
     """
 
     def __init__(self, device: str | torch.device = "cpu", weights: str | Path | None = None):
@@ -43,7 +43,7 @@ class InceptionFeatures(nn.Module):
         path = Path(weights) if weights else inception_path()
         with warnings.catch_warnings():  # recent torch flags torch.jit.load as deprecated; the file is TorchScript
             warnings.simplefilter("ignore", DeprecationWarning)
-            self.net = torch.jit.load(str(path), map_location=self.device).eval()
+            self.net = torch.jit.load(str(path), map_location=self.device).float().eval()  # a copy may be stored in fp16
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:

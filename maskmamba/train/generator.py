@@ -12,6 +12,7 @@ dropped to the null condition with --cond-dropout for classifier-free guidance. 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -23,13 +24,13 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from maskmamba.data.dataset import CaptionBank, load_manifest
 from maskmamba.data.tokens import load_tokens
 from maskmamba.models import Condition, build_model, save_int8
 from maskmamba.train.checkpoint import Deadline, load_checkpoint, save_checkpoint
+from maskmamba.train.graphed import GraphedStep
 
 CKPT, LOG = "ckpt.pt", "log.jsonl"
 
@@ -90,7 +91,26 @@ def validation_loss(model: torch.nn.Module, data: Data, mask_id: int, device: to
 
 
 def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    """bf16 on CUDA (without the weight-cast cache, which CUDA-graph capture forbids); off on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
+    return torch.autocast("cpu", enabled=False)
+
+
+def make_train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, smoothing: float, device: torch.device):
+    """One optimizer step on a batch given as plain tensors (so that a CUDA graph can hold it); returns the loss."""
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def step(ids, inputs, mask, class_ids, text, text_mask) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        with _autocast(device):
+            loss = masked_loss(model, ids, inputs, mask, Condition(class_ids, text, text_mask), smoothing)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        return loss.detach()
+
+    return step
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-every", type=int, default=100, help="steps between log lines (and step 1)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eager", action="store_true", help="no CUDA graph for the training step (always eager under DDP)")
     p.add_argument("--export", default=None, help="write the EMA weights + classes.json here when done")
     p.add_argument("--int8", action="store_true", help="export weight-only int8 (what ships in assets/)")
     return p
@@ -146,8 +167,10 @@ def main(argv: list[str]) -> dict:
     classes = load_manifest(args.data)["classes"]
     torch.manual_seed(args.seed)  # same initial weights on every rank
     model = build_model(args.variant, args.size, num_classes=len(classes), cond_position=args.cond_position).to(device)
-    ema = AveragedModel(model, avg_fn=_ema_with_warmup(args.ema))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=args.weight_decay)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    graphed = device.type == "cuda" and world == 1 and not args.eager
+    lr = torch.tensor(args.lr, device=device) if graphed else args.lr  # a graph reads the lr from device memory
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=args.weight_decay, capturable=graphed)
     step = 0
     if (state := load_checkpoint(out / CKPT, device)) is not None:
         model.load_state_dict(state["model"])
@@ -155,10 +178,14 @@ def main(argv: list[str]) -> dict:
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
     trained = DistributedDataParallel(model) if world > 1 else model
+    train_step = make_train_step(trained, optimizer, args.label_smoothing, device)
+    if graphed:
+        train_step = GraphedStep(train_step)
     train, val = Data.load(args.data, "train", device), Data.load(args.data, "val", device)
     deadline = Deadline(args.minutes, args.save_every)
     log = _Logger(out / LOG if rank == 0 else None)
-    log.write(event="start", step=step, world=world, variant=args.variant, params=sum(p.numel() for p in model.parameters()))
+    log.write(event="start", step=step, world=world, variant=args.variant, params=sum(p.numel() for p in model.parameters()),
+              cuda_graph=graphed)
     bar = tqdm(total=args.steps, initial=step, desc=args.variant, disable=rank != 0, mininterval=5)
     start_time, start_step = time.perf_counter(), step
     while step < args.steps and not deadline.expired():
@@ -166,30 +193,25 @@ def main(argv: list[str]) -> dict:
         rows = torch.randint(len(train.ids), (args.batch,), generator=generator, device=device)
         inputs, mask = mask_batch(train.ids[rows], model.mask_id, generator)
         cond = condition_batch(train, rows, args.prompt_frac, args.cond_dropout, generator)
-        for group in optimizer.param_groups:
-            group["lr"] = _lr(step, args)
-        with _autocast(device):
-            loss = masked_loss(trained, train.ids[rows], inputs, mask, cond, args.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        ema.update_parameters(model)
+        _set_lr(optimizer, _lr(step, args))
+        loss = train_step(train.ids[rows], inputs, mask, cond.class_ids, cond.text, cond.text_mask)
+        update_ema(ema, model, step, args.ema)
         step += 1
         bar.update(1)
         if step % args.log_every == 0 or step == 1:
+            value = loss.item()
             rate = (step - start_step) * args.batch * world / (time.perf_counter() - start_time)
-            bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.0f}")
-            log.write(event="train", step=step, loss=round(loss.item(), 4), images_per_s=round(rate, 1))
+            bar.set_postfix(loss=f"{value:.3f}", img_s=f"{rate:.0f}")
+            log.write(event="train", step=step, loss=round(value, 4), images_per_s=round(rate, 1))
         if rank == 0 and deadline.save_due():
             _save(out, model, ema, optimizer, step)
     bar.close()
     result = {"event": "stop", "step": step, "done": step >= args.steps, "minutes": round(deadline.elapsed() / 60, 2)}
     if rank == 0:
         _save(out, model, ema, optimizer, step)
-        result["val_loss_ema"] = round(validation_loss(ema.module.eval(), val, model.mask_id, device), 4)
+        result["val_loss_ema"] = round(validation_loss(ema, val, model.mask_id, device), 4)
         if args.export:  # also when stopped early: training.json records how far it got
-            _export(ema.module, classes, Path(args.export), args.int8)
+            _export(ema, classes, Path(args.export), args.int8)
             (Path(args.export) / "training.json").write_text(json.dumps(result | {"batch": args.batch * world, "steps_planned": args.steps}))
             result["exported"] = args.export
         log.write(**result)
@@ -199,14 +221,20 @@ def main(argv: list[str]) -> dict:
     return result
 
 
-def _ema_with_warmup(decay: float):
-    """EMA whose decay grows as (1 + n) / (10 + n) up to `decay`: a short run is not dragged back to its init."""
+def _set_lr(optimizer: torch.optim.Optimizer, value: float) -> None:
+    for group in optimizer.param_groups:
+        if torch.is_tensor(group["lr"]):
+            group["lr"].fill_(value)
+        else:
+            group["lr"] = value
 
-    def average(averaged: torch.Tensor, current: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-        d = min(decay, (1 + float(count)) / (10 + float(count)))
-        return averaged * d + current * (1 - d)
 
-    return average
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:
+    """EMA whose decay grows as (1 + step) / (10 + step) up to `decay`, so a short run is not dragged back to its
+    init; one fused lerp over all parameters, no host synchronisation."""
+    d = min(decay, (1 + step) / (10 + step))
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - d)
 
 
 def _save(out: Path, model, ema, optimizer, step: int) -> None:

@@ -1,0 +1,81 @@
+"""Training throughput (images/s) of every variant: the eager step against the step replayed from a CUDA graph.
+
+    python -m bench.train_throughput --device cuda --size small --batch 256 [--out results.json]
+
+Random tokens and conditions (throughput does not depend on the data), bf16 autocast, AdamW with gradient
+clipping: the step `python -m maskmamba.train generator` runs. Prints one row per variant and the
+graph/eager ratio, measured side by side in one process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from maskmamba import VARIANTS, build_model
+from maskmamba.ops import attention_backend, scan_backend
+from maskmamba.text_encoder import PROMPT_TOKENS, TEXT_DIM
+from maskmamba.train.generator import make_train_step
+from maskmamba.train.graphed import GraphedStep
+
+
+def random_batch(model: torch.nn.Module, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(ids, inputs, mask, class_ids, text, text_mask): half masked, half the samples prompt-conditioned."""
+    n = model.grid**2
+    ids = torch.randint(0, model.codebook_size, (batch, n), device=device)
+    mask = torch.rand(batch, n, device=device) < 0.5
+    classes = torch.randint(0, 10, (batch,), device=device)
+    classes[::2] = -1
+    text_mask = (classes < 0)[:, None] & (torch.arange(PROMPT_TOKENS, device=device) < 6)
+    text = torch.randn(batch, PROMPT_TOKENS, TEXT_DIM, device=device)
+    return ids, torch.where(mask, model.mask_id, ids), mask, classes, text, text_mask
+
+
+def images_per_s(variant: str, size: str, batch: int, device: torch.device, graphed: bool, steps: int) -> float:
+    model = build_model(variant, size, num_classes=10).to(device)
+    lr = torch.tensor(1e-4, device=device) if graphed else 1e-4
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, capturable=graphed)
+    step = make_train_step(model, optimizer, 0.1, device)
+    if graphed:
+        step = GraphedStep(step)
+    batch_tensors = random_batch(model, batch, device)
+    for _ in range(5):  # warm-up (and, graphed, the capture)
+        step(*batch_tensors)
+    torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(*batch_tensors)
+    torch.cuda.synchronize(device)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--size", default="small")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--out", default="")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type != "cuda":
+        raise SystemExit("this benchmark compares CUDA-graph replay with eager steps: it needs --device cuda")
+    name = torch.cuda.get_device_name(device)
+    print(f"device {name}; scan {scan_backend(device)}; attention {attention_backend(device)}; size {args.size}; batch {args.batch}")
+    print(f"{'variant':30s} {'eager img/s':>12s} {'graph img/s':>12s} {'graph/eager':>12s}")
+    rows = []
+    for variant in args.variants.split(","):
+        eager = images_per_s(variant, args.size, args.batch, device, False, args.steps)
+        graph = images_per_s(variant, args.size, args.batch, device, True, args.steps)
+        rows.append({"variant": variant, "eager_img_s": round(eager, 1), "graph_img_s": round(graph, 1)})
+        print(f"{variant:30s} {eager:12.0f} {graph:12.0f} {graph / eager:11.2f}x", flush=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"device": name, "size": args.size, "batch": args.batch, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
