@@ -147,12 +147,14 @@ class Runtime:
         return self.pipelines[self._check_variant(variant)].class_names
 
     def warm_up(self, steps: int = 2) -> dict[str, float]:
-        """Load the prompt encoder, capture CUDA graphs (on GPU) and run each variant once; wall ms per variant."""
+        """Load the prompt encoder, capture step and preview CUDA graphs (on GPU), run each variant once; wall ms each."""
         self._load_prompt_encoder()
         if self.device.type == "cuda":
-            from maskmamba.graphs import GraphedGuidance  # CUDA only
+            from maskmamba.graphs import GraphedGuidance, GraphedPreview  # CUDA only
 
             self.graphs = {v: GraphedGuidance(p.generator) for v, p in self.pipelines.items()}
+            for pipe in self.pipelines.values():
+                pipe.preview_fn = GraphedPreview(pipe.tokenizer)
         name = self.class_names(self.variants[0])[0]
         return {v: self.time_run(v, Settings(class_name=name, steps=steps)).wall_ms for v in self.variants}
 

@@ -1,12 +1,39 @@
-"""A sampling step's guided forward captured once in a CUDA graph and replayed: small models are launch-bound."""
+"""CUDA graphs captured once and replayed: a sampling step's guided forward and its preview, both launch-bound."""
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from torch import nn
 
 from maskmamba.models.conditioning import Condition
+from maskmamba.models.tokenizer import VQTokenizer
+from maskmamba.pipeline import preview_pixels
 from maskmamba.sampler import guided_logits
 from maskmamba.text_encoder import PROMPT_TOKENS
+
+
+def _cuda_device(module: nn.Module) -> torch.device:
+    device = next(module.parameters()).device
+    if device.type != "cuda":
+        raise ValueError("CUDA graphs need the model on a CUDA device")
+    return device
+
+
+def _capture(
+    forward: Callable[[], torch.Tensor], device: torch.device, warmup: int
+) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+    """Run `forward` `warmup` times on a side stream (as capture needs), then capture it: graph and static output."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side), torch.no_grad():
+        for _ in range(warmup):
+            forward()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph), torch.no_grad():
+        out = forward()
+    return graph, out
 
 
 class GraphedGuidance:
@@ -16,22 +43,12 @@ class GraphedGuidance:
     """
 
     def __init__(self, model: nn.Module, batch: int = 1, slots: int = PROMPT_TOKENS, warmup: int = 3):
-        device = next(model.parameters()).device
-        if device.type != "cuda":
-            raise ValueError("CUDA graphs need the model on a CUDA device")
+        device = _cuda_device(model)
         self.model = model
         self.tokens = torch.full((batch, model.grid**2), model.mask_id, dtype=torch.long, device=device)
         self.cond = Condition.null(batch, device, slots)
         self.scale = torch.ones((), device=device)
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side), torch.no_grad():
-            for _ in range(warmup):
-                self._forward()
-        torch.cuda.current_stream(device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph), torch.no_grad():
-            self.out = self._forward()
+        self.graph, self.out = _capture(self._forward, device, warmup)
 
     def _forward(self) -> torch.Tensor:
         return guided_logits(self.model, self.tokens, self.cond, self.scale)
@@ -42,5 +59,29 @@ class GraphedGuidance:
         self.cond.text.copy_(cond.text)
         self.cond.text_mask.copy_(cond.text_mask)
         self.scale.fill_(cfg_scale)
+        self.graph.replay()
+        return self.out
+
+
+class GraphedPreview:
+    """Drop-in `Pipeline.preview_fn`: a batch-of-one step preview from a CUDA graph replay of `preview_pixels`.
+
+    Tokens (1, grid*grid) and still-masked flags (1, grid*grid) in -> (H, W, 3) uint8 on the GPU: the graph's
+    static output, overwritten by the next call.
+    """
+
+    def __init__(self, tokenizer: VQTokenizer, warmup: int = 3):
+        device = _cuda_device(tokenizer)
+        self.tokenizer = tokenizer
+        self.tokens = torch.zeros((1, tokenizer.grid**2), dtype=torch.long, device=device)
+        self.mask = torch.ones((1, tokenizer.grid**2), dtype=torch.bool, device=device)
+        self.graph, self.out = _capture(self._forward, device, warmup)
+
+    def _forward(self) -> torch.Tensor:
+        return preview_pixels(self.tokenizer, self.tokens, self.mask)[0]
+
+    def __call__(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        self.tokens.copy_(tokens)
+        self.mask.copy_(mask)
         self.graph.replay()
         return self.out

@@ -19,6 +19,7 @@ from maskmamba.text_encoder import PromptEncoder
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 IMAGE_SIZE = 128
 MAX_PROMPT_CHARS = 300
+PreviewFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (1, N) ids, (1, N) still masked -> (H, W, 3) uint8
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Pipeline:
         self.class_names = list(class_names)
         self._class_index = {name.lower(): i for i, name in enumerate(self.class_names)}
         self._prompt_encoder: PromptEncoder | None = None
+        self.preview_fn: PreviewFn | None = None  # replaces the eager step preview (the serving runtime's CUDA graph)
 
     @classmethod
     def from_pretrained(
@@ -155,17 +157,37 @@ class Pipeline:
         x = torch.from_numpy(np.asarray(model_image(image), dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
         return self.tokenizer.encode(x.to(self.device)).flatten(1)
 
-    @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> list[Image.Image]:
         """(B, grid*grid) ids -> B images."""
-        g = self.generator.grid
-        x = self.tokenizer.decode(tokens.view(-1, g, g))
-        pixels = ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-        return [Image.fromarray(p) for p in pixels]
+        return [Image.fromarray(p) for p in decode_pixels(self.tokenizer, tokens).cpu().numpy()]
 
     def _result(self, s: SampleStep) -> StepResult:
         mask = s.mask[0].view(self.generator.grid, self.generator.grid).cpu().numpy()
-        return StepResult(s.index, s.total, _dim_masked(self.decode(s.prediction[:1])[0], mask), mask, s.latency_ms, s.tokens[0])
+        preview = (self.preview_fn or self._eager_preview)(s.prediction[:1], s.mask[:1])
+        return StepResult(s.index, s.total, Image.fromarray(preview.cpu().numpy()), mask, s.latency_ms, s.tokens[0])
+
+    def _eager_preview(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return preview_pixels(self.tokenizer, tokens, mask)[0]
+
+
+@torch.no_grad()
+def decode_pixels(tokenizer: VQTokenizer, tokens: torch.Tensor) -> torch.Tensor:
+    """(B, grid*grid) ids -> (B, H, W, 3) uint8 on the tokenizer's device."""
+    x = tokenizer.decode(tokens.view(-1, tokenizer.grid, tokenizer.grid))
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1)
+
+
+@torch.no_grad()
+def preview_pixels(tokenizer: VQTokenizer, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, grid*grid) ids and still-masked flags -> (B, H, W, 3) uint8 preview, still-masked cells blended towards grey.
+
+    Plain torch with fixed shapes and no host sync, so the eager preview and `GraphedPreview` run the same code.
+    The blend matches float32 numpy arithmetic and truncates to uint8 as numpy's astype does."""
+    pixels = decode_pixels(tokenizer, tokens).float()
+    b, size, g = len(pixels), pixels.shape[1], tokenizer.grid
+    cell = size // g
+    big = mask.view(b, g, 1, g, 1, 1).expand(b, g, cell, g, cell, 1).reshape(b, size, size, 1)
+    return torch.where(big, 0.35 * pixels + 0.65 * 128, pixels).to(torch.uint8)
 
 
 def _first_existing(*paths: Path) -> Path:
@@ -203,11 +225,3 @@ def _prepare_inpaint(image: Image.Image, mask: np.ndarray | Image.Image) -> tupl
         raise ValueError(f"the mask is {mask_array.shape[1]}x{mask_array.shape[0]} but the image is {image.width}x{image.height}")
     scaled = Image.fromarray((mask_array > 0).astype(np.uint8) * 255).resize((IMAGE_SIZE, IMAGE_SIZE), Image.NEAREST)
     return model_image(image), np.asarray(scaled) > 0
-
-
-def _dim_masked(image: Image.Image, mask: np.ndarray) -> Image.Image:
-    """Blend still-masked token cells towards grey so a person sees what is left to decode."""
-    cell = IMAGE_SIZE // mask.shape[0]
-    big = np.kron(mask, np.ones((cell, cell), dtype=bool))[..., None]
-    pixels = np.asarray(image).astype(np.float32)
-    return Image.fromarray(np.where(big, 0.35 * pixels + 0.65 * 128, pixels).astype(np.uint8))

@@ -1,4 +1,4 @@
-"""Pipeline: loading from a folder, class and prompt generation, streaming, inpainting, readable errors."""
+"""Pipeline: loading from a folder, class and prompt generation, streaming, previews, inpainting, readable errors."""
 from __future__ import annotations
 
 import numpy as np
@@ -27,6 +27,59 @@ def test_stream_yields_each_step_with_a_shrinking_mask(pipe):
     assert results[0].mask.shape == (16, 16) and results[-1].mask.sum() == 0
     assert results[0].mask.sum() > results[1].mask.sum()
     assert all(r.latency_ms > 0 for r in results)
+
+
+class _RampTokenizer:
+    """Decodes any ids to a ramp through [-1, 1], so the preview blend sees every grey level."""
+
+    grid = 16
+
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        return torch.linspace(-1, 1, 3 * 128 * 128).view(1, 3, 128, 128).expand(len(ids), -1, -1, -1)
+
+
+def _numpy_preview(tokenizer, tokens: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """The eager preview before `preview_pixels`: Pipeline.decode's conversion, then the numpy `_dim_masked` blend."""
+    g = tokenizer.grid
+    with torch.no_grad():
+        x = tokenizer.decode(tokens.view(-1, g, g))
+    image = Image.fromarray(((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()[0])
+    big = np.kron(mask.view(g, g).numpy(), np.ones((128 // g, 128 // g), dtype=bool))[..., None]
+    pixels = np.asarray(image).astype(np.float32)
+    return np.where(big, 0.35 * pixels + 0.65 * 128, pixels).astype(np.uint8)
+
+
+@pytest.mark.parametrize("tokenizer", ["pipeline", "ramp"])
+def test_preview_pixels_equal_the_numpy_preview_exactly(pipe, tokenizer):
+    from maskmamba.pipeline import preview_pixels
+
+    tokenizer = pipe.tokenizer if tokenizer == "pipeline" else _RampTokenizer()
+    n = tokenizer.grid**2
+    tokens = torch.randint(0, pipe.tokenizer.codebook_size, (1, n))
+    mask = torch.rand(1, n) < 0.5
+    got = preview_pixels(tokenizer, tokens, mask)[0].numpy()
+    assert got.dtype == np.uint8 and got.shape == (128, 128, 3)
+    assert np.array_equal(got, _numpy_preview(tokenizer, tokens, mask))
+
+
+def test_stream_previews_through_preview_fn_when_set(pipe, monkeypatch):
+    calls = []
+
+    def black(tokens, mask):
+        calls.append((tokens.shape, mask.shape))
+        return torch.zeros(128, 128, 3, dtype=torch.uint8)
+
+    monkeypatch.setattr(pipe, "preview_fn", black)
+    results = list(pipe.stream(class_id=1, steps=2))
+    assert calls == [((1, 256), (1, 256))] * 2
+    assert all(np.asarray(r.image).max() == 0 and r.image.mode == "RGB" for r in results)
+
+
+def test_graphed_preview_refuses_a_cpu_tokenizer(pipe):
+    from maskmamba.graphs import GraphedPreview
+
+    with pytest.raises(ValueError, match="CUDA"):
+        GraphedPreview(pipe.tokenizer)
 
 
 def test_prompt_generation_uses_minilm(pipe):
