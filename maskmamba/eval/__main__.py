@@ -8,6 +8,7 @@ import sys
 SUBCOMMANDS = {
     "tokenizer": "maskmamba.eval.tokenizer",
     "generator": "maskmamba.eval.generator",
+    "fid-fp16": "maskmamba.eval.fid",
 }
 
 

@@ -97,3 +97,22 @@ def fid(
     stats_a = feature_stats(extractor.features(images_a, batch_size))
     stats_b = feature_stats(extractor.features(images_b, batch_size))
     return frechet_distance(*stats_a, *stats_b)
+
+
+def save_fp16_copy(out: str | Path) -> Path:
+    """Write the Inception TorchScript with fp16 weights (44 MB instead of 87: it fits a 64 MiB transfer to a GPU
+    machine). `InceptionFeatures(weights=out)` upcasts it again; on 392 vs 392 emoji images FID moved 81.22 -> 81.26."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        net = torch.jit.load(str(inception_path()), map_location="cpu")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    net.half().save(str(out))
+    return out
+
+
+def main(argv: list[str]) -> None:
+    """python -m maskmamba.eval fid-fp16 OUT: write the fp16 copy of the Inception weights."""
+    if len(argv) != 1:
+        raise SystemExit("usage: python -m maskmamba.eval fid-fp16 OUT.pt")
+    print(save_fp16_copy(argv[0]))
