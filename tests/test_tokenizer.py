@@ -139,10 +139,11 @@ def test_training_with_gan_term(tmp_path, monkeypatch, one_thread):
     monkeypatch.setattr(train_tokenizer, "load_split", lambda root, split: synthetic_images(4, size=32))
     run = tmp_path / "gan"
     args = ["--data", "unused", "--out", str(run), "--device", "cpu", "--batch", "2", "--steps", "3",
-            "--gan-weight", "0.1", "--gan-start", "1", "--log-every", "3", "--val-images", "2", *TINY]
+            "--gan-weight", "0.1", "--gan-start", "1", "--fm-weight", "1.0", "--log-every", "3", "--val-images", "2", *TINY]
     trainer = train_tokenizer.main(args)
     record = next(r for r in read_log(run) if "loss" in r)
     assert np.isfinite(record["d_loss"]) and np.isfinite(record["g_loss"]) and record["gan_w"] > 0
+    assert record["fm"] > 0
     assert "disc" in torch.load(run / "ckpt.pt", weights_only=True) and trainer.step == 3
 
 
@@ -157,3 +158,11 @@ def test_training_steps_on_cuda_with_bf16_and_gan(tmp_path, monkeypatch):
     records = [r for r in read_log(run) if "loss" in r]
     assert trainer.step == 20 and all(np.isfinite(r["loss"]) for r in records)
     assert records[-1]["l1"] < records[0]["l1"] and "d_loss" in records[-1]
+
+
+def test_feature_matching_is_zero_for_identical_images_and_positive_otherwise():
+    disc = train_tokenizer.PatchDiscriminator()
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert len(disc.features(x)) == 3
+    assert train_tokenizer.feature_matching(disc, x, x).item() == 0
+    assert train_tokenizer.feature_matching(disc, x, x.flip(-1)).item() > 0

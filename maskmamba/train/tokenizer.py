@@ -5,7 +5,8 @@ python -m maskmamba.train tokenizer --data DIR --out RUNDIR [--minutes 9] [--ste
 
 The whole train split sits on the device as uint8; batches are sampled with replacement and flipped
 left-right at random. Loss: L1, plus an optional hinge patch-GAN term from `--gan-start` on, scaled
-by `--gan-weight` times VQGAN's adaptive gradient-norm ratio. An EMA of the weights is kept and is what
+by `--gan-weight` times VQGAN's adaptive gradient-norm ratio, and optionally `--fm-weight` times the L1
+distance between the discriminator's activations on originals and reconstructions. An EMA of the weights is kept and is what
 `--export` writes (fp16 safetensors + config.json). A new run with the same RUNDIR resumes from
 RUNDIR/ckpt.pt; the model shape always comes from the checkpoint.
 """
@@ -49,6 +50,15 @@ class PatchDiscriminator(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
 
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The activations after each LeakyReLU (what feature matching compares)."""
+        feats, x = [], images
+        for layer in self.net:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                feats.append(x)
+        return feats
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m maskmamba.train tokenizer", description=__doc__.splitlines()[0])
@@ -67,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gan-weight", type=float, default=0.0,
                    help="patch-GAN loss weight (times the adaptive ratio); 0 = off")
     p.add_argument("--gan-start", type=int, default=0, help="step from which the GAN term is on")
+    p.add_argument("--fm-weight", type=float, default=0.0,
+                   help="discriminator feature-matching L1 weight while the GAN is on (a learned perceptual loss)")
     p.add_argument("--disc-lr", type=float, default=2e-4)
     p.add_argument("--enc-channels", type=int, nargs="+", default=[16, 32, 64, 128])
     p.add_argument("--dec-channels", type=int, nargs="+", default=[24, 48, 96, 144])
@@ -101,6 +113,13 @@ def sample_batch(images: torch.Tensor, batch: int) -> torch.Tensor:
     x = uint8_to_input(images[idx])
     flip = torch.rand(batch, 1, 1, 1, device=x.device) < 0.5
     return torch.where(flip, x.flip(-1), x)
+
+
+def feature_matching(disc: PatchDiscriminator, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Mean L1 distance between the discriminator's activations on real and reconstructed images (pix2pixHD)."""
+    with torch.no_grad():
+        targets = disc.features(real)
+    return torch.stack([(f.float() - t.float()).abs().mean() for f, t in zip(disc.features(fake), targets)]).mean()
 
 
 def export_weights(model: VQTokenizer, folder: str | Path) -> Path:
@@ -176,6 +195,10 @@ class Trainer:
                 weight = args.gan_weight * self.balance(l1, g_loss)
                 loss = loss + weight * g_loss
                 out |= {"g_loss": g_loss.detach(), "gan_w": weight}
+                if args.fm_weight > 0:
+                    fm = feature_matching(self.disc, x, recon)
+                    loss = loss + args.fm_weight * fm
+                    out["fm"] = fm.detach()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.clip)
