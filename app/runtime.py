@@ -119,9 +119,9 @@ class Runtime:
                 f"no checkpoints in {self.assets.resolve()}: expected subfolders like "
                 f"{self.assets / 'maskmamba-serial-half'} holding config.json and the weights"
             )
-        tokenizer = VQTokenizer.from_pretrained(self.assets / "tokenizer")
+        self.tokenizer = VQTokenizer.from_pretrained(self.assets / "tokenizer")
         self.pipelines = {
-            v: Pipeline(load_generator(self.assets / v), tokenizer, _classes(self.assets / v, self.assets), self.device)
+            v: Pipeline(load_generator(self.assets / v), self.tokenizer, _classes(self.assets / v, self.assets), self.device)
             for v in self.variants
         }
         self.graphs: dict[str, Callable] = {}
@@ -153,8 +153,9 @@ class Runtime:
             from maskmamba.graphs import GraphedGuidance, GraphedPreview  # CUDA only
 
             self.graphs = {v: GraphedGuidance(p.generator) for v, p in self.pipelines.items()}
+            preview = GraphedPreview(self.tokenizer)  # one tokenizer serves every pipeline, so one graph does
             for pipe in self.pipelines.values():
-                pipe.preview_fn = GraphedPreview(pipe.tokenizer)
+                pipe.preview_fn = preview
         name = self.class_names(self.variants[0])[0]
         return {v: self.time_run(v, Settings(class_name=name, steps=steps)).wall_ms for v in self.variants}
 

@@ -18,7 +18,7 @@ from maskmamba import VARIANTS, build_model
 from maskmamba.ops import attention_backend, scan_backend
 from maskmamba.text_encoder import PROMPT_TOKENS, TEXT_DIM
 from maskmamba.train.generator import make_train_step
-from maskmamba.train.graphed import GraphedStep
+from maskmamba.graphs import GraphedStep
 
 
 def random_batch(model: torch.nn.Module, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:

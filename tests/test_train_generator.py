@@ -90,7 +90,7 @@ def test_masked_loss_equals_mean_over_masked_positions():
 
 
 def test_graphed_step_refuses_cpu_tensors():
-    from maskmamba.train.graphed import GraphedStep
+    from maskmamba.graphs import GraphedStep
 
     with pytest.raises(ValueError, match="CUDA"):
         GraphedStep(lambda x: x * 2)(torch.ones(3))

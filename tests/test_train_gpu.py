@@ -9,7 +9,7 @@ import torch
 from maskmamba import build_model
 from maskmamba.text_encoder import PROMPT_TOKENS, TEXT_DIM
 from maskmamba.train.generator import make_train_step
-from maskmamba.train.graphed import GraphedStep
+from maskmamba.graphs import GraphedStep
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 

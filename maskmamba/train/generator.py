@@ -30,7 +30,7 @@ from maskmamba.data.dataset import CaptionBank, load_manifest
 from maskmamba.data.tokens import load_tokens
 from maskmamba.models import Condition, build_model, save_int8
 from maskmamba.train.checkpoint import Deadline, load_checkpoint, save_checkpoint
-from maskmamba.train.graphed import GraphedStep
+from maskmamba.graphs import GraphedStep
 
 CKPT, LOG = "ckpt.pt", "log.jsonl"
 
@@ -191,10 +191,11 @@ def main(argv: list[str]) -> dict:
     while step < args.steps and not deadline.expired():
         generator = torch.Generator(device).manual_seed(args.seed * 1_000_003 + step * 1009 + rank)
         rows = torch.randint(len(train.ids), (args.batch,), generator=generator, device=device)
-        inputs, mask = mask_batch(train.ids[rows], model.mask_id, generator)
+        ids = train.ids[rows]
+        inputs, mask = mask_batch(ids, model.mask_id, generator)
         cond = condition_batch(train, rows, args.prompt_frac, args.cond_dropout, generator)
         _set_lr(optimizer, _lr(step, args))
-        loss = train_step(train.ids[rows], inputs, mask, cond.class_ids, cond.text, cond.text_mask)
+        loss = train_step(ids, inputs, mask, cond.class_ids, cond.text, cond.text_mask)
         update_ema(ema, model, step, args.ema)
         step += 1
         bar.update(1)
