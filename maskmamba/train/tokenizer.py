@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default=None, help="start a new run from these exported weights (save_pretrained folder)")
     p.add_argument("--freeze-encoder", action="store_true",
                    help="train the decoder only: token ids stay exactly those of the --init weights")
+    p.add_argument("--new-decoder", action="store_true",
+                   help="with --init: keep its encoder, start a fresh decoder shaped by --dec-channels/--dec-blocks")
     return p
 
 
@@ -144,7 +146,11 @@ class Trainer:
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
         if args.init:
-            self.model.load_state_dict(VQTokenizer.from_pretrained(args.init).float().state_dict())
+            init = VQTokenizer.from_pretrained(args.init).float()
+            if args.new_decoder:
+                self.model.encoder.load_state_dict(init.encoder.state_dict())
+            else:
+                self.model.load_state_dict(init.state_dict())
         if args.freeze_encoder:
             self.model.encoder.requires_grad_(False)
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(args.ema))
@@ -299,6 +305,8 @@ def main(argv: list[str]) -> Trainer:
     torch.manual_seed(args.seed)
     if args.init and not state:
         config = json.loads((Path(args.init) / "config.json").read_text())
+        if args.new_decoder:
+            config |= {"dec_channels": list(args.dec_channels), "dec_blocks": args.dec_blocks}
     else:
         config = state["model_config"] if state else model_config_from_args(args)
     trainer = Trainer(args, config)
