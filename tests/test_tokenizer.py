@@ -168,16 +168,20 @@ def test_feature_matching_is_zero_for_identical_images_and_positive_otherwise():
     assert train_tokenizer.feature_matching(disc, x, x.flip(-1)).item() > 0
 
 
-def test_new_decoder_keeps_the_init_encoder_and_its_token_ids(tmp_path, monkeypatch, one_thread):
+def test_new_decoder_keeps_the_init_encoder_and_its_token_ids_and_resumes_frozen(tmp_path, monkeypatch, one_thread):
     images = synthetic_images(4, size=32)
     monkeypatch.setattr(train_tokenizer, "load_split", lambda root, split: images)
     torch.manual_seed(0)
     init = VQTokenizer(image_size=32, enc_channels=(8, 8, 16, 16), dec_channels=(8, 8, 16, 16), enc_blocks=1, dec_blocks=1)
     init.save_pretrained(tmp_path / "init")
-    args = ["--data", "unused", "--out", str(tmp_path / "run"), "--device", "cpu", "--batch", "2", "--steps", "3",
-            "--log-every", "3", "--val-images", "2", "--init", str(tmp_path / "init"), "--freeze-encoder",
-            "--new-decoder", "--dec-channels", "8", "16", "16", "24", "--dec-blocks", "2"]
-    trainer = train_tokenizer.main(args)
+    run = ["--data", "unused", "--out", str(tmp_path / "run"), "--device", "cpu", "--batch", "2",
+           "--log-every", "3", "--val-images", "2"]
+    new_decoder = ["--init", str(tmp_path / "init"), "--freeze-encoder", "--new-decoder",
+                   "--dec-channels", "8", "16", "16", "24", "--dec-blocks", "2"]
+    trainer = train_tokenizer.main([*run, *new_decoder, "--steps", "3"])
     assert trainer.model_config["dec_channels"] == [8, 16, 16, 24] and trainer.model_config["dec_blocks"] == 2
     x = uint8_to_input(torch.from_numpy(images))
     assert torch.equal(trainer.model.encode(x), init.encode(x))
+    resumed = train_tokenizer.main([*run, "--steps", "4"])  # the checkpoint remembers the frozen encoder
+    assert resumed.step == 4 and not any(p.requires_grad for p in resumed.model.encoder.parameters())
+    assert torch.equal(resumed.model.encode(x), init.encode(x))

@@ -166,6 +166,7 @@ class Trainer:
         state = {
             "model": self.model.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
             "step": self.step, "rng": rng_state(), "model_config": self.model_config,
+            "freeze_encoder": self.args.freeze_encoder,
         }
         if self.disc is not None:
             state |= {"disc": self.disc.state_dict(), "opt_d": self.opt_d.state_dict()}
@@ -309,6 +310,7 @@ def main(argv: list[str]) -> Trainer:
             config |= {"dec_channels": list(args.dec_channels), "dec_blocks": args.dec_blocks}
     else:
         config = state["model_config"] if state else model_config_from_args(args)
+    args.freeze_encoder = args.freeze_encoder or bool(state and state.get("freeze_encoder"))  # same optimizer groups
     trainer = Trainer(args, config)
     if state:
         trainer.restore(state)
