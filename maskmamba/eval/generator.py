@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import io
 import json
 import shlex
 import time
@@ -36,6 +35,7 @@ from maskmamba.eval.classifier import (
     CONFIG_FILE, EmojiClassifier, evaluate, load_classifier, save_classifier, topk_accuracy, train_classifier,
 )
 from maskmamba.eval.fid import InceptionFeatures, feature_stats, frechet_distance
+from maskmamba.eval.plots import figure, save_plot
 from maskmamba.models import Condition, load_generator
 from maskmamba.models.tokenizer import VQTokenizer, output_to_uint8
 from maskmamba.sampler import maskgit
@@ -43,7 +43,6 @@ from maskmamba.sampler import maskgit
 Features = Callable[[torch.Tensor], np.ndarray]  # uint8 images (N,H,W,3) -> features (N, D)
 
 CURVE_VARIANT = "maskmamba-serial-half"
-PLOT_MAX_BYTES = 60_000
 REAL_STATS_FILE = "real_train_features.npz"
 
 
@@ -234,50 +233,23 @@ def load_model(folder: Path, variant: str, device: torch.device) -> torch.nn.Mod
 # --- plots -----------------------------------------------------------------------------------------------
 
 
-def save_plot(fig, path: Path, max_bytes: int = PLOT_MAX_BYTES) -> Path:
-    """Save a matplotlib figure as PNG within `max_bytes`, lowering the resolution as needed."""
-    import matplotlib.pyplot as plt
-
-    for dpi in (100, 80, 60, 45):
-        data = io.BytesIO()
-        fig.savefig(data, format="png", dpi=dpi, bbox_inches="tight")
-        if data.tell() <= max_bytes:
-            break
-    plt.close(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data.getvalue())
-    return path
-
-
-def _figure(title: str, xlabel: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.set(title=title, xlabel=xlabel, ylabel="FID")
-    ax.grid(alpha=0.3)
-    return fig, ax
-
-
 def write_plots(results: dict, folder: Path) -> list[Path]:
     """FID vs CFG scale (a line per variant), vs iterations and vs condition position, as PNGs."""
     written = []
     if results["variants"]:
-        fig, ax = _figure(f"FID vs CFG scale (n={_first(results['variants'])['sweep_n']})", "CFG scale")
+        fig, ax = figure(f"FID vs CFG scale (n={_first(results['variants'])['sweep_n']})", "CFG scale")
         for name, entry in results["variants"].items():
             ax.plot([r["cfg"] for r in entry["cfg_sweep"]], [r["fid"] for r in entry["cfg_sweep"]], "o-", label=name, ms=3)
         ax.legend(fontsize=7)
         written.append(save_plot(fig, folder / "generators_fid_vs_cfg.png"))
     if "fid_vs_steps" in results:
         curve = results["fid_vs_steps"]
-        fig, ax = _figure(f"{curve['variant']}: FID vs iterations (cfg {curve['cfg']:g}, n={curve['n_images']})", "iterations")
+        fig, ax = figure(f"{curve['variant']}: FID vs iterations (cfg {curve['cfg']:g}, n={curve['n_images']})", "iterations")
         ax.plot([p["steps"] for p in curve["points"]], [p["fid"] for p in curve["points"]], "o-")
         written.append(save_plot(fig, folder / "generators_fid_vs_steps.png"))
     if "fid_vs_position" in results:
         curve = results["fid_vs_position"]
-        fig, ax = _figure(f"{curve['variant']}: FID vs condition position (n={curve['n_images']})", "condition position")
+        fig, ax = figure(f"{curve['variant']}: FID vs condition position (n={curve['n_images']})", "condition position")
         ax.bar([p["position"] for p in curve["points"]], [p["fid"] for p in curve["points"]])
         written.append(save_plot(fig, folder / "generators_fid_vs_position.png"))
     return written
