@@ -61,3 +61,13 @@ def test_features_are_cached_per_weights_and_analysed(tmp_path, monkeypatch):
     assert set(results) == {"tokenizer", "jpeg q90"}
     assert results["tokenizer"]["val"]["n"] == 6 and [p["n"] for p in results["jpeg q90"]["by_size"]] == [8, 16]
     assert fss.plot(results, tmp_path / "plot.png").stat().st_size > 1000
+
+
+def test_bits_and_psnr_per_split(monkeypatch):
+    rng = np.random.default_rng(1)
+    images = {s: rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8) for s in fss.SPLITS}
+    monkeypatch.setattr(fss, "load_split", lambda root, split: images[split])
+    model = VQTokenizer(image_size=32, enc_channels=(8, 8, 16, 16), dec_channels=(8, 8, 16, 16)).eval()
+    out = fss.bits_and_psnr("unused", model)
+    assert out["token_bits_per_image"] == round(16 * np.log2(1000), 1)  # a 4x4 grid of 1000 codes
+    assert all(0 < out[f"psnr_db_{s}"] < 40 and out[f"jpeg_q90_bits_per_image_{s}"] > 8 * 300 for s in fss.SPLITS)

@@ -18,10 +18,19 @@ from maskmamba.eval.fid import InceptionFeatures, feature_stats, frechet_distanc
 from maskmamba.eval.tokenizer import psnr_db
 
 
-def _jpeg(image: Image.Image, quality: int) -> Image.Image:
+def _jpeg_buffer(image: Image.Image, quality: int) -> io.BytesIO:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=quality)
-    return Image.open(buffer).convert("RGB")
+    return buffer
+
+
+def _jpeg(image: Image.Image, quality: int) -> Image.Image:
+    return Image.open(_jpeg_buffer(image, quality)).convert("RGB")
+
+
+def jpeg_bytes(image: np.ndarray, quality: int) -> int:
+    """Size in bytes of a uint8 (H,W,3) image saved as JPEG at `quality`."""
+    return _jpeg_buffer(Image.fromarray(image), quality).getbuffer().nbytes
 
 
 def _resample(image: Image.Image, factor: int) -> Image.Image:

@@ -9,12 +9,14 @@ are computed once (kept in --cache; about 40 minutes on a 2-core CPU). For each 
 originals and each copy over `repeats` random subsets of N images (all splits pooled, so the larger sizes
 include training images), and the same on the held-out split. With fewer images than feature dimensions
 (2,048) the covariances are rank-deficient and the FID of a paired copy approaches a multiple of the mean
-squared feature distance per image, which is reported beside it.
+squared feature distance per image, which is reported beside it. Also reported: the tokenizer's PSNR per split,
+and its bits per image against JPEG q90's.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -23,9 +25,9 @@ import numpy as np
 from PIL import Image
 
 from maskmamba.eval.fid import FEATURE_DIM, InceptionFeatures, feature_stats, frechet_distance
-from maskmamba.eval.fid_calibration import DEGRADATIONS
+from maskmamba.eval.fid_calibration import DEGRADATIONS, jpeg_bytes
 from maskmamba.eval.plots import figure, save_plot
-from maskmamba.eval.tokenizer import load_split, reconstruct
+from maskmamba.eval.tokenizer import load_split, psnr_db, reconstruct
 from maskmamba.models.tokenizer import VQTokenizer
 
 SPLITS = ("val", "train")
@@ -58,6 +60,16 @@ def split_features(
     if cache is not None:
         np.savez(cache, weights=np.array(weights), **features)
     return features
+
+
+def bits_and_psnr(data: str, model: VQTokenizer) -> dict:
+    """What each split costs and keeps: token bits against JPEG q90 bits per image, tokenizer PSNR per split."""
+    out = {"token_bits_per_image": round(model.grid**2 * math.log2(model.codebook_size), 1)}
+    for split in SPLITS:
+        images = load_split(data, split)
+        out[f"psnr_db_{split}"] = round(psnr_db(images, reconstruct(model, images)[0]), 2)
+        out[f"jpeg_q90_bits_per_image_{split}"] = round(8 * float(np.mean([jpeg_bytes(x, 90) for x in images])), 1)
+    return out
 
 
 def paired_fid(originals: np.ndarray, copies: np.ndarray) -> float:
@@ -132,12 +144,13 @@ def main(argv: list[str]) -> dict:
     args = build_parser().parse_args(argv)
     model = VQTokenizer.from_pretrained(args.weights).to(args.device).eval()
     features = split_features(args.data, args.weights, model, InceptionFeatures(args.device, args.inception), args.cache)
-    results = {"copies": analyse(features, args.sizes, args.repeats, args.seed), "weights": args.weights,
+    results = {"copies": analyse(features, args.sizes, args.repeats, args.seed),
+               "bits_and_psnr": bits_and_psnr(args.data, model), "weights": args.weights,
                "command": shlex.join(["python", "-m", "maskmamba.eval.fid_sample_size", *argv])}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     plot(results["copies"], args.plot)
-    print(json.dumps(results["copies"], indent=2))
+    print(json.dumps({k: results[k] for k in ("copies", "bits_and_psnr")}, indent=2))
     return results
 
 
