@@ -34,12 +34,14 @@ def example_images(size: int = 128) -> dict[str, Image.Image]:
     return {"sun": sun, "house": house}
 
 
-def make_dev_assets(out: str | Path, size: str = "tiny", seed: int = 0) -> Path:
-    """Write the stand-in assets folder and return its path."""
+def make_dev_assets(
+    out: str | Path, size: str = "tiny", seed: int = 0, variants: tuple[str, ...] | list[str] = DEV_VARIANTS
+) -> Path:
+    """Write the stand-in assets folder (random weights of the shipped shapes) and return its path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    for variant in DEV_VARIANTS:
+    for variant in variants:
         build_model(variant, size, num_classes=len(DEV_CLASSES)).save_pretrained(out / variant)
     VQTokenizer().save_pretrained(out / "tokenizer")
     (out / "classes.json").write_text(json.dumps(list(DEV_CLASSES), indent=1))

@@ -5,13 +5,14 @@ and reported without a stack trace.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import random
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import gradio as gr
 import numpy as np
@@ -21,7 +22,7 @@ from PIL import Image
 from app import media
 from app.runtime import MAX_SEED, Runtime, Settings
 from maskmamba.configs import VARIANTS
-from maskmamba.pipeline import IMAGE_SIZE, StepResult, model_image
+from maskmamba.pipeline import StepResult, model_image, model_mask
 
 log = logging.getLogger(__name__)
 MODES = ("Class", "Prompt")
@@ -54,10 +55,11 @@ def status_line(result: StepResult, latencies: list[float], started: float, labe
     )
 
 
-def _guarded(results: Iterator[Any]) -> Iterator[Any]:
+@contextlib.contextmanager
+def _guarded() -> Iterator[None]:
     """Re-raise what a person can fix as gr.Error; log anything else and report it without a trace."""
     try:
-        yield from results
+        yield
     except gr.Error:
         raise
     except (ValueError, FileNotFoundError, ImportError) as err:
@@ -67,11 +69,6 @@ def _guarded(results: Iterator[Any]) -> Iterator[Any]:
         raise gr.Error("the server failed on this request (logged); your inputs are unchanged, try again") from None
 
 
-def _once(fn, *args) -> Iterator[Any]:
-    """A plain call as a one-item generator, so `_guarded` applies to it too."""
-    yield fn(*args)
-
-
 def editor_parts(editor: dict | None) -> tuple[Image.Image, np.ndarray]:
     """gr.ImageEditor value -> (background image, (H, W) bool mask painted on its layers)."""
     if not editor or editor.get("background") is None:
@@ -79,12 +76,6 @@ def editor_parts(editor: dict | None) -> tuple[Image.Image, np.ndarray]:
     background = editor["background"]
     layers = [layer for layer in editor.get("layers") or [] if layer is not None]
     return background, media.pixel_mask(layers, background.size)
-
-
-def _grid_mask(mask: np.ndarray) -> np.ndarray:
-    """(H, W) bool at any size -> (128, 128) bool, nearest, as the pipeline scales it."""
-    small = Image.fromarray(mask.astype(np.uint8) * 255).resize((IMAGE_SIZE, IMAGE_SIZE), Image.NEAREST)
-    return np.asarray(small) > 0
 
 
 class Handlers:
@@ -98,21 +89,24 @@ class Handlers:
         temperature: float,
     ) -> Iterator[tuple]:
         """Stream (image, per-step latency table, status, PNG path, GIF path); files arrive with the last step."""
-        yield from _guarded(self._generate(variant, (mode, class_name, prompt, cfg_scale, steps, seed, temperature)))
+        with _guarded():
+            yield from self._generate(variant, (mode, class_name, prompt, cfg_scale, steps, seed, temperature))
 
     def compare(
         self, left: str, right: str, mode: str, class_name: str, prompt: str, cfg_scale: float, steps: int, seed: int,
         temperature: float,
     ) -> Iterator[tuple]:
         """Stream (left image, right image, latency table of both, status), one model step per update."""
-        yield from _guarded(self._compare(left, right, (mode, class_name, prompt, cfg_scale, steps, seed, temperature)))
+        with _guarded():
+            yield from self._compare(left, right, (mode, class_name, prompt, cfg_scale, steps, seed, temperature))
 
     def inpaint(
         self, editor: dict, variant: str, mode: str, class_name: str, prompt: str, cfg_scale: float, steps: int,
         seed: int, temperature: float,
     ) -> Iterator[tuple]:
         """Stream (image, token overlay, latency table, status, PNG path) while the painted tokens are regenerated."""
-        yield from _guarded(self._inpaint(editor, variant, (mode, class_name, prompt, cfg_scale, steps, seed, temperature)))
+        with _guarded():
+            yield from self._inpaint(editor, variant, (mode, class_name, prompt, cfg_scale, steps, seed, temperature))
 
     def _generate(self, variant: str, choice: tuple) -> Iterator[tuple]:
         chosen = settings(*choice)
@@ -160,7 +154,7 @@ class Handlers:
 
     def _overlay(self, image: Image.Image, mask: np.ndarray, variant: str) -> tuple[Image.Image, np.ndarray]:
         """(the image as the model sees it with its covered tokens tinted, the (grid, grid) token mask)."""
-        tokens = self.runtime.token_mask(variant, _grid_mask(mask))
+        tokens = self.runtime.token_mask(variant, model_mask(mask))
         return media.token_overlay(model_image(image), tokens), tokens
 
     @staticmethod
@@ -194,7 +188,8 @@ class Handlers:
 
     def live_benchmark(self, steps: int = 12, repeats: int = 3) -> tuple[pd.DataFrame, str]:
         """Time every loaded variant, `steps` iterations with CFG; (median ms per step per model, Markdown table)."""
-        return next(_guarded(_once(self._live_benchmark, steps, repeats)))
+        with _guarded():
+            return self._live_benchmark(steps, repeats)
 
     def _live_benchmark(self, steps: int, repeats: int) -> tuple[pd.DataFrame, str]:
         timings = self.runtime.benchmark(steps=steps, repeats=repeats)

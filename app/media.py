@@ -16,10 +16,18 @@ OVERLAY_SCALE = 2
 MASK_TINT = np.array([230, 40, 80], dtype=np.float32)
 
 
+def _mtime(path: Path) -> float:
+    """Modification time, or 0 for a file that another request removed meanwhile."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
 def _new_path(suffix: str) -> Path:
     """A fresh file name in the downloads folder, dropping the oldest files beyond KEEP_FILES."""
     DOWNLOADS.mkdir(parents=True, exist_ok=True)
-    old = sorted(DOWNLOADS.iterdir(), key=lambda p: p.stat().st_mtime)
+    old = sorted(DOWNLOADS.iterdir(), key=_mtime)
     for path in old[: max(0, len(old) - KEEP_FILES + 1)]:
         path.unlink(missing_ok=True)
     return DOWNLOADS / f"maskmamba-{uuid.uuid4().hex[:12]}{suffix}"

@@ -16,14 +16,12 @@ import torch
 from PIL import Image
 
 from maskmamba.configs import VARIANTS
-from maskmamba.models import load_generator
 from maskmamba.models.tokenizer import VQTokenizer
 from maskmamba.ops import attention_backend, scan_backend
-from maskmamba.pipeline import Pipeline, StepResult
+from maskmamba.pipeline import ASSETS, Pipeline, StepResult
 from maskmamba.sampler import check_settings
 from maskmamba.text_encoder import PromptEncoder
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 MAX_SEED = 2**32 - 1
 WARM_UP_PROMPT = "a red apple"
 
@@ -96,13 +94,6 @@ def find_variants(assets: Path) -> list[str]:
     return sorted(found, key=lambda v: (order.index(v) if v in order else len(order), v))
 
 
-def _classes(folder: Path, assets: Path) -> list[str]:
-    for path in (folder / "classes.json", assets / "classes.json"):
-        if path.is_file():
-            return json.loads(path.read_text())
-    raise FileNotFoundError(f"no classes.json in {folder} or {assets}")
-
-
 class Runtime:
     """Every checkpoint under `assets`, loaded once and kept resident, with one lock around each model step.
 
@@ -120,8 +111,8 @@ class Runtime:
                 f"{self.assets / 'maskmamba-serial-half'} holding config.json and the weights"
             )
         self.tokenizer = VQTokenizer.from_pretrained(self.assets / "tokenizer")
-        self.pipelines = {
-            v: Pipeline(load_generator(self.assets / v), self.tokenizer, _classes(self.assets / v, self.assets), self.device)
+        self.pipelines = {  # one tokenizer shared by all
+            v: Pipeline.from_pretrained(v, device=self.device, assets=self.assets, tokenizer=self.tokenizer)
             for v in self.variants
         }
         self.graphs: dict[str, Callable] = {}
@@ -169,13 +160,9 @@ class Runtime:
         if len(variants) != 2 or variants[0] == variants[1]:
             raise ValueError("choose two different variants to compare")
         streams = [(v, self.generate_steps(v, settings)) for v in variants]
-        while streams:
-            for entry in list(streams):
-                result = next(entry[1], None)
-                if result is None:
-                    streams.remove(entry)
-                else:
-                    yield entry[0], result
+        for _ in range(settings.steps):  # same settings, so both streams have `steps` steps
+            for variant, stream in streams:
+                yield variant, next(stream)
 
     def inpaint_steps(
         self, variant: str, image: Image.Image, mask: np.ndarray | Image.Image, settings: Settings
@@ -223,7 +210,7 @@ class Runtime:
         try:
             encoder = PromptEncoder(self.device)
             encoder.encode([WARM_UP_PROMPT])
-        except ImportError as err:
+        except (ImportError, OSError) as err:  # package missing, or its weight files unreadable
             self.prompt_error = f"prompt mode is unavailable on this server: {err}"
             return
         for pipe in self.pipelines.values():

@@ -2,35 +2,23 @@
 
     python -m bench.demo_latency [--assets DIR] [--device cuda|cpu] [--steps 12] [--repeats 5]
 
-Without --assets it builds `small` generators of the shipped variants with random weights beside the shipped
-tokenizer (latency does not depend on the weights). Runs the same Runtime the demo serves: bf16 and CUDA
+Without --assets it builds `small` generators of the shipped variants and a tokenizer of the shipped shape,
+all with random weights (`app.dev_assets`; latency does not depend on the weights). Runs the same Runtime the demo serves: bf16 and CUDA
 graphs on GPU. Prints, per variant, the median wall time of a whole run and of the model steps alone.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import tempfile
 from pathlib import Path
 
 import torch
 
-from app.runtime import ASSETS, Runtime
-from maskmamba import build_model
-
-SHIPPED = ["maskmamba-serial-half", "maskmamba-serial-interleave", "maskmamba-parallel-2", "maskmamba-parallel-4", "uvit", "mmamba"]
-
-
-def random_assets(folder: Path, variants: list[str]) -> Path:
-    """`small` generators with random weights, the shipped tokenizer and a class list, laid out like assets/."""
-    shutil.copytree(ASSETS / "tokenizer", folder / "tokenizer")
-    for v in variants:
-        build_model(v, "small", num_classes=90).save_pretrained(folder / v)
-        (folder / v / "classes.json").write_text(json.dumps([f"class {i}" for i in range(90)]))
-    return folder
-
+from app.dev_assets import make_dev_assets
+from app.runtime import Runtime, find_variants
+from maskmamba.pipeline import ASSETS
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,7 +31,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        assets = Path(args.assets) if args.assets else random_assets(Path(tmp), SHIPPED)
+        assets = Path(args.assets) if args.assets else make_dev_assets(tmp, "small", variants=find_variants(ASSETS))
         runtime = Runtime(assets, args.device)
         runtime.warm_up()
         timings = runtime.benchmark(steps=args.steps, cfg_scale=3.0, repeats=args.repeats)

@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from maskmamba.models.conditioning import Condition
-from maskmamba.models.tokenizer import VQTokenizer
-from maskmamba.pipeline import preview_pixels
+from maskmamba.models.tokenizer import VQTokenizer, preview_pixels
 from maskmamba.sampler import guided_logits
 from maskmamba.text_encoder import PROMPT_TOKENS
 

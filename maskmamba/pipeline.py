@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from maskmamba.models import Condition, load_generator
-from maskmamba.models.tokenizer import VQTokenizer
+from maskmamba.models.tokenizer import VQTokenizer, decode_pixels, preview_pixels
 from maskmamba.sampler import SampleStep, maskgit
 from maskmamba.text_encoder import PromptEncoder
 
@@ -49,19 +49,22 @@ class Pipeline:
 
     @classmethod
     def from_pretrained(
-        cls, variant: str | None = None, path: str | Path | None = None, device: str | torch.device = "cpu"
+        cls, variant: str | None = None, path: str | Path | None = None, device: str | torch.device = "cpu",
+        assets: str | Path = ASSETS, tokenizer: VQTokenizer | None = None,
     ) -> Pipeline:
-        """Load `assets/<variant>/` (or `path`), with the tokenizer and class list found beside it or in assets/."""
+        """Load `<assets>/<variant>/` (or `path`), with the tokenizer (unless one is given, to share it) and the
+        class list found beside it or in `assets`."""
         if path is None and variant is None:
             raise ValueError("give a variant name or a folder")
-        folder = Path(path) if path is not None else ASSETS / variant
+        assets = Path(assets)
+        folder = Path(path) if path is not None else assets / variant
         if not folder.is_dir():
             raise FileNotFoundError(f"no checkpoint folder {folder}")
         generator = load_generator(folder)
         if variant is not None and generator.variant != variant:
             raise ValueError(f"{folder} holds {generator.variant!r}, not {variant!r}")
-        tokenizer = VQTokenizer.from_pretrained(_first_existing(folder / "tokenizer", ASSETS / "tokenizer"))
-        classes = json.loads(_first_existing(folder / "classes.json", ASSETS / "classes.json").read_text())
+        tokenizer = tokenizer or VQTokenizer.from_pretrained(_first_existing(folder / "tokenizer", assets / "tokenizer"))
+        classes = json.loads(_first_existing(folder / "classes.json", assets / "classes.json").read_text())
         return cls(generator, tokenizer, classes, device)
 
     @property
@@ -170,26 +173,6 @@ class Pipeline:
         return preview_pixels(self.tokenizer, tokens, mask)[0]
 
 
-@torch.no_grad()
-def decode_pixels(tokenizer: VQTokenizer, tokens: torch.Tensor) -> torch.Tensor:
-    """(B, grid*grid) ids -> (B, H, W, 3) uint8 on the tokenizer's device."""
-    x = tokenizer.decode(tokens.view(-1, tokenizer.grid, tokenizer.grid))
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1)
-
-
-@torch.no_grad()
-def preview_pixels(tokenizer: VQTokenizer, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, grid*grid) ids and still-masked flags -> (B, H, W, 3) uint8 preview, still-masked cells blended towards grey.
-
-    Plain torch with fixed shapes and no host sync, so the eager preview and `GraphedPreview` run the same code.
-    The blend matches float32 numpy arithmetic and truncates to uint8 as numpy's astype does."""
-    pixels = decode_pixels(tokenizer, tokens).float()
-    b, size, g = len(pixels), pixels.shape[1], tokenizer.grid
-    cell = size // g
-    big = mask.view(b, g, 1, g, 1, 1).expand(b, g, cell, g, cell, 1).reshape(b, size, size, 1)
-    return torch.where(big, 0.35 * pixels + 0.65 * 128, pixels).to(torch.uint8)
-
-
 def _first_existing(*paths: Path) -> Path:
     for p in paths:
         if p.exists():
@@ -211,7 +194,12 @@ def model_image(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image)
     image = image.convert("RGB")
-    return image if image.size == (IMAGE_SIZE, IMAGE_SIZE) else image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
+    if image.size == (IMAGE_SIZE, IMAGE_SIZE):
+        return image
+    factor = image.width // IMAGE_SIZE
+    if image.width == image.height == factor * IMAGE_SIZE:  # a whole-number enlargement (the demo's editor): exact undo
+        return image.reduce(factor)
+    return image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
 
 
 def _prepare_inpaint(image: Image.Image, mask: np.ndarray | Image.Image) -> tuple[Image.Image, np.ndarray]:
@@ -223,5 +211,10 @@ def _prepare_inpaint(image: Image.Image, mask: np.ndarray | Image.Image) -> tupl
         mask_array = mask_array.max(axis=-1)
     if mask_array.shape != (image.height, image.width):
         raise ValueError(f"the mask is {mask_array.shape[1]}x{mask_array.shape[0]} but the image is {image.width}x{image.height}")
-    scaled = Image.fromarray((mask_array > 0).astype(np.uint8) * 255).resize((IMAGE_SIZE, IMAGE_SIZE), Image.NEAREST)
-    return model_image(image), np.asarray(scaled) > 0
+    return model_image(image), model_mask(mask_array)
+
+
+def model_mask(mask: np.ndarray) -> np.ndarray:
+    """(H, W) mask at any size, nonzero = repaint -> (128, 128) bool, nearest."""
+    scaled = Image.fromarray((np.asarray(mask) > 0).astype(np.uint8) * 255).resize((IMAGE_SIZE, IMAGE_SIZE), Image.NEAREST)
+    return np.asarray(scaled) > 0

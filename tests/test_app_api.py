@@ -205,6 +205,7 @@ def test_media_helpers():
     frame = media.latency_frame({"a": [1.0, 2.0], "b": [3.0]})
     assert frame.values.tolist() == [[1, 1.0, "a"], [2, 2.0, "a"], [1, 3.0, "b"]]
     assert media.latency_frame({"a": [1.0], "b": []})["ms"].isna().tolist() == [False, True]  # b named, no value
+    assert media._mtime(media.DOWNLOADS / "removed-by-another-request.png") == 0.0  # no race in the clean-up
 
 
 def test_app_without_checkpoints_exits_naming_the_folder(tmp_path):

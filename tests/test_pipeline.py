@@ -157,3 +157,12 @@ def test_model_image_composites_transparency_on_white_at_model_size():
     out = np.asarray(model_image(image))
     assert out.shape == (128, 128, 3)
     assert (out[:, 100] == 255).all() and (out[:, 10] == (200, 0, 0)).all()
+
+
+def test_model_image_undoes_a_whole_number_enlargement_exactly():
+    from maskmamba.pipeline import model_image
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    big = image.resize((512, 512), Image.NEAREST)  # what the demo's inpaint editor shows
+    assert np.array_equal(np.asarray(model_image(big)), np.asarray(image))

@@ -37,7 +37,7 @@ from maskmamba.eval.classifier import (
 from maskmamba.eval.fid import InceptionFeatures, feature_stats, frechet_distance
 from maskmamba.eval.plots import figure, save_plot
 from maskmamba.models import Condition, load_generator
-from maskmamba.models.tokenizer import VQTokenizer, output_to_uint8
+from maskmamba.models.tokenizer import VQTokenizer, decode_pixels
 from maskmamba.sampler import maskgit
 
 Features = Callable[[torch.Tensor], np.ndarray]  # uint8 images (N,H,W,3) -> features (N, D)
@@ -155,7 +155,7 @@ def generate(
         with _autocast(bench.device):
             for last in maskgit(model, _rows(cond, start, start + bench.batch), steps, cfg, seed=bench.seed + i):
                 pass
-        yield output_to_uint8(bench.tokenizer.decode(last.tokens.view(-1, model.grid, model.grid)))
+        yield decode_pixels(bench.tokenizer, last.tokens)
 
 
 def judge(

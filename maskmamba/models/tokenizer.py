@@ -165,3 +165,22 @@ def uint8_to_input(images: torch.Tensor) -> torch.Tensor:
 def output_to_uint8(images: torch.Tensor) -> torch.Tensor:
     """float (B,3,H,W) in [-1, 1] -> rounded uint8 (B,H,W,3)."""
     return images.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+@torch.no_grad()
+def decode_pixels(tokenizer: VQTokenizer, tokens: torch.Tensor) -> torch.Tensor:
+    """(B, grid*grid) ids -> (B, H, W, 3) uint8 on the tokenizer's device."""
+    return output_to_uint8(tokenizer.decode(tokens.view(-1, tokenizer.grid, tokenizer.grid)))
+
+
+@torch.no_grad()
+def preview_pixels(tokenizer: VQTokenizer, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, grid*grid) ids and still-masked flags -> (B, H, W, 3) uint8 preview, still-masked cells blended towards grey.
+
+    Plain torch with fixed shapes and no host sync, so the eager preview and `GraphedPreview` run the same code.
+    The blend matches float32 numpy arithmetic and truncates to uint8 as numpy's astype does."""
+    pixels = decode_pixels(tokenizer, tokens).float()
+    b, size, g = len(pixels), pixels.shape[1], tokenizer.grid
+    cell = size // g
+    big = mask.view(b, g, 1, g, 1, 1).expand(b, g, cell, g, cell, 1).reshape(b, size, size, 1)
+    return torch.where(big, 0.35 * pixels + 0.65 * 128, pixels).to(torch.uint8)
