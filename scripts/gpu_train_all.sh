@@ -15,14 +15,14 @@ mkdir -p runs/logs runs/pack
 rm -f runs/train.done
 bash scripts/gpu_install_mamba.sh > runs/logs/mamba_install.log 2>&1 || echo "mamba-ssm unavailable: Mamba runs use the PyTorch scan" >> runs/logs/mamba_install.log
 
-train_one() {  # INDEX NAME
-  local name=$2 variant=${2%@*} position=middle
+train_one() {  # NAME; xargs sets SLOT, the free slot this run took, so each GPU holds PARALLEL runs at most
+  local name=$1 variant=${1%@*} position=middle
   [[ $name == *@* ]] && position=${name#*@}
-  CUDA_VISIBLE_DEVICES=$(( $1 % NGPU )) python3 -m maskmamba.train generator --variant "$variant" --cond-position "$position" \
+  CUDA_VISIBLE_DEVICES=$(( SLOT % NGPU )) python3 -m maskmamba.train generator --variant "$variant" --cond-position "$position" \
     --data "$DATA" --out "runs/$name" --steps "$STEPS" --minutes 60 --export "runs/pack/$name" --int8 \
     > "runs/logs/$name.log" 2>&1
 }
 export -f train_one
-printf '%s\n' $RUNS | nl -v0 | xargs -P $(( ${PARALLEL:-4} * NGPU )) -L1 bash -c 'train_one "$0" "$1"'
+printf '%s\n' $RUNS | xargs -P $(( ${PARALLEL:-4} * NGPU )) --process-slot-var=SLOT -L1 bash -c 'train_one "$0"'
 for run in $RUNS; do cp "runs/$run/log.jsonl" "runs/logs/$run.jsonl" 2>/dev/null; done
 touch runs/train.done

@@ -164,8 +164,9 @@ def test_feature_matching_is_zero_for_identical_images_and_positive_otherwise():
     disc = train_tokenizer.PatchDiscriminator()
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     assert len(disc.features(x)) == 3
-    assert train_tokenizer.feature_matching(disc, x, x).item() == 0
-    assert train_tokenizer.feature_matching(disc, x, x.flip(-1)).item() > 0
+    assert train_tokenizer.feature_matching(disc, x, disc.features(x)).item() == 0
+    assert train_tokenizer.feature_matching(disc, x, disc.features(x.flip(-1))).item() > 0
+    assert torch.equal(disc.net[-1](disc.features(x)[-1]), disc(x))  # the logits follow from the last features
 
 
 def test_new_decoder_keeps_the_init_encoder_and_its_token_ids_and_resumes_frozen(tmp_path, monkeypatch, one_thread):

@@ -104,3 +104,15 @@ def test_ema_starts_close_to_the_model_and_moves_slowly_later():
     snapshot = ema.weight.detach().clone()
     train_generator.update_ema(ema, model, step=10_000, decay=0.999)
     assert torch.allclose(ema.weight, 0.999 * snapshot + 0.001 * model.weight)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_checkpoints_resume_across_eager_and_graphed_steps(token_data, tmp_path):
+    def run(steps: int, *flags: str) -> dict:
+        return train_generator.main(_args(token_data, tmp_path, steps) + ["--device", "cuda", *flags])
+
+    assert run(4, "--eager")["step"] == 4
+    assert run(10)["step"] == 10  # graphed: 3 warm-up steps, capture, replays
+    assert run(12, "--eager")["step"] == 12
+    assert all(np.isfinite(_losses(tmp_path)))

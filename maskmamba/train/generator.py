@@ -71,7 +71,9 @@ def condition_batch(data: Data, rows: torch.Tensor, prompt_frac: float, dropout:
 def masked_loss(model: torch.nn.Module, ids: torch.Tensor, inputs: torch.Tensor, mask: torch.Tensor, cond: Condition, smoothing: float) -> torch.Tensor:
     """Mean cross-entropy over the masked positions, as a mask-weighted mean: static shapes, no host sync."""
     logits = model(inputs, cond)
-    ce = F.cross_entropy(logits.float().transpose(1, 2), ids, label_smoothing=smoothing, reduction="none")
+    ce = F.cross_entropy(  # classes innermost: the fast softmax layout, no transposed copy
+        logits.flatten(0, 1).float(), ids.flatten(), label_smoothing=smoothing, reduction="none"
+    ).view_as(ids)
     return (ce * mask).sum() / mask.sum()
 
 
@@ -95,6 +97,15 @@ def _autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
     return torch.autocast("cpu", enabled=False)
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, graphed: bool) -> torch.optim.AdamW:
+    """The training AdamW; for a CUDA-graphed step, capturable and reading its lr from a device tensor."""
+    device = next(model.parameters()).device
+    return torch.optim.AdamW(
+        model.parameters(), lr=torch.tensor(lr, device=device) if graphed else lr,
+        betas=(0.9, 0.95), weight_decay=weight_decay, capturable=graphed,
+    )
 
 
 def make_train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, smoothing: float, device: torch.device):
@@ -169,12 +180,14 @@ def main(argv: list[str]) -> dict:
     model = build_model(args.variant, args.size, num_classes=len(classes), cond_position=args.cond_position).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     graphed = device.type == "cuda" and world == 1 and not args.eager
-    lr = torch.tensor(args.lr, device=device) if graphed else args.lr  # a graph reads the lr from device memory
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=args.weight_decay, capturable=graphed)
+    optimizer = make_optimizer(model, args.lr, args.weight_decay, graphed)
     step = 0
     if (state := load_checkpoint(out / CKPT, device)) is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
+        for group in state["optimizer"]["param_groups"]:  # an eager run's checkpoint may resume graphed, and back
+            group["capturable"] = graphed  # loading then puts AdamW's step counters where this run needs them
+            group["lr"] = torch.tensor(float(group["lr"]), device=device) if graphed else float(group["lr"])
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
     trained = DistributedDataParallel(model) if world > 1 else model

@@ -51,7 +51,8 @@ class PatchDiscriminator(nn.Module):
         return self.net(images)
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The activations after each LeakyReLU (what feature matching compares)."""
+        """The activations after each LeakyReLU (what feature matching compares); the last conv of the
+        net maps the last of them to the logits."""
         feats, x = [], images
         for layer in self.net:
             x = layer(x)
@@ -117,11 +118,12 @@ def sample_batch(images: torch.Tensor, batch: int) -> torch.Tensor:
     return torch.where(flip, x.flip(-1), x)
 
 
-def feature_matching(disc: PatchDiscriminator, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """Mean L1 distance between the discriminator's activations on real and reconstructed images (pix2pixHD)."""
+def feature_matching(disc: PatchDiscriminator, real: torch.Tensor, fake_features: list[torch.Tensor]) -> torch.Tensor:
+    """Mean L1 distance between the discriminator's activations on real images and the given ones of their
+    reconstructions (pix2pixHD)."""
     with torch.no_grad():
         targets = disc.features(real)
-    return torch.stack([(f.float() - t.float()).abs().mean() for f, t in zip(disc.features(fake), targets)]).mean()
+    return torch.stack([(f.float() - t.float()).abs().mean() for f, t in zip(fake_features, targets)]).mean()
 
 
 def export_weights(model: VQTokenizer, folder: str | Path) -> Path:
@@ -154,8 +156,8 @@ class Trainer:
         if args.freeze_encoder:
             self.model.encoder.requires_grad_(False)
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(args.ema))
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(trainable, lr=args.lr, betas=(0.9, 0.99), weight_decay=args.weight_decay)
+        # every parameter, frozen ones included: AdamW skips those without gradients, and the groups always match
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=args.weight_decay)
         self.disc = PatchDiscriminator().to(self.device) if args.gan_weight > 0 else None
         self.opt_d = (torch.optim.AdamW(self.disc.parameters(), lr=args.disc_lr, betas=(0.5, 0.9))
                       if self.disc is not None else None)
@@ -198,12 +200,13 @@ class Trainer:
             loss = l1
             out = {"l1": l1.detach()}
             if self.gan_on():
-                g_loss = -self.disc(recon).float().mean()
+                fake_features = self.disc.features(recon)  # one pass serves the GAN and the feature-matching terms
+                g_loss = -self.disc.net[-1](fake_features[-1]).float().mean()
                 weight = args.gan_weight * self.balance(l1, g_loss)
                 loss = loss + weight * g_loss
                 out |= {"g_loss": g_loss.detach(), "gan_w": weight}
                 if args.fm_weight > 0:
-                    fm = feature_matching(self.disc, x, recon)
+                    fm = feature_matching(self.disc, x, fake_features)
                     loss = loss + args.fm_weight * fm
                     out["fm"] = fm.detach()
         self.opt.zero_grad(set_to_none=True)
@@ -310,7 +313,7 @@ def main(argv: list[str]) -> Trainer:
             config |= {"dec_channels": list(args.dec_channels), "dec_blocks": args.dec_blocks}
     else:
         config = state["model_config"] if state else model_config_from_args(args)
-    args.freeze_encoder = args.freeze_encoder or bool(state and state.get("freeze_encoder"))  # same optimizer groups
+    args.freeze_encoder = args.freeze_encoder or bool(state and state.get("freeze_encoder"))  # stays frozen on resume
     trainer = Trainer(args, config)
     if state:
         trainer.restore(state)
