@@ -4,8 +4,8 @@
 
 One generator forward (batch 1, bf16, all tokens masked, class condition) per variant and image side. Tokens
 follow the paper's setting of a 16x-downsampling tokenizer: side/16 per grid edge, so 2048x2048 is 16,384
-tokens. Timed with CUDA events, median of repeats after warm-up; each variant at each side is timed in the
-same process, interleaved, so the ratios compare like with like. Random weights: speed does not depend on them.
+tokens. Timed with CUDA events, median of repeats after warm-up; every variant at a side is timed one after
+another in the same process, so the ratios compare like with like. Random weights: speed does not depend on them.
 """
 from __future__ import annotations
 

@@ -48,11 +48,11 @@ def test_features_are_cached_per_weights_and_analysed(tmp_path, monkeypatch):
     torch.manual_seed(0)
     model = VQTokenizer(image_size=32, enc_channels=(8, 8, 16, 16), dec_channels=(8, 8, 16, 16)).eval()
     cache = tmp_path / "features.npz"
-    first = fss.split_features("unused", "weights-a", model, MeanColour(), cache)
+    first, _ = fss.split_features("unused", "weights-a", model, MeanColour(), cache)
     assert sorted(first) == sorted(f"{s}_{c}" for s in fss.SPLITS for c in ("orig", "recon", "jpeg"))
     assert first["val_orig"].shape == (6, 6) and first["train_jpeg"].shape == (10, 6)
     calls = MeanColour.calls
-    again = fss.split_features("unused", "weights-a", model, MeanColour(), cache)
+    again, _ = fss.split_features("unused", "weights-a", model, MeanColour(), cache)
     assert MeanColour.calls == calls and all(np.array_equal(first[k], again[k]) for k in first)
     fss.split_features("unused", "weights-b", model, MeanColour(), cache)
     assert MeanColour.calls > calls  # other weights: recomputed
@@ -63,11 +63,11 @@ def test_features_are_cached_per_weights_and_analysed(tmp_path, monkeypatch):
     assert fss.plot(results, tmp_path / "plot.png").stat().st_size > 1000
 
 
-def test_bits_and_psnr_per_split(monkeypatch):
+def test_bits_and_psnr_per_split():
     rng = np.random.default_rng(1)
     images = {s: rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8) for s in fss.SPLITS}
-    monkeypatch.setattr(fss, "load_split", lambda root, split: images[split])
     model = VQTokenizer(image_size=32, enc_channels=(8, 8, 16, 16), dec_channels=(8, 8, 16, 16)).eval()
-    out = fss.bits_and_psnr("unused", model)
+    stats = {f"{s}_{k}": v for s in fss.SPLITS for k, v in fss.split_pass(images[s], model)[1].items()}
+    out = fss.bits_and_psnr(stats, model)
     assert out["token_bits_per_image"] == round(16 * np.log2(1000), 1)  # a 4x4 grid of 1000 codes
     assert all(0 < out[f"psnr_db_{s}"] < 40 and out[f"jpeg_q90_bits_per_image_{s}"] > 8 * 300 for s in fss.SPLITS)

@@ -18,19 +18,11 @@ from maskmamba.eval.fid import InceptionFeatures, feature_stats, frechet_distanc
 from maskmamba.eval.tokenizer import psnr_db
 
 
-def _jpeg_buffer(image: Image.Image, quality: int) -> io.BytesIO:
+def jpeg_round_trip(image: Image.Image, quality: int) -> tuple[Image.Image, int]:
+    """(the image after a JPEG save and load at `quality`, the JPEG's size in bytes)."""
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=quality)
-    return buffer
-
-
-def _jpeg(image: Image.Image, quality: int) -> Image.Image:
-    return Image.open(_jpeg_buffer(image, quality)).convert("RGB")
-
-
-def jpeg_bytes(image: np.ndarray, quality: int) -> int:
-    """Size in bytes of a uint8 (H,W,3) image saved as JPEG at `quality`."""
-    return _jpeg_buffer(Image.fromarray(image), quality).getbuffer().nbytes
+    return Image.open(buffer).convert("RGB"), buffer.getbuffer().nbytes
 
 
 def _resample(image: Image.Image, factor: int) -> Image.Image:
@@ -39,7 +31,7 @@ def _resample(image: Image.Image, factor: int) -> Image.Image:
 
 
 DEGRADATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
-    "jpeg q90": lambda im: _jpeg(im, 90),
+    "jpeg q90": lambda im: jpeg_round_trip(im, 90)[0],
     "gaussian blur r=0.7": lambda im: im.filter(ImageFilter.GaussianBlur(0.7)),
     "2x down-up, bilinear": lambda im: _resample(im, 2),
 }

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from maskmamba.eval.fid import FEATURE_DIM, InceptionFeatures, feature_stats, frechet_distance
-from maskmamba.eval.fid_calibration import DEGRADATIONS, jpeg_bytes
+from maskmamba.eval.fid_calibration import jpeg_round_trip
 from maskmamba.eval.plots import figure, save_plot
 from maskmamba.eval.tokenizer import load_split, psnr_db, reconstruct
 from maskmamba.models.tokenizer import VQTokenizer
@@ -35,40 +35,46 @@ COPIES = {"recon": "tokenizer", "jpeg": "jpeg q90"}  # cache key -> name in the 
 BAR = 10.0
 
 
-def copies_of(images: np.ndarray, model: VQTokenizer) -> dict[str, np.ndarray]:
-    """The originals, their tokenizer reconstructions and their JPEG q90 copies, uint8 (N,H,W,3) each."""
-    jpeg = DEGRADATIONS["jpeg q90"]
-    return {
-        "orig": images,
-        "recon": reconstruct(model, images)[0],
-        "jpeg": np.stack([np.asarray(jpeg(Image.fromarray(x))) for x in images]),
-    }
+def split_pass(images: np.ndarray, model: VQTokenizer) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """One pass over a split: (originals, tokenizer reconstructions and JPEG q90 copies, uint8 (N,H,W,3) each;
+    the tokenizer's PSNR and JPEG q90's bits per image)."""
+    recon = reconstruct(model, images)[0]
+    jpegs = [jpeg_round_trip(Image.fromarray(x), 90) for x in images]
+    copies = {"orig": images, "recon": recon, "jpeg": np.stack([np.asarray(j) for j, _ in jpegs])}
+    stats = {"psnr_db": psnr_db(images, recon), "jpeg_q90_bits_per_image": 8 * float(np.mean([n for _, n in jpegs]))}
+    return copies, stats
+
+
+STAT = "stat:"  # cache key prefix of the scalars of `split_pass`
 
 
 def split_features(
     data: str, weights: str, model: VQTokenizer, inception: InceptionFeatures, cache: Path | None
-) -> dict[str, np.ndarray]:
-    """float32 features under keys '{split}_{orig|recon|jpeg}', read from `cache` when it was made with `weights`."""
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """(float32 features under keys '{split}_{orig|recon|jpeg}', the scalars of `split_pass` under
+    '{split}_{stat}'), read from `cache` when it was made with `weights`."""
     if cache is not None and cache.is_file():
         stored = dict(np.load(cache))
-        if str(stored.pop("weights", "")) == weights:
-            return stored
-    features = {}
+        if str(stored.pop("weights", "")) == weights and any(k.startswith(STAT) for k in stored):
+            stats = {k[len(STAT):]: float(stored.pop(k)) for k in list(stored) if k.startswith(STAT)}
+            return stored, stats
+    features, stats = {}, {}
     for split in SPLITS:
-        for name, images in copies_of(load_split(data, split), model).items():
+        copies, split_stats = split_pass(load_split(data, split), model)
+        for name, images in copies.items():
             features[f"{split}_{name}"] = inception.features(images, 64).astype(np.float32)
+        stats |= {f"{split}_{name}": value for name, value in split_stats.items()}
     if cache is not None:
-        np.savez(cache, weights=np.array(weights), **features)
-    return features
+        np.savez(cache, weights=np.array(weights), **features, **{STAT + k: np.array(v) for k, v in stats.items()})
+    return features, stats
 
 
-def bits_and_psnr(data: str, model: VQTokenizer) -> dict:
+def bits_and_psnr(stats: dict[str, float], model: VQTokenizer) -> dict:
     """What each split costs and keeps: token bits against JPEG q90 bits per image, tokenizer PSNR per split."""
     out = {"token_bits_per_image": round(model.grid**2 * math.log2(model.codebook_size), 1)}
     for split in SPLITS:
-        images = load_split(data, split)
-        out[f"psnr_db_{split}"] = round(psnr_db(images, reconstruct(model, images)[0]), 2)
-        out[f"jpeg_q90_bits_per_image_{split}"] = round(8 * float(np.mean([jpeg_bytes(x, 90) for x in images])), 1)
+        out[f"psnr_db_{split}"] = round(stats[f"{split}_psnr_db"], 2)
+        out[f"jpeg_q90_bits_per_image_{split}"] = round(stats[f"{split}_jpeg_q90_bits_per_image"], 1)
     return out
 
 
@@ -143,9 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> dict:
     args = build_parser().parse_args(argv)
     model = VQTokenizer.from_pretrained(args.weights).to(args.device).eval()
-    features = split_features(args.data, args.weights, model, InceptionFeatures(args.device, args.inception), args.cache)
+    features, stats = split_features(args.data, args.weights, model, InceptionFeatures(args.device, args.inception), args.cache)
     results = {"copies": analyse(features, args.sizes, args.repeats, args.seed),
-               "bits_and_psnr": bits_and_psnr(args.data, model), "weights": args.weights,
+               "bits_and_psnr": bits_and_psnr(stats, model), "weights": args.weights,
                "command": shlex.join(["python", "-m", "maskmamba.eval.fid_sample_size", *argv])}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -24,9 +24,10 @@ GRID_MAX_BYTES = 100_000
 
 @torch.no_grad()
 def reconstruct(
-    model: VQTokenizer, images: np.ndarray, device: str | torch.device = "cpu", batch_size: int = 64
+    model: VQTokenizer, images: np.ndarray, device: str | torch.device | None = None, batch_size: int = 64
 ) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images (N,H,W,3) -> (uint8 reconstructions (N,H,W,3), ids (N, grid, grid) int64)."""
+    """uint8 images (N,H,W,3) -> (uint8 reconstructions (N,H,W,3), ids (N, grid, grid) int64), on the model's device."""
+    device = device or next(model.parameters()).device
     recons, ids = [], []
     for i in range(0, len(images), batch_size):
         x = uint8_to_input(torch.from_numpy(images[i : i + batch_size]).to(device))
