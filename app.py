@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.runtime import ASSETS, Runtime
+from maskmamba.serving import ASSETS, Runtime
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -20,9 +20,9 @@ import pandas as pd
 from PIL import Image
 
 from app import media
-from app.runtime import MAX_SEED, Runtime, Settings
 from maskmamba.configs import VARIANTS
-from maskmamba.pipeline import StepResult, model_image, model_mask
+from maskmamba.serving import MAX_SEED, Runtime, Settings, StepResult, model_image, model_mask
+from maskmamba.settings import SamplingSettings
 
 log = logging.getLogger(__name__)
 MODES = ("Class", "Prompt")
@@ -186,7 +186,7 @@ class Handlers:
             return None, f"`{path}` could not be read ({err})."
         return frame, f"Measured on **{data.get('device', 'unknown device')}** with `{data.get('command', '?')}`."
 
-    def live_benchmark(self, steps: int = 12, repeats: int = 3) -> tuple[pd.DataFrame, str]:
+    def live_benchmark(self, steps: int = SamplingSettings().steps, repeats: int = 3) -> tuple[pd.DataFrame, str]:
         """Time every loaded variant, `steps` iterations with CFG; (median ms per step per model, Markdown table)."""
         with _guarded():
             return self._live_benchmark(steps, repeats)

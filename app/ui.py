@@ -8,9 +8,9 @@ import gradio as gr
 from PIL import Image
 
 from app.handlers import EDITOR_SIDE, MODES, Handlers
-from app.runtime import MAX_SEED, Runtime
 from maskmamba.configs import VARIANTS
-from maskmamba.sampler import MAX_STEPS
+from maskmamba.serving import Runtime
+from maskmamba.settings import MAX_SEED, MAX_STEPS, SamplingSettings
 
 MODEL_CONCURRENCY = 4  # streams advance one model step at a time under the runtime's lock
 MAX_UPLOAD = "10mb"
@@ -69,12 +69,13 @@ def condition_controls(classes: list[str]) -> ConditionControls:
         prompt = gr.Textbox(label="Prompt", placeholder="e.g. a red apple", max_lines=2)
         gr.Examples(PROMPT_EXAMPLES, inputs=prompt, label="Example prompts")
     mode.change(_show_for_mode, mode, [class_name, prompt_box], queue=False, api_visibility="private")
+    defaults = SamplingSettings()
     with gr.Row():
-        cfg_scale = gr.Slider(0, 10, value=3.0, step=0.5, label="CFG scale")
-        steps = gr.Slider(1, MAX_STEPS, value=12, step=1, precision=0, label="Iterations")
+        cfg_scale = gr.Slider(0, 10, value=defaults.cfg_scale, step=0.5, label="CFG scale")
+        steps = gr.Slider(1, MAX_STEPS, value=defaults.steps, step=1, precision=0, label="Iterations")
     with gr.Row():
-        temperature = gr.Slider(0.1, 3.0, value=1.0, step=0.1, label="Temperature")
-        seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+        temperature = gr.Slider(0.1, 3.0, value=defaults.temperature, step=0.1, label="Temperature")
+        seed = gr.Number(defaults.seed, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
     randomise = gr.Checkbox(False, label="Randomise the seed on every run", container=False)
     return ConditionControls(mode, class_name, prompt, cfg_scale, steps, seed, randomise, temperature)
 

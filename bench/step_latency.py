@@ -15,6 +15,8 @@ import statistics
 import torch
 
 from maskmamba import VARIANTS, Condition, build_model, maskgit
+from maskmamba.sampler import guidance
+from maskmamba.settings import SamplingSettings
 from maskmamba.ops import attention_backend, scan_backend
 
 
@@ -23,7 +25,8 @@ def step_times(model: torch.nn.Module, device: torch.device, steps: int, repeats
     cond = Condition.classes(torch.tensor([3], device=device))
     times: list[float] = []
     for run in range(repeats + 1):
-        lat = [s.latency_ms for s in maskgit(model, cond, steps=steps, cfg_scale=3.0, seed=run, logits_fn=logits_fn)]
+        settings = SamplingSettings(steps=steps, seed=run)
+        lat = [s.latency_ms for s in maskgit(logits_fn or guidance(model), cond, model.grid, model.mask_id, settings)]
         if run:
             times += lat
     return times
@@ -47,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--size", default="small")
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=SamplingSettings().steps)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     parser.add_argument("--variants", default=",".join(VARIANTS))

@@ -27,10 +27,11 @@ SIZES: dict[str, Size] = {
 
 @dataclass(frozen=True)
 class Variant:
-    """A registry entry: a one-line description and the mixer kind of each of `depth` layers."""
+    """A registry entry: a one-line description and, for in-context variants, the mixer kind of each of `depth`
+    layers (U-ViT builds its own conv and cross-attention stack)."""
 
     description: str
-    layers: Callable[[int], list[str]]
+    layers: Callable[[int], list[str]] | None = None
     backbone: str = "in-context"  # "in-context": condition tokens in the sequence; "uvit": cross-attention
 
 
@@ -51,7 +52,7 @@ VARIANTS: dict[str, Variant] = {
     "bimamba-v2": Variant("every layer Bi-Mamba-v2 (non-causal convs, concatenation)", lambda d: ["bimamba_v2"] * d),
     "bimamba-vim": Variant("every layer Vision Mamba's Bi-Mamba (causal convs, SiLU gates)", lambda d: ["bimamba_vim"] * d),
     "mmamba": Variant("four-direction Mamba scans, text tokens in front of each (MUSE with Mamba)", lambda d: ["mmamba"] * d),
-    "uvit": Variant("aMUSEd-style U-ViT: conv blocks around a Transformer with cross-attention", lambda d: ["xattn"] * (d // 2), "uvit"),
+    "uvit": Variant("aMUSEd-style U-ViT: conv blocks around a Transformer with cross-attention", backbone="uvit"),
 }
 
 

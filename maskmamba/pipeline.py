@@ -1,6 +1,7 @@
 """Pipeline: tokenizer + prompt encoder + generator + sampler, from class/prompt to PIL images."""
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 from dataclasses import dataclass
@@ -11,9 +12,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from maskmamba.models import Condition, load_generator
+from maskmamba.models import Condition, Generator, load_generator, read_config
 from maskmamba.models.tokenizer import VQTokenizer, decode_pixels, preview_pixels
-from maskmamba.sampler import SampleStep, maskgit
+from maskmamba.sampler import LogitsFn, SampleStep, guidance, maskgit
+from maskmamba.settings import SamplingSettings
 from maskmamba.text_encoder import PromptEncoder
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -35,25 +37,35 @@ class StepResult:
 
 
 class Pipeline:
-    """Class- or prompt-conditioned generation and inpainting with one generator and the VQ tokenizer."""
+    """Class- or prompt-conditioned generation and inpainting with one generator and the VQ tokenizer.
 
-    def __init__(self, generator: torch.nn.Module, tokenizer: VQTokenizer, class_names: list[str], device: str | torch.device = "cpu"):
+    `defaults` are the sampling settings a call starts from (a checkpoint's config.json may set `default_cfg`);
+    `prompt_encoder` may be shared between pipelines (it loads MiniLM on first use).
+    """
+
+    def __init__(
+        self, generator: Generator, tokenizer: VQTokenizer, class_names: list[str], device: str | torch.device = "cpu",
+        prompt_encoder: PromptEncoder | None = None, defaults: SamplingSettings = SamplingSettings(),
+    ):
         self.device = torch.device(device)
         self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         self.generator = generator.to(self.device, self.dtype).eval()
         self.tokenizer = tokenizer.to(self.device).eval()
         self.class_names = list(class_names)
         self._class_index = {name.lower(): i for i, name in enumerate(self.class_names)}
-        self._prompt_encoder: PromptEncoder | None = None
-        self.preview_fn: PreviewFn | None = None  # replaces the eager step preview (the serving runtime's CUDA graph)
+        self.prompt_encoder = prompt_encoder or PromptEncoder(self.device)
+        defaults.check()
+        self.defaults = defaults
+        self._logits_fn: LogitsFn = guidance(self.generator)
+        self._preview_fn: PreviewFn = self._eager_preview
 
     @classmethod
     def from_pretrained(
         cls, variant: str | None = None, path: str | Path | None = None, device: str | torch.device = "cpu",
-        assets: str | Path = ASSETS, tokenizer: VQTokenizer | None = None,
+        assets: str | Path = ASSETS, tokenizer: VQTokenizer | None = None, prompt_encoder: PromptEncoder | None = None,
     ) -> Pipeline:
         """Load `<assets>/<variant>/` (or `path`), with the tokenizer (unless one is given, to share it) and the
-        class list found beside it or in `assets`."""
+        class list found beside it or in `assets`; the default CFG scale is the checkpoint's `default_cfg`."""
         if path is None and variant is None:
             raise ValueError("give a variant name or a folder")
         assets = Path(assets)
@@ -65,19 +77,28 @@ class Pipeline:
             raise ValueError(f"{folder} holds {generator.variant!r}, not {variant!r}")
         tokenizer = tokenizer or VQTokenizer.from_pretrained(_first_existing(folder / "tokenizer", assets / "tokenizer"))
         classes = json.loads(_first_existing(folder / "classes.json", assets / "classes.json").read_text())
-        return cls(generator, tokenizer, classes, device)
+        defaults = SamplingSettings.for_checkpoint(read_config(folder))
+        return cls(generator, tokenizer, classes, device, prompt_encoder, defaults)
+
+    def enable_cuda_graphs(self, preview: Callable | None = None) -> None:
+        """Replay each step's guided forward (batch 1) and its preview from CUDA graphs captured now.
+
+        `preview` is a `maskmamba.graphs.GraphedPreview` of this pipeline's tokenizer, to share one between
+        pipelines; by default one is captured here. Needs the pipeline on a CUDA device.
+        """
+        if self.device.type != "cuda":
+            raise ValueError("CUDA graphs need the pipeline on a CUDA device")
+        from maskmamba.graphs import GraphedGuidance, GraphedPreview  # CUDA only
+
+        if preview is not None and getattr(preview, "tokenizer", None) is not self.tokenizer:
+            raise ValueError("the shared preview graph must be captured for this pipeline's tokenizer")
+        self._logits_fn = GraphedGuidance(self.generator)
+        self._preview_fn = preview or GraphedPreview(self.tokenizer)
 
     @property
-    def prompt_encoder(self) -> PromptEncoder:
-        """MiniLM, loaded on first use (a few seconds)."""
-        if self._prompt_encoder is None:
-            self._prompt_encoder = PromptEncoder(self.device)
-        return self._prompt_encoder
-
-    @prompt_encoder.setter
-    def prompt_encoder(self, encoder: PromptEncoder) -> None:
-        """Share one loaded encoder between pipelines."""
-        self._prompt_encoder = encoder
+    def cuda_graphs(self) -> bool:
+        """Whether steps replay CUDA graphs (see `enable_cuda_graphs`)."""
+        return self._preview_fn != self._eager_preview
 
     def class_id(self, name: str) -> int:
         """Index of a class name (case-insensitive); a ValueError suggests near names."""
@@ -107,24 +128,34 @@ class Pipeline:
             raise ValueError(f"class id must be in 0..{len(self.class_names) - 1}, got {class_id}")
         return Condition.classes(torch.tensor([int(class_id)], device=self.device))
 
+    def settings(self, settings: SamplingSettings | None = None, **changes) -> SamplingSettings:
+        """`settings` (default: this pipeline's defaults) with any of cfg_scale, steps, temperature, seed changed."""
+        names = {f.name for f in dataclasses.fields(SamplingSettings)}
+        unknown = set(changes) - names
+        if unknown:
+            raise ValueError(f"unknown sampling setting(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(names))}")
+        chosen = dataclasses.replace((settings or self.defaults).sampling(), **changes)
+        chosen.check()
+        return chosen
+
     def stream(
         self,
         class_name: str | None = None,
         class_id: int | None = None,
         prompt: str | None = None,
-        cfg_scale: float = 3.0,
-        steps: int = 12,
-        seed: int = 0,
-        temperature: float = 1.0,
+        settings: SamplingSettings | None = None,
         tokens: torch.Tensor | None = None,
-        logits_fn: Callable | None = None,
+        **changes,
     ) -> Iterator[StepResult]:
         """Yield a StepResult after every decoding step; `tokens` (grid*grid,) with mask ids inpaints.
 
-        `logits_fn` replaces the guided forward (the serving runtime passes a CUDA-graph replay)."""
+        Sampling follows `settings` (default: the pipeline's defaults) with keyword changes such as `cfg_scale=2.0`.
+        """
+        chosen = self.settings(settings, **changes)
         cond = self.condition(class_name, class_id, prompt)
         start = None if tokens is None else tokens.to(self.device)[None]
-        for s in maskgit(self.generator, cond, steps, cfg_scale, temperature, seed=seed, tokens=start, logits_fn=logits_fn):
+        g = self.generator
+        for s in maskgit(self._logits_fn, cond, g.grid, g.mask_id, chosen, tokens=start):
             yield self._result(s)
 
     def generate(self, **kwargs) -> Image.Image:
@@ -166,7 +197,7 @@ class Pipeline:
 
     def _result(self, s: SampleStep) -> StepResult:
         mask = s.mask[0].view(self.generator.grid, self.generator.grid).cpu().numpy()
-        preview = (self.preview_fn or self._eager_preview)(s.prediction[:1], s.mask[:1])
+        preview = self._preview_fn(s.prediction[:1], s.mask[:1])
         return StepResult(s.index, s.total, Image.fromarray(preview.cpu().numpy()), mask, s.latency_ms, s.tokens[0])
 
     def _eager_preview(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -1,11 +1,13 @@
 """MaskGIT decoding as a generator that yields every step, so the demo, the tests and the benchmarks share it.
 
-Each step: one forward pass over [conditional; null] batched together (classifier-free guidance), a token
-sampled at every masked position, and the least confident of those re-masked following a cosine schedule.
-Randomness comes only from a seeded torch.Generator, so a seed fixes the result.
+The sampler sees the model only as a logits function (MaskGIT's `tokens_to_logits`): `guidance(model)` gives one
+that batches the conditional and null passes in one forward (classifier-free guidance); a CUDA-graph replay can
+stand in for it. Each step samples a token at every masked position and re-masks the least confident of those
+following the cosine schedule (`maskmamba.schedule`). Randomness comes only from a seeded torch.Generator.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -15,8 +17,10 @@ import torch
 from torch import nn
 
 from maskmamba.models.conditioning import Condition
+from maskmamba.schedule import decoding_steps, masked_after
+from maskmamba.settings import SamplingSettings
 
-MAX_STEPS = 256
+LogitsFn = Callable[[torch.Tensor, Condition, float], torch.Tensor]  # (tokens, condition, CFG scale) -> logits
 
 
 @dataclass
@@ -32,12 +36,6 @@ class SampleStep:
     latency_ms: float
 
 
-def masked_after(step: int, total: int, n_unknown: torch.Tensor) -> torch.Tensor:
-    """How many of the initially unknown tokens remain masked after `step` of `total` (cosine schedule)."""
-    remaining = torch.floor(n_unknown * math.cos(math.pi / 2 * step / total)).long()
-    return remaining if step < total else torch.zeros_like(remaining)
-
-
 def guided_logits(model: nn.Module, tokens: torch.Tensor, cond: Condition, cfg_scale: float | torch.Tensor) -> torch.Tensor:
     """null + scale * (conditional - null), with both passes batched in one forward. Scale 0 is the null pass."""
     both = model(torch.cat([tokens, tokens]), cond.cat(Condition.null(len(cond), tokens.device, cond.text.shape[1])))
@@ -45,62 +43,56 @@ def guided_logits(model: nn.Module, tokens: torch.Tensor, cond: Condition, cfg_s
     return null + cfg_scale * (conditional - null)
 
 
+def guidance(model: nn.Module) -> LogitsFn:
+    """The eager logits function of a generator: `guided_logits` with the model bound."""
+    return functools.partial(guided_logits, model)
+
+
 def _gumbel(shape: torch.Size, generator: torch.Generator, device: torch.device) -> torch.Tensor:
     u = torch.rand(shape, generator=generator, device=device).clamp_(1e-20, 1.0)
     return -torch.log(-torch.log(u).clamp_(max=-1e-20))
 
 
-def check_settings(steps: int, cfg_scale: float, temperature: float) -> None:
-    """Raise ValueError with a readable message for settings the sampler cannot honour."""
-    if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-        raise ValueError(f"steps must be an integer from 1 to {MAX_STEPS}, got {steps!r}")
-    if not math.isfinite(cfg_scale) or cfg_scale < 0:
-        raise ValueError(f"CFG scale must be a finite number >= 0, got {cfg_scale!r}")
-    if not math.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-
-
 @torch.no_grad()
 def maskgit(
-    model: nn.Module,
+    logits_fn: LogitsFn,
     cond: Condition,
-    steps: int = 12,
-    cfg_scale: float = 3.0,
-    temperature: float = 1.0,
-    choice_temperature: float = 4.5,
-    seed: int = 0,
+    grid: int,
+    mask_id: int,
+    settings: SamplingSettings = SamplingSettings(),
     tokens: torch.Tensor | None = None,
-    logits_fn: Callable[[torch.Tensor, Condition, float], torch.Tensor] | None = None,
+    choice_temperature: float = 4.5,
 ) -> Iterator[SampleStep]:
-    """Decode every masked position of `tokens` (default: all masked) in `steps` steps.
+    """Decode every position of `tokens` (B, grid*grid) that holds `mask_id` (default: all masked).
 
-    Given tokens (inpainting) are never changed. Tokens are sampled at `temperature`; the confidence used to
-    choose what stays decoded gets Gumbel noise scaled by `choice_temperature`, annealed linearly to 0.
-    `logits_fn` replaces the model call (the serving runtime passes a CUDA-graph replay).
+    Given tokens (inpainting) are never changed. Runs `settings.steps` steps, or fewer when fewer tokens are
+    masked (no step decodes nothing). Tokens are sampled at `settings.temperature`; the confidence used to choose
+    what stays decoded gets Gumbel noise scaled by `choice_temperature`, annealed linearly to 0.
     """
-    check_settings(steps, cfg_scale, temperature)
+    settings.check()
     device = cond.class_ids.device
-    n = model.grid * model.grid
     if tokens is None:
-        tokens = torch.full((len(cond), n), model.mask_id, dtype=torch.long, device=device)
+        tokens = torch.full((len(cond), grid * grid), mask_id, dtype=torch.long, device=device)
+    if tokens.shape != (len(cond), grid * grid):
+        raise ValueError(f"tokens must have shape ({len(cond)}, {grid * grid}), got {tuple(tokens.shape)}")
     tokens = tokens.clone()
-    generator = torch.Generator(device).manual_seed(seed)
-    logits_fn = logits_fn or (lambda t, c, s: guided_logits(model, t, c, s))
-    n_unknown = (tokens == model.mask_id).sum(dim=1)
-    for step in range(1, steps + 1):
+    generator = torch.Generator(device).manual_seed(settings.seed)
+    n_unknown = (tokens == mask_id).sum(dim=1)
+    total = decoding_steps(settings.steps, n_unknown)
+    for step in range(1, total + 1):
         start = time.perf_counter()
-        mask = tokens == model.mask_id
-        logits = logits_fn(tokens, cond, cfg_scale)
-        logp = torch.log_softmax(logits / temperature, dim=-1)
+        mask = tokens == mask_id
+        logits = logits_fn(tokens, cond, settings.cfg_scale)
+        logp = torch.log_softmax(logits / settings.temperature, dim=-1)
         sampled = (logp + _gumbel(logp.shape, generator, device)).argmax(dim=-1)
         picked = logp.gather(-1, sampled[..., None]).squeeze(-1)
         prediction = torch.where(mask, sampled, tokens)
-        noise = choice_temperature * (1 - step / steps) * _gumbel(picked.shape, generator, device)
+        noise = choice_temperature * (1 - step / total) * _gumbel(picked.shape, generator, device)
         confidence = torch.where(mask, picked + noise, torch.full_like(picked, math.inf))
         rank = confidence.argsort(dim=1).argsort(dim=1)
-        still_masked = rank < masked_after(step, steps, n_unknown)[:, None]
-        tokens = torch.where(still_masked, model.mask_id, prediction)
+        still_masked = rank < masked_after(step, total, n_unknown, mask.sum(dim=1))[:, None]
+        tokens = torch.where(still_masked, mask_id, prediction)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         latency = (time.perf_counter() - start) * 1000
-        yield SampleStep(step, steps, tokens, prediction, still_masked, torch.where(mask, picked, math.inf), latency)
+        yield SampleStep(step, total, tokens, prediction, still_masked, torch.where(mask, picked, math.inf), latency)

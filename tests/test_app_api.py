@@ -21,9 +21,9 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from app import media  # noqa: E402
-from app.dev_assets import DEV_CLASSES, make_dev_assets  # noqa: E402
+from maskmamba.dev_assets import DEV_CLASSES, make_dev_assets  # noqa: E402
 from app.handlers import Handlers, settings  # noqa: E402
-from app.runtime import Runtime  # noqa: E402
+from maskmamba.serving import Runtime  # noqa: E402
 from app.ui import build_demo, launch  # noqa: E402
 
 STEPS = 3

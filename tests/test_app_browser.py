@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.dev_assets import make_dev_assets
+from maskmamba.dev_assets import make_dev_assets
 
 CHROMIUM = Path("/usr/bin/chromium")
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs PyPI playwright")

@@ -1,4 +1,4 @@
-"""MaskGIT sampling: deterministic per seed, CFG 0 is the null pass, inpainting keeps given tokens."""
+"""MaskGIT sampling: deterministic per seed, CFG 0 is the null pass, inpainting keeps given tokens, no empty step."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from maskmamba import Condition, build_model, maskgit
-from maskmamba.sampler import guided_logits, masked_after
+from maskmamba.sampler import guidance, guided_logits
+from maskmamba.schedule import decoding_steps, mask_ratio, masked_after
+from maskmamba.settings import SamplingSettings
 
 from .conftest import NUM_CLASSES
 
@@ -18,8 +20,9 @@ def model():
     return build_model("maskmamba-serial-half", "tiny", num_classes=NUM_CLASSES).eval()
 
 
-def _run(model, **kwargs):
-    return list(maskgit(model, Condition.classes(torch.tensor([2, 4])), **kwargs))
+def _run(model, tokens=None, **settings):
+    cond = Condition.classes(torch.tensor([2, 4]))
+    return list(maskgit(guidance(model), cond, model.grid, model.mask_id, SamplingSettings(**settings), tokens=tokens))
 
 
 def test_every_step_yields_and_all_tokens_are_decoded(model):
@@ -64,11 +67,38 @@ def test_inpainting_never_changes_given_tokens(model):
     assert (step.tokens[hole] < model.codebook_size).all()
 
 
+def _counts(n_unknown: int, steps: int) -> list[int]:
+    """Masked counts after each step, as the sampler runs the schedule."""
+    n = torch.tensor([n_unknown])
+    total, left, counts = decoding_steps(steps, n), n, []
+    for s in range(1, total + 1):
+        left = masked_after(s, total, n, left)
+        counts.append(int(left))
+    return counts
+
+
 def test_schedule_is_cosine_and_ends_at_zero():
-    n = torch.tensor([256])
-    counts = [int(masked_after(s, 8, n)) for s in range(1, 9)]
+    counts = _counts(256, 8)
     assert counts[0] == math.floor(256 * math.cos(math.pi / 16)) and counts[-1] == 0
     assert counts == sorted(counts, reverse=True)
+    assert counts[3] == math.floor(256 * mask_ratio(4 / 8))  # the same function training masks with
+
+
+@pytest.mark.parametrize("n_unknown, steps", [(3, 12), (12, 12), (13, 12), (40, 12), (256, 12), (256, 256), (1, 5)])
+def test_no_step_decodes_nothing(n_unknown, steps):
+    counts = _counts(n_unknown, steps)
+    assert len(counts) == min(steps, n_unknown) and counts[-1] == 0
+    decoded = [a - b for a, b in zip([n_unknown, *counts], counts)]
+    assert min(decoded) >= 1, decoded
+
+
+def test_few_masked_tokens_take_one_step_each(model):
+    given = torch.randint(0, model.codebook_size, (2, model.grid**2))
+    start = given.clone()
+    start[:, [5, 77, 200]] = model.mask_id  # 3 tokens over 12 steps: 3 steps, one token each (not 9 empty ones)
+    steps = _run(model, steps=12, seed=0, tokens=start)
+    assert [s.total for s in steps] == [3, 3, 3]
+    assert [int(s.mask[0].sum()) for s in steps] == [2, 1, 0]
 
 
 @pytest.mark.parametrize("kwargs", [dict(steps=0), dict(steps=10_000), dict(cfg_scale=-1.0), dict(cfg_scale=float("nan")), dict(temperature=0.0)])

@@ -38,7 +38,8 @@ from maskmamba.eval.fid import InceptionFeatures, feature_stats, frechet_distanc
 from maskmamba.eval.plots import figure, save_plot
 from maskmamba.models import Condition, load_generator
 from maskmamba.models.tokenizer import VQTokenizer, decode_pixels
-from maskmamba.sampler import maskgit
+from maskmamba.sampler import guidance, maskgit
+from maskmamba.settings import SamplingSettings
 
 Features = Callable[[torch.Tensor], np.ndarray]  # uint8 images (N,H,W,3) -> features (N, D)
 
@@ -153,7 +154,8 @@ def generate(
     """uint8 images (b,128,128,3) on the device, batch by batch, one per sample of `cond` (batch i: seed + i)."""
     for i, start in enumerate(tqdm(range(0, len(cond), bench.batch), desc=desc, unit="batch")):
         with _autocast(bench.device):
-            for last in maskgit(model, _rows(cond, start, start + bench.batch), steps, cfg, seed=bench.seed + i):
+            settings = SamplingSettings(cfg_scale=cfg, steps=steps, seed=bench.seed + i)
+            for last in maskgit(guidance(model), _rows(cond, start, start + bench.batch), model.grid, model.mask_id, settings):
                 pass
         yield decode_pixels(bench.tokenizer, last.tokens)
 
@@ -290,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=10_000, help="images for the FID and class accuracy at the best scale")
     p.add_argument("--sweep", type=_floats, default=[1, 2, 3, 4, 6], help="CFG scales to sweep")
     p.add_argument("--sweep-n", type=int, default=2000, help="images per scale of the sweep")
-    p.add_argument("--steps", type=int, default=12, help="MaskGIT iterations")
+    p.add_argument("--steps", type=int, default=SamplingSettings().steps, help="MaskGIT iterations")
     p.add_argument("--curve-variant", default=CURVE_VARIANT, help="variant of the iteration and position curves")
     p.add_argument("--steps-curve", type=_ints, default=[4, 8, 12, 20, 25], help="iterations of FID vs iterations, in runs that evaluate --curve-variant ('' to skip)")
     p.add_argument("--curve-n", type=int, default=None, help="images per point of the curves (default: --n)")

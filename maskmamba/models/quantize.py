@@ -5,7 +5,6 @@ every other tensor (norms, biases, SSM parameters) stays float32. Loading dequan
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -55,9 +54,7 @@ def save_int8(model: nn.Module, folder: str | Path) -> Path:
     return path
 
 
-def load_int8(cls: type[nn.Module], folder: str | Path) -> nn.Module:
-    """Build `cls` from folder/config.json and load the dequantised int8 weights."""
-    folder = Path(folder)
-    model = cls(**json.loads((folder / "config.json").read_text()))
-    model.load_state_dict(dequantize_state(load_file(str(folder / INT8_FILE))))
+def load_int8(model: nn.Module, folder: str | Path) -> nn.Module:
+    """Load folder's dequantised int8 weights into `model` (built from the same config) and return it."""
+    model.load_state_dict(dequantize_state(load_file(str(Path(folder) / INT8_FILE))))
     return model

@@ -3,15 +3,12 @@ the condition entering through cross-attention instead of sitting in the sequenc
 from __future__ import annotations
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from maskmamba.configs import check_variant
 from maskmamba.modules import Block, CrossAttention, Mlp, SelfAttention, count_params, fit_width
-from maskmamba.text_encoder import PROMPT_TOKENS, TEXT_DIM
 
-from .conditioning import Condition, ConditionEncoder
-from .generator import _init_linear
+from .conditioning import Condition
+from .generator import Generator, GeneratorConfig
 
 
 class ConvNeXtBlock(nn.Module):
@@ -43,58 +40,34 @@ class CrossBlock(nn.Module):
         return x + self.mlp(self.norm3(x))
 
 
-class UViTGenerator(nn.Module, PyTorchModelHubMixin, library_name="maskmamba"):
+class UViTGenerator(Generator):
     """Token grid -> ConvNeXt -> 2x down -> `depth // 2` cross-attention layers -> 2x up (+ skip) -> ConvNeXt -> logits.
 
     The stack's MLP width is fitted so the whole backbone has the parameters of `depth` Transformer layers.
     """
 
-    def __init__(
-        self,
-        variant: str,
-        width: int,
-        depth: int,
-        heads: int,
-        num_classes: int,
-        d_state: int = 16,
-        codebook_size: int = 1000,
-        grid: int = 16,
-        cond_slots: int = PROMPT_TOKENS,
-        text_dim: int = TEXT_DIM,
-        cond_position: str = "middle",
-        size: str = "custom",
-    ):
-        super().__init__()
-        if check_variant(variant).backbone != "uvit":
-            raise ValueError(f"{variant} is not a U-ViT variant")
-        self.variant, self.size, self.codebook_size, self.grid = variant, size, codebook_size, grid
-        self.mask_id = codebook_size
-        self.tok_emb = nn.Embedding(codebook_size + 1, width)
-        self.row_pos = nn.Parameter(torch.randn(grid, 1, width) * 0.02)
-        self.col_pos = nn.Parameter(torch.randn(1, grid, width) * 0.02)
-        self.cond = ConditionEncoder(width, num_classes, cond_slots, text_dim)
+    backbone = "uvit"
+
+    def build_backbone(self, config: GeneratorConfig) -> None:
+        width, grid = config.width, config.grid
         self.stem = ConvNeXtBlock(width)
         self.down = nn.Conv2d(width, width, 2, stride=2)
         self.inner_pos = nn.Parameter(torch.randn((grid // 2) ** 2, width) * 0.02)
-        hidden = _fit_stack_mlp(width, depth, heads, grid)
-        self.stack = nn.ModuleList(CrossBlock(width, heads, hidden) for _ in range(max(1, depth // 2)))
+        hidden = _fit_stack_mlp(width, config.depth, config.heads, grid)
+        self.stack = nn.ModuleList(CrossBlock(width, config.heads, hidden) for _ in range(max(1, config.depth // 2)))
         self.up = nn.ConvTranspose2d(width, width, 2, stride=2)
         self.tail = ConvNeXtBlock(width)
-        self.norm = nn.LayerNorm(width)
-        self.head = nn.Linear(width, codebook_size)
-        self.apply(_init_linear)
 
     def forward(self, tokens: torch.Tensor, cond: Condition) -> torch.Tensor:
-        """tokens (B, grid*grid) int64 -> logits (B, grid*grid, codebook_size)."""
         b, g = tokens.shape[0], self.grid
-        x = self.tok_emb(tokens).view(b, g, g, -1) + self.row_pos + self.col_pos
+        x = self.embed(tokens).view(b, g, g, -1)
         skip = self.stem(x.permute(0, 3, 1, 2))
         h = self.down(skip).flatten(2).transpose(1, 2) + self.inner_pos
         context = self.cond(cond)
         for block in self.stack:
             h = block(h, context)
         h = self.up(h.transpose(1, 2).reshape(b, -1, g // 2, g // 2)) + skip
-        return self.head(self.norm(self.tail(h).flatten(2).transpose(1, 2)))
+        return self.logits(self.tail(h).flatten(2).transpose(1, 2))
 
 
 def _fit_stack_mlp(width: int, depth: int, heads: int, grid: int) -> int:

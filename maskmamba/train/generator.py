@@ -26,9 +26,11 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from maskmamba.configs import COND_POSITIONS
 from maskmamba.data.dataset import CaptionBank, load_manifest
 from maskmamba.data.tokens import load_tokens
 from maskmamba.models import Condition, build_model, save_int8
+from maskmamba.schedule import mask_ratio
 from maskmamba.train.checkpoint import Deadline, load_checkpoint, save_checkpoint
 from maskmamba.graphs import GraphedStep
 
@@ -52,7 +54,7 @@ class Data:
 def mask_batch(ids: torch.Tensor, mask_id: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Mask a cosine-distributed fraction of each row (at least one token); returns (inputs, mask)."""
     b, n = ids.shape
-    ratio = torch.cos(math.pi / 2 * torch.rand(b, generator=generator, device=ids.device))
+    ratio = mask_ratio(torch.rand(b, generator=generator, device=ids.device))
     count = (ratio * n).ceil().clamp(min=1)
     rank = torch.rand(b, n, generator=generator, device=ids.device).argsort(1).argsort(1)
     mask = rank < count[:, None]
@@ -128,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m maskmamba.train generator", description=__doc__.splitlines()[0])
     p.add_argument("--variant", required=True)
     p.add_argument("--size", default="small")
-    p.add_argument("--cond-position", default="middle", choices=["head", "middle", "tail"])
+    p.add_argument("--cond-position", default=None, choices=COND_POSITIONS, help="in-context variants only (default middle)")
     p.add_argument("--data", required=True, help="data set folder with tokens.safetensors and captions.safetensors")
     p.add_argument("--out", required=True, help="run folder: ckpt.pt and log.jsonl")
     p.add_argument("--steps", type=int, default=6000, help="total optimizer steps of the whole run")
@@ -177,7 +179,8 @@ def main(argv: list[str]) -> dict:
     out = Path(args.out)
     classes = load_manifest(args.data)["classes"]
     torch.manual_seed(args.seed)  # same initial weights on every rank
-    model = build_model(args.variant, args.size, num_classes=len(classes), cond_position=args.cond_position).to(device)
+    position = {} if args.cond_position is None else {"cond_position": args.cond_position}
+    model = build_model(args.variant, args.size, num_classes=len(classes), **position).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     graphed = device.type == "cuda" and world == 1 and not args.eager
     optimizer = make_optimizer(model, args.lr, args.weight_decay, graphed)

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from app.dev_assets import DEV_CLASSES, DEV_VARIANTS, make_dev_assets
-from app.runtime import Runtime, Settings, find_variants, resolve_device
+from maskmamba.dev_assets import DEV_CLASSES, DEV_VARIANTS, make_dev_assets
+from maskmamba.serving import Runtime, Settings, find_variants, resolve_device
 
 STEPS = 3
 
@@ -148,7 +148,7 @@ def test_cuda_runtime_uses_graphs_and_bf16(assets):
     runtime.warm_up(steps=2)
     kernels = runtime.kernels
     assert kernels["device"].startswith("cuda") and kernels["dtype"] == "bfloat16" and kernels["cuda_graphs"] == "on"
-    assert all(p.preview_fn is not None for p in runtime.pipelines.values())
+    assert all(p.cuda_graphs for p in runtime.pipelines.values())
     for variant in DEV_VARIANTS:
         results = list(runtime.generate_steps(variant, Settings(class_name=DEV_CLASSES[0], steps=12)))
         assert len(results) == 12 and results[-1].mask.sum() == 0

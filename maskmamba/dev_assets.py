@@ -1,6 +1,6 @@
 """Untrained stand-in checkpoints laid out like assets/, for developing and testing the demo.
 
-    python -m app.dev_assets OUT [--size tiny]
+    python -m maskmamba.dev_assets OUT [--size tiny]
 
 Writes OUT/<variant>/ (config.json + model.safetensors) for three variants, OUT/tokenizer/, OUT/classes.json
 and OUT/examples/*.png. The weights are random: images are noise, but every code path runs.

@@ -1,15 +1,18 @@
-"""Serving runtime: resident pipelines, warm-up, CUDA graphs and the step loops the demo streams.
+"""Serving layer: resident pipelines, device choice, checkpoint discovery, warm-up, CUDA graphs, one shared
+tokenizer and prompt encoder, the kernel report, and timing and benchmarks of the step loops.
 
-No gradio here: the GPU machine runs and benchmarks this module on its own.
+No gradio here: the demo (`app/`), the benchmarks (`bench/`) and a hosted Space all drive this module, and the
+GPU machine runs and tests it on its own.
 """
 from __future__ import annotations
 
 import json
+import statistics
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -18,24 +21,24 @@ from PIL import Image
 from maskmamba.configs import VARIANTS
 from maskmamba.models.tokenizer import VQTokenizer
 from maskmamba.ops import attention_backend, scan_backend
-from maskmamba.pipeline import ASSETS, Pipeline, StepResult
-from maskmamba.sampler import check_settings
+from maskmamba.pipeline import ASSETS, Pipeline, StepResult, model_image, model_mask
+from maskmamba.settings import MAX_SEED, SamplingSettings
 from maskmamba.text_encoder import PromptEncoder
 
-MAX_SEED = 2**32 - 1
 WARM_UP_PROMPT = "a red apple"
+
+__all__ = [
+    "ASSETS", "MAX_SEED", "Runtime", "Settings", "StepResult", "Timing", "find_variants", "model_image", "model_mask",
+    "resolve_device", "summarise",
+]
 
 
 @dataclass(frozen=True)
-class Settings:
-    """What a person chose for one run: exactly one of class_name and prompt, plus sampler settings."""
+class Settings(SamplingSettings):
+    """What a person chose for one run: exactly one of class_name and prompt, plus the sampling settings."""
 
     class_name: str | None = None
     prompt: str | None = None
-    cfg_scale: float = 3.0
-    steps: int = 12
-    seed: int = 0
-    temperature: float = 1.0
 
     def check(self) -> None:
         """Raise ValueError with a readable message for anything the sampler cannot run."""
@@ -45,15 +48,7 @@ class Settings:
             raise ValueError("the prompt is empty: type a few words, or switch to class mode")
         if self.class_name is not None and not self.class_name.strip():
             raise ValueError("no class chosen: pick one from the list")
-        check_settings(self.steps, float(self.cfg_scale), float(self.temperature))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
-
-    def sampler_kwargs(self) -> dict:
-        return dict(
-            class_name=self.class_name, prompt=self.prompt, cfg_scale=float(self.cfg_scale),
-            steps=self.steps, seed=self.seed, temperature=float(self.temperature),
-        )
+        super().check()
 
 
 @dataclass(frozen=True)
@@ -69,6 +64,21 @@ class Timing:
         return sum(self.step_ms)
 
 
+def summarise(timings: list[Timing]) -> list[dict]:
+    """Per variant (first-seen order): median ms per step, model ms and wall ms of a whole run, and the runs."""
+    rows = []
+    for variant in dict.fromkeys(t.variant for t in timings):
+        mine = [t for t in timings if t.variant == variant]
+        rows.append({
+            "model": variant,
+            "ms_per_step": statistics.median(t.model_ms / len(t.step_ms) for t in mine),
+            "model_ms": statistics.median(t.model_ms for t in mine),
+            "wall_ms": statistics.median(t.wall_ms for t in mine),
+            "runs": len(mine),
+        })
+    return rows
+
+
 def resolve_device(name: str | None) -> torch.device:
     """'cuda', 'cpu' or None (GPU when present); asking for CUDA without one is a readable error."""
     if name in (None, "", "auto"):
@@ -81,7 +91,7 @@ def resolve_device(name: str | None) -> torch.device:
     return device
 
 
-def find_variants(assets: Path) -> list[str]:
+def find_variants(assets: str | Path) -> list[str]:
     """Generator checkpoints under `assets` (subfolders whose config.json names a variant), registry order first."""
     found = []
     for config in sorted(Path(assets).glob("*/config.json")):
@@ -97,8 +107,8 @@ def find_variants(assets: Path) -> list[str]:
 class Runtime:
     """Every checkpoint under `assets`, loaded once and kept resident, with one lock around each model step.
 
-    The step loops are generators of plain results, so several streams (people) interleave step by step
-    while the GPU, the shared CUDA graphs and the prompt encoder serve one step at a time.
+    The pipelines share one tokenizer and one prompt encoder. The step loops are generators of plain results,
+    so several streams (people) interleave step by step while the GPU serves one step at a time.
     """
 
     def __init__(self, assets: str | Path = ASSETS, device: str | torch.device | None = None):
@@ -111,11 +121,13 @@ class Runtime:
                 f"{self.assets / 'maskmamba-serial-half'} holding config.json and the weights"
             )
         self.tokenizer = VQTokenizer.from_pretrained(self.assets / "tokenizer")
-        self.pipelines = {  # one tokenizer shared by all
-            v: Pipeline.from_pretrained(v, device=self.device, assets=self.assets, tokenizer=self.tokenizer)
+        self.prompt_encoder = PromptEncoder(self.device)  # loads on warm-up or on the first prompt
+        self.pipelines = {
+            v: Pipeline.from_pretrained(
+                v, device=self.device, assets=self.assets, tokenizer=self.tokenizer, prompt_encoder=self.prompt_encoder
+            )
             for v in self.variants
         }
-        self.graphs: dict[str, Callable] = {}
         self.prompt_error: str | None = None
         self._lock = threading.Lock()
 
@@ -126,51 +138,61 @@ class Runtime:
             device = f"cuda ({torch.cuda.get_device_name(self.device)})"
         else:
             device = f"cpu ({torch.get_num_threads()} threads)"
+        pipes = list(self.pipelines.values())
         return {
             "device": device,
-            "dtype": str(next(iter(self.pipelines.values())).dtype).removeprefix("torch."),
+            "dtype": str(pipes[0].dtype).removeprefix("torch."),
             "scan": "mamba-ssm CUDA kernel" if scan_backend(self.device) == "mamba-ssm" else "torch reference",
             "attention": "flash-attn" if attention_backend(self.device) == "flash-attn" else "PyTorch SDPA",
-            "cuda_graphs": "on" if self.graphs else "off",
+            "cuda_graphs": "on" if all(p.cuda_graphs for p in pipes) else "off",
         }
 
     def class_names(self, variant: str) -> list[str]:
         return self.pipelines[self._check_variant(variant)].class_names
 
+    def defaults(self, variant: str) -> SamplingSettings:
+        """The variant's default sampling settings (its checkpoint's `default_cfg`, else the library default)."""
+        return self.pipelines[self._check_variant(variant)].defaults
+
     def warm_up(self, steps: int = 2) -> dict[str, float]:
         """Load the prompt encoder, capture step and preview CUDA graphs (on GPU), run each variant once; wall ms each."""
         self._load_prompt_encoder()
         if self.device.type == "cuda":
-            from maskmamba.graphs import GraphedGuidance, GraphedPreview  # CUDA only
+            from maskmamba.graphs import GraphedPreview  # CUDA only
 
-            self.graphs = {v: GraphedGuidance(p.generator) for v, p in self.pipelines.items()}
             preview = GraphedPreview(self.tokenizer)  # one tokenizer serves every pipeline, so one graph does
             for pipe in self.pipelines.values():
-                pipe.preview_fn = preview
+                pipe.enable_cuda_graphs(preview)
         name = self.class_names(self.variants[0])[0]
         return {v: self.time_run(v, Settings(class_name=name, steps=steps)).wall_ms for v in self.variants}
 
     def generate_steps(self, variant: str, settings: Settings) -> Iterator[StepResult]:
         """Decode from scratch, yielding after every step."""
         pipe = self._pipeline(variant, settings)
-        return self._stepwise(pipe.stream(**settings.sampler_kwargs() | self._graph_kwargs(variant)))
+        return self._stepwise(pipe.stream(settings.class_name, prompt=settings.prompt, settings=settings.sampling()))
 
     def compare_steps(self, variants: tuple[str, str], settings: Settings) -> Iterator[tuple[str, StepResult]]:
         """Two variants on the same settings, alternating one step of each: yields (variant, step)."""
         if len(variants) != 2 or variants[0] == variants[1]:
             raise ValueError("choose two different variants to compare")
         streams = [(v, self.generate_steps(v, settings)) for v in variants]
-        for _ in range(settings.steps):  # same settings, so both streams have `steps` steps
+        while streams:
+            live = []
             for variant, stream in streams:
-                yield variant, next(stream)
+                result = next(stream, None)
+                if result is not None:
+                    live.append((variant, stream))
+                    yield variant, result
+            streams = live
 
     def inpaint_steps(
         self, variant: str, image: Image.Image, mask: np.ndarray | Image.Image, settings: Settings
     ) -> Iterator[StepResult]:
         """Regenerate the tokens under `mask` (True = repaint); pixels outside stay as they were."""
         pipe = self._pipeline(variant, settings)
-        kwargs = settings.sampler_kwargs() | self._graph_kwargs(variant)
-        return self._stepwise(pipe.inpaint_stream(image, mask, **kwargs))
+        stream = pipe.inpaint_stream(image, mask, class_name=settings.class_name, prompt=settings.prompt,
+                                     settings=settings.sampling())
+        return self._stepwise(stream)
 
     def token_mask(self, variant: str, pixel_mask: np.ndarray) -> np.ndarray:
         """(128, 128) pixel mask -> (grid, grid) bool: the tokens a mask covers."""
@@ -182,10 +204,10 @@ class Runtime:
         step_ms = [r.latency_ms for r in self.generate_steps(variant, settings)]
         return Timing(variant, step_ms, (time.perf_counter() - start) * 1000)
 
-    def benchmark(self, steps: int = 12, cfg_scale: float = 3.0, repeats: int = 3) -> list[Timing]:
-        """Each loaded variant, class-conditioned with CFG, `repeats` times after the warm-up; every timing."""
-        name = self.class_names(self.variants[0])[0]
-        settings = Settings(class_name=name, steps=steps, cfg_scale=cfg_scale)
+    def benchmark(self, steps: int | None = None, cfg_scale: float | None = None, repeats: int = 3) -> list[Timing]:
+        """Each loaded variant, class-conditioned with CFG (default settings unless given), `repeats` times."""
+        chosen = {k: v for k, v in (("steps", steps), ("cfg_scale", cfg_scale)) if v is not None}
+        settings = Settings(class_name=self.class_names(self.variants[0])[0], **chosen)
         return [self.time_run(v, settings) for v in self.variants for _ in range(repeats)]
 
     def _check_variant(self, variant: str) -> str:
@@ -202,19 +224,12 @@ class Runtime:
             raise ValueError(self.prompt_error)
         return pipe
 
-    def _graph_kwargs(self, variant: str) -> dict:
-        return {"logits_fn": self.graphs[variant]} if variant in self.graphs else {}
-
     def _load_prompt_encoder(self) -> None:
-        """One MiniLM shared by every pipeline; if it cannot load, prompt mode reports why."""
+        """Load the shared MiniLM now; if it cannot load, prompt mode reports why."""
         try:
-            encoder = PromptEncoder(self.device)
-            encoder.encode([WARM_UP_PROMPT])
+            self.prompt_encoder.encode([WARM_UP_PROMPT])
         except (ImportError, OSError) as err:  # package missing, or its weight files unreadable
             self.prompt_error = f"prompt mode is unavailable on this server: {err}"
-            return
-        for pipe in self.pipelines.values():
-            pipe.prompt_encoder = encoder
 
     def _stepwise(self, results: Iterator[StepResult]) -> Iterator[StepResult]:
         """Advance `results` one step at a time under the runtime's lock."""

@@ -1,0 +1,32 @@
+"""The cosine mask schedule, shared by training (how much of an image to mask) and sampling (how much stays
+masked after each step), with MaskGIT's clamp so no decoding step is empty."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def mask_ratio(progress: torch.Tensor | float) -> torch.Tensor | float:
+    """Fraction of tokens masked at `progress` in [0, 1]: cos(pi/2 * progress), 1 at the start, 0 at the end."""
+    if isinstance(progress, torch.Tensor):
+        return torch.cos(math.pi / 2 * progress)
+    return math.cos(math.pi / 2 * progress)
+
+
+def decoding_steps(steps: int, n_unknown: torch.Tensor) -> int:
+    """Steps actually run: no more than the most tokens any row has to decode (so none is empty), at least 1."""
+    return max(1, min(steps, int(n_unknown.max()) if n_unknown.numel() else 0))
+
+
+def masked_after(step: int, total: int, n_unknown: torch.Tensor, still_masked: torch.Tensor) -> torch.Tensor:
+    """How many of a row's `n_unknown` tokens stay masked after `step` of `total`; `still_masked` before it.
+
+    The cosine count, clamped as MaskGIT does: every step decodes at least one token while any remain, and leaves
+    at least one for each later step, so with `total` from `decoding_steps` no step decodes nothing.
+    """
+    if step >= total:
+        return torch.zeros_like(n_unknown)
+    cosine = torch.floor(n_unknown * mask_ratio(step / total)).long()
+    later = torch.full_like(cosine, total - step)
+    return torch.minimum(torch.maximum(cosine, later), (still_masked - 1).clamp(min=0))

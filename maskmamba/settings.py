@@ -1,0 +1,50 @@
+"""Sampling settings: the one home of the defaults (CFG, iterations, temperature, seed) and of their check."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+MAX_STEPS = 256  # one token per step at most on the 16x16 grid
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How MaskGIT decoding runs: guidance scale, number of steps, sampling temperature and seed.
+
+    A checkpoint may override the default CFG scale with `default_cfg` in its config.json (the best scale of
+    its sweep): see `for_checkpoint`.
+    """
+
+    cfg_scale: float = 3.0
+    steps: int = 12
+    temperature: float = 1.0
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raise ValueError with a readable message for anything the sampler cannot run."""
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"steps must be an integer from 1 to {MAX_STEPS}, got {self.steps!r}")
+        if not _real(self.cfg_scale) or not math.isfinite(self.cfg_scale) or self.cfg_scale < 0:
+            raise ValueError(f"CFG scale must be a finite number >= 0, got {self.cfg_scale!r}")
+        if not _real(self.temperature) or not math.isfinite(self.temperature) or self.temperature <= 0:
+            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
+
+    def sampling(self) -> SamplingSettings:
+        """Just the sampling part (drops what a subclass adds, such as the condition)."""
+        return SamplingSettings(**{f.name: getattr(self, f.name) for f in fields(SamplingSettings)})
+
+    @classmethod
+    def for_checkpoint(cls, config: dict) -> SamplingSettings:
+        """The defaults for a checkpoint whose config.json is `config`: its `default_cfg` when it has one."""
+        default = cls()
+        cfg = config.get("default_cfg", default.cfg_scale)
+        settings = cls(**(asdict(default) | {"cfg_scale": float(cfg)}))
+        settings.check()
+        return settings
+
+
+def _real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
