@@ -1,9 +1,13 @@
 """MaskMamba: hybrid Mamba-Transformer masked image generation (Chen et al., arXiv 2409.19937)."""
 from maskmamba.configs import SIZES, VARIANTS
-from maskmamba.models import Condition, build_model, load_generator
-from maskmamba.sampler import SampleStep, maskgit
+from maskmamba.models import Condition, GeneratorConfig, build_model, load_generator
+from maskmamba.sampler import SampleStep, guidance, maskgit
+from maskmamba.settings import SamplingSettings
 
-__all__ = ["SIZES", "VARIANTS", "Condition", "Pipeline", "SampleStep", "build_model", "load_generator", "maskgit"]
+__all__ = [
+    "SIZES", "VARIANTS", "Condition", "GeneratorConfig", "Pipeline", "SampleStep", "SamplingSettings", "build_model",
+    "guidance", "load_generator", "maskgit",
+]
 
 
 def __getattr__(name: str):
