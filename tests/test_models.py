@@ -1,6 +1,8 @@
 """Every variant builds, trains a step and matches the Transformer's parameter count; save/load is exact."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -93,3 +95,26 @@ def test_int8_export_is_a_quarter_and_close(tmp_path):
         a, b = model(tokens, cond), loaded(tokens, cond)
     assert (a - b).norm() / a.norm() < 0.02
     assert torch.equal(a.argmax(-1), b.argmax(-1)) or (a.argmax(-1) == b.argmax(-1)).float().mean() > 0.97
+
+
+def test_generator_config_holds_the_shape_and_refuses_what_uvit_ignores(tmp_path):
+    from maskmamba.models import GeneratorConfig
+
+    config = GeneratorConfig.named("maskmamba-serial-half", "tiny", num_classes=NUM_CLASSES)
+    assert (config.cond_position, config.d_state, config.width) == ("middle", SIZES["tiny"].d_state, SIZES["tiny"].width)
+    uvit = GeneratorConfig.named("uvit", "tiny", num_classes=NUM_CLASSES)
+    assert uvit.cond_position is None and uvit.d_state is None
+    with pytest.raises(ValueError, match="U-ViT takes no cond_position"):
+        build_model("uvit", "tiny", cond_position="head")
+    with pytest.raises(ValueError, match="cond_position must be one of"):
+        build_model("transformer", "tiny", cond_position="side")
+    model = build_model("uvit", "tiny", num_classes=NUM_CLASSES)
+    model.save_pretrained(tmp_path)
+    saved = (tmp_path / "config.json").read_text()
+    assert GeneratorConfig.from_dict(json.loads(saved) | {"default_cfg": 2.0}) == uvit
+    assert load_generator(tmp_path).config == uvit
+
+
+def test_registry_lists_mixers_only_for_in_context_variants():
+    assert VARIANTS["uvit"].layers is None
+    assert all(VARIANTS[v].layers(4) for v in VARIANTS if v != "uvit")

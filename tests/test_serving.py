@@ -152,3 +152,16 @@ def test_cuda_runtime_uses_graphs_and_bf16(assets):
     for variant in DEV_VARIANTS:
         results = list(runtime.generate_steps(variant, Settings(class_name=DEV_CLASSES[0], steps=12)))
         assert len(results) == 12 and results[-1].mask.sum() == 0
+
+
+def test_settings_share_the_sampling_defaults_and_summaries_take_medians(runtime):
+    from maskmamba.serving import Timing, summarise
+    from maskmamba.settings import SamplingSettings
+
+    assert Settings(class_name="x").sampling() == SamplingSettings() == runtime.defaults("uvit")
+    rows = summarise([Timing("a", [1.0, 3.0], 10.0), Timing("a", [2.0, 2.0], 30.0), Timing("b", [5.0], 6.0),
+                      Timing("a", [9.0, 9.0], 20.0)])
+    assert rows == [
+        {"model": "a", "ms_per_step": 2.0, "model_ms": 4.0, "wall_ms": 20.0, "runs": 3},
+        {"model": "b", "ms_per_step": 5.0, "model_ms": 5.0, "wall_ms": 6.0, "runs": 1},
+    ]
