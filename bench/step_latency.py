@@ -62,7 +62,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
     print(f"device {name}; scan {scan_backend(device)}; attention {attention_backend(device)}; size {args.size}; {args.steps} steps, CFG")
     rows = [measure(v, args.size, device, args.steps, args.repeats) for v in args.variants.split(",")]
-    print(f"{'variant':30s} {'eager ms/step':>14s} {'graph ms/step':>14s} {'12-step ms':>11s}")
+    print(f"{'variant':30s} {'eager ms/step':>14s} {'graph ms/step':>14s} {f'{args.steps}-step ms':>11s}")
     for r in rows:
         graph = f"{r['graph_ms']:14.2f}" if "graph_ms" in r else f"{'-':>14s}"
         print(f"{r['variant']:30s} {r['eager_ms']:14.2f} {graph} {r['total_ms']:11.1f}")

@@ -44,7 +44,7 @@ def _capture(
 
 
 class GraphedGuidance:
-    """Drop-in `logits_fn` for `maskgit`: guided logits for a fixed batch size, from a CUDA graph replay.
+    """A logits function for `maskgit`: guided logits for a fixed batch size, from a CUDA graph replay.
 
     Inputs are copied into static buffers, so one graph serves every condition, token state and CFG scale.
     """
@@ -71,7 +71,7 @@ class GraphedGuidance:
 
 
 class GraphedPreview:
-    """Drop-in `Pipeline.preview_fn`: a batch-of-one step preview from a CUDA graph replay of `preview_pixels`.
+    """The step preview `Pipeline.enable_cuda_graphs` uses: a batch-of-one step preview from a CUDA graph replay of `preview_pixels`.
 
     Tokens (1, grid*grid) and still-masked flags (1, grid*grid) in -> (H, W, 3) uint8 on the GPU: the graph's
     static output, overwritten by the next call.

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 MAX_STEPS = 256  # one token per step at most on the 16x16 grid
 MAX_SEED = 2**32 - 1
@@ -39,9 +39,7 @@ class SamplingSettings:
     @classmethod
     def for_checkpoint(cls, config: dict) -> SamplingSettings:
         """The defaults for a checkpoint whose config.json is `config`: its `default_cfg` when it has one."""
-        default = cls()
-        cfg = config.get("default_cfg", default.cfg_scale)
-        settings = cls(**(asdict(default) | {"cfg_scale": float(cfg)}))
+        settings = cls(cfg_scale=float(config["default_cfg"])) if "default_cfg" in config else cls()
         settings.check()
         return settings
 
