@@ -19,6 +19,8 @@ from maskmamba.data.__main__ import main
 from maskmamba.data.captions import caption_texts
 from maskmamba.data.catalog import EmojiRecord, load_records, select_classes, val_families
 from maskmamba.data.imaging import decode_webp, encode_webp, to_square_rgb
+from maskmamba.data.paraphrases import PARAPHRASES_JSON, class_ids, load_paraphrases, verbatim_hits
+from maskmamba.data.record import dataset_record
 from maskmamba.data.shards import dequantise_rows, quantise_rows, write_caption_cache, write_shards
 
 
@@ -139,6 +141,12 @@ def test_build_maps_classes_and_splits_by_emoji(tmp_path, monkeypatch):
     assert val.emoji_ids.tolist() == [2, 2, 3, 3] and val.styles.tolist() == [0, 1, 0, 1]
     assert val.class_ids.tolist() == [1, 1, 1, 1]
     assert EmojiImages(out, "train").class_ids.tolist() == [0, 0, 0, 0]
+    record = dataset_record(manifest)
+    assert record["n_images"] == 8 and record["styles"] == {"noto": 4, "openmoji": 4}
+    assert record["splits"] == {"train": 4, "val": 4} and record["emoji_per_split"] == {"train": 2, "val": 2}
+    assert record["images_per_class"] == {"face-smiling": 4, "hand-fingers-open": 4}
+    assert record["captions"] == sum(len(e["captions"]) for e in manifest["emoji"]) > 4
+    assert [s["package"] for s in record["sources"]] == ["fonts-noto-color-emoji", "openmoji"]
     again = tmp_path / "again"
     build_module.build(again, ["noto", "openmoji"], tmp_path, "test", with_captions=False, min_class_images=3)
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in again.iterdir())
@@ -318,3 +326,37 @@ def test_real_emoji_render_in_every_installed_style():
     if sources.NOTO in installed:
         noto = sources.renderer(sources.NOTO, prefix)
         assert noto(replace(records["1F600"], hexcode="1F600-1F436")) is None
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_paraphrases_are_many_distinct_and_name_classes_of_the_data_set():
+    paraphrases = load_paraphrases(REPO / PARAPHRASES_JSON)
+    assert len(paraphrases) >= 60
+    assert len({p.prompt.lower() for p in paraphrases}) == len(paraphrases)
+    classes = list(json.loads((REPO / "assets/results/dataset.json").read_text())["images_per_class"])
+    ids = class_ids(paraphrases, classes)
+    assert [classes[i] for i in ids] == [p.class_name for p in paraphrases]
+    with pytest.raises(ValueError, match="not classes"):
+        class_ids(paraphrases, [name for name in classes if name != paraphrases[0].class_name])
+
+
+def test_verbatim_hits_is_case_blind_and_drops_a_leading_article():
+    captions = ["dog face: dog, puppy, pet", "hot beverage: coffee, drink, hot"]
+    assert verbatim_hits(["A Puppy", "hot drink", "the coffee", "kitten"], captions) == {
+        "A Puppy": [captions[0]],
+        "the coffee": [captions[1]],
+    }
+
+
+def test_no_caption_contains_a_paraphrase_and_each_names_its_catalogue_emoji():
+    prefix = sources.default_npm_prefix()
+    if sources.OPENMOJI not in _installed_sources(prefix):
+        pytest.skip(f"openmoji@17.0.0 (the catalogue) is not installed (npm prefix {prefix})")
+    records = {r.hexcode: r for r in load_records(sources.openmoji_json(prefix))}
+    captions = [caption for record in records.values() for caption in caption_texts(record)]
+    paraphrases = load_paraphrases(REPO / PARAPHRASES_JSON)
+    assert verbatim_hits([p.prompt for p in paraphrases], captions) == {}
+    for p in paraphrases:
+        assert (records[p.hexcode].annotation, records[p.hexcode].subgroup) == (p.annotation, p.class_name)
