@@ -17,8 +17,10 @@ from maskmamba.data import build as build_module
 from maskmamba.data import sources
 from maskmamba.data.__main__ import main
 from maskmamba.data.captions import caption_texts
-from maskmamba.data.catalog import load_records, select_classes, val_families
+from maskmamba.data.catalog import EmojiRecord, load_records, select_classes, val_families
 from maskmamba.data.imaging import decode_webp, encode_webp, to_square_rgb
+from maskmamba.data.paraphrases import PARAPHRASES_JSON, class_ids, load_paraphrases, verbatim_hits
+from maskmamba.data.record import dataset_record
 from maskmamba.data.shards import dequantise_rows, quantise_rows, write_caption_cache, write_shards
 
 
@@ -139,10 +141,45 @@ def test_build_maps_classes_and_splits_by_emoji(tmp_path, monkeypatch):
     assert val.emoji_ids.tolist() == [2, 2, 3, 3] and val.styles.tolist() == [0, 1, 0, 1]
     assert val.class_ids.tolist() == [1, 1, 1, 1]
     assert EmojiImages(out, "train").class_ids.tolist() == [0, 0, 0, 0]
+    record = dataset_record(manifest)
+    assert record["n_images"] == 8 and record["styles"] == {"noto": 4, "openmoji": 4}
+    assert record["splits"] == {"train": 4, "val": 4} and record["emoji_per_split"] == {"train": 2, "val": 2}
+    assert record["images_per_class"] == {"face-smiling": 4, "hand-fingers-open": 4}
+    assert record["captions"] == sum(len(e["captions"]) for e in manifest["emoji"]) > 4
+    assert [s["package"] for s in record["sources"]] == ["fonts-noto-color-emoji", "openmoji"]
     again = tmp_path / "again"
     build_module.build(again, ["noto", "openmoji"], tmp_path, "test", with_captions=False, min_class_images=3)
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in again.iterdir())
     assert all((out / p.name).read_bytes() == p.read_bytes() for p in again.iterdir())  # byte-identical rebuild
+
+
+def test_split_keeps_every_style_and_skin_tone_of_a_family_together(tmp_path, monkeypatch):
+    bases = [_entry(f"1F{i:03X}", f"emoji {i}", "people-body", f"sub-{i % 3}", "tag") for i in range(40)]
+    tones = [  # every family has two skin tones, so the held-out families hold some
+        _entry(f"1F{i:03X}-{tone}", f"emoji {i}: tone", "people-body", f"sub-{i % 3}", "", f"1F{i:03X}")
+        for i in range(40)
+        for tone in ("1F3FB", "1F3FF")
+    ]
+    catalogue = tmp_path / "openmoji.json"
+    catalogue.write_text(json.dumps(bases + tones))
+    monkeypatch.setattr(build_module, "require", lambda source, prefix, install: source.version or "1.0")
+    monkeypatch.setattr(build_module, "openmoji_json", lambda prefix: catalogue)
+    monkeypatch.setattr(build_module, "renderer", _fake_renderer)
+    styles = list(sources.DEFAULT_STYLES)
+    manifest = build_module.build(tmp_path / "out", styles, tmp_path, "test", with_captions=False)
+    emoji = manifest["emoji"]
+    family = {row: e["hexcode"].split("-")[0] for row, e in enumerate(emoji)}
+    val_rows = {row for row, e in enumerate(emoji) if e["split"] == "val"}
+    assert 0 < len(val_rows) < len(emoji)
+    assert {family[row] for row in val_rows}.isdisjoint(family[row] for row in set(family) - val_rows)
+    held_out_bases = {emoji[row]["hexcode"] for row in val_rows if "-" not in emoji[row]["hexcode"]}
+    assert len(val_rows) == 6 and {family[row] for row in val_rows} == held_out_bases  # each with its two tones
+    for split in ("train", "val"):
+        images = EmojiImages(tmp_path / "out", split)
+        assert all((row in val_rows) == (split == "val") for row in images.emoji_ids.tolist())
+        pairs = set(zip(images.emoji_ids.tolist(), images.styles.tolist()))
+        rows = {row for row, e in enumerate(emoji) if e["split"] == split}
+        assert pairs == {(row, style) for row in rows for style in range(len(styles))}
 
 
 def test_caption_quantisation_round_trip_is_close():
@@ -196,29 +233,130 @@ def test_cli_names_the_install_command_of_a_missing_source(tmp_path, monkeypatch
     assert not (tmp_path / "out").exists()
 
 
-def _installed_sources(prefix: Path) -> bool:
-    try:
-        for source in (sources.NOTO, sources.OPENMOJI):
+def test_code_point_index_joins_case_padding_and_variation_selectors():
+    assert sources.codepoint_key("0023-FE0F-20E3") == sources.codepoint_key("23-20e3") == (0x23, 0x20E3)
+    index = sources.CodePointIndex({"23-20e3": "loose", "2764-fe0f": "heart+fe0f", "2764": "heart", "a9": "c"})
+    assert index.get("0023-FE0F-20E3") == "loose"
+    assert index.get("2764-FE0F") == "heart+fe0f" and index.get("2764") == "heart"
+    assert index.get("00A9") == "c" and index.get("1F600") is None
+    with pytest.raises(ValueError, match="not a code point"):
+        sources.codepoint_key("grinning-face")
+
+
+def _record(hexcode: str) -> EmojiRecord:
+    return EmojiRecord(hexcode, "test", "test-group", "test-subgroup", (), hexcode)
+
+
+def _ink_centre(image) -> tuple[float, float]:
+    ys, xs = np.nonzero((np.asarray(image) < 200).any(axis=2))
+    return xs.mean(), ys.mean()
+
+
+def test_file_renderer_reads_svg_and_raster_art_and_skips_small_rasters(tmp_path):
+    (tmp_path / "1f534.svg").write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 36 36"><circle cx="18" cy="18" r="16" fill="#d00"/></svg>'
+    )
+    _disc((256, 256), (0, 0, 200)).save(tmp_path / "1f535.webp")
+    _disc((64, 64), (0, 0, 200)).save(tmp_path / "1f7e2.png")
+    (tmp_path / "readme.svg").write_text("<svg/>")
+    render = sources.FileRenderer(tmp_path)
+    red = np.asarray(render(_record("1F534")))
+    assert red.shape == (128, 128, 3) and red[64, 64, 0] > 200 and red[0, 0].tolist() == [255, 255, 255]
+    blue = np.asarray(render(_record("1F535")))
+    assert blue[64, 64, 2] > 180 and blue[64, 64, 0] < 40
+    assert render(_record("1F7E2")) is None  # 64 px art is under the 128 px floor
+    assert render(_record("1F600")) is None
+    with pytest.raises(sources.SourceMissing):
+        sources.FileRenderer(tmp_path / "absent")
+
+
+def test_iconify_renderer_follows_flipped_aliases_and_centres_tall_icons(tmp_path):
+    arrow = '<path fill="#000" d="M2 14h10v4H2z"/>'  # a bar at the left edge of a 32x32 box
+    icon_set = {
+        "prefix": "test",
+        "width": 32,
+        "height": 32,
+        "icons": {"left-bar": {"body": arrow}, "tall": {"body": '<rect x="0" y="0" width="32" height="48"/>', "height": 48}},
+        "aliases": {"right-bar": {"parent": "left-bar", "hFlip": True}},
+    }
+    (tmp_path / "icons.json").write_text(json.dumps(icon_set))
+    (tmp_path / "chars.json").write_text(json.dumps({"1f448": "left-bar", "1f449": "right-bar", "1f7e5": "tall"}))
+    render = sources.IconifyRenderer(tmp_path / "icons.json", tmp_path / "chars.json")
+    left_x, _ = _ink_centre(render(_record("1F448")))
+    right_x, _ = _ink_centre(render(_record("1F449")))
+    assert left_x < 40 and right_x > 88 and abs(left_x + right_x - 127) < 3
+    tall = np.asarray(render(_record("1F7E5")))
+    x0, y0, x1, y1 = _ink_box(tall)
+    assert (y0, y1) == (0, 127) and abs((x0 + x1) / 2 - 63.5) <= 1 and 80 <= x1 - x0 + 1 <= 90  # 32:48, centred
+    assert render(_record("1F600")) is None
+    with pytest.raises(KeyError, match="no icon"):
+        sources.iconify_svg(icon_set, "missing")
+
+
+def _installed_sources(prefix: Path) -> list:
+    found = []
+    for source in sources.SOURCES.values():
+        try:
             sources.require(source, prefix)
-    except sources.SourceMissing:
-        return False
-    return True
+        except sources.SourceMissing:
+            continue
+        found.append(source)
+    return found
 
 
 @pytest.mark.slow
-def test_real_emoji_render_in_both_styles():
+def test_real_emoji_render_in_every_installed_style():
     prefix = sources.default_npm_prefix()
-    if not _installed_sources(prefix):
-        pytest.skip(f"Noto and openmoji@17.0.0 are not installed (npm prefix {prefix})")
+    installed = _installed_sources(prefix)
+    if sources.OPENMOJI not in installed:
+        pytest.skip(f"openmoji@17.0.0 (the catalogue) is not installed (npm prefix {prefix})")
     records = {r.hexcode: r for r in load_records(sources.openmoji_json(prefix))}
-    picks = ["1F600", "1F436", "1F1FA-1F1F8", "1F468-200D-1F469-200D-1F467", "0023-FE0F-20E3"]
-    for source in (sources.NOTO, sources.OPENMOJI):
+    picks = ["1F600", "1F436", "1F44B-1F3FD", "2764", "0023-FE0F-20E3"]
+    for source in installed:
         render = sources.renderer(source, prefix)
         for hexcode in picks:
             pixels = np.asarray(render(records[hexcode]))
             assert pixels.shape == (128, 128, 3)
             assert (pixels < 230).any(axis=2).mean() > 0.05, (source.style, hexcode)
             assert pixels[0, 0].tolist() == [255, 255, 255]
-    noto = sources.renderer(sources.NOTO, prefix)
-    two_glyphs = replace(records["1F600"], hexcode="1F600-1F436")
-    assert noto(two_glyphs) is None
+            cx, cy = _ink_centre(pixels)
+            assert abs(cx - 63.5) < 16 and abs(cy - 63.5) < 16, (source.style, hexcode)
+    if sources.FLUENT_3D in installed:  # its country flags are Noto's, so they are skipped
+        assert sources.renderer(sources.FLUENT_3D, prefix)(records["1F1FA-1F1F8"]) is None
+    if sources.NOTO in installed:
+        noto = sources.renderer(sources.NOTO, prefix)
+        assert noto(replace(records["1F600"], hexcode="1F600-1F436")) is None
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_paraphrases_are_many_distinct_and_name_classes_of_the_data_set():
+    paraphrases = load_paraphrases(REPO / PARAPHRASES_JSON)
+    assert len(paraphrases) >= 60
+    assert len({p.prompt.lower() for p in paraphrases}) == len(paraphrases)
+    classes = list(json.loads((REPO / "assets/results/dataset.json").read_text())["images_per_class"])
+    ids = class_ids(paraphrases, classes)
+    assert [classes[i] for i in ids] == [p.class_name for p in paraphrases]
+    with pytest.raises(ValueError, match="not classes"):
+        class_ids(paraphrases, [name for name in classes if name != paraphrases[0].class_name])
+
+
+def test_verbatim_hits_is_case_blind_and_drops_a_leading_article():
+    captions = ["dog face: dog, puppy, pet", "hot beverage: coffee, drink, hot"]
+    assert verbatim_hits(["A Puppy", "hot drink", "the coffee", "kitten"], captions) == {
+        "A Puppy": [captions[0]],
+        "the coffee": [captions[1]],
+    }
+
+
+def test_no_caption_contains_a_paraphrase_and_each_names_its_catalogue_emoji():
+    prefix = sources.default_npm_prefix()
+    if sources.OPENMOJI not in _installed_sources(prefix):
+        pytest.skip(f"openmoji@17.0.0 (the catalogue) is not installed (npm prefix {prefix})")
+    records = {r.hexcode: r for r in load_records(sources.openmoji_json(prefix))}
+    captions = [caption for record in records.values() for caption in caption_texts(record)]
+    paraphrases = load_paraphrases(REPO / PARAPHRASES_JSON)
+    assert verbatim_hits([p.prompt for p in paraphrases], captions) == {}
+    for p in paraphrases:
+        assert (records[p.hexcode].annotation, records[p.hexcode].subgroup) == (p.annotation, p.class_name)

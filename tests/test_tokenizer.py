@@ -186,3 +186,42 @@ def test_new_decoder_keeps_the_init_encoder_and_its_token_ids_and_resumes_frozen
     resumed = train_tokenizer.main([*run, "--steps", "4"])  # the checkpoint remembers the frozen encoder
     assert resumed.step == 4 and not any(p.requires_grad for p in resumed.model.encoder.parameters())
     assert torch.equal(resumed.model.encode(x), init.encode(x))
+
+
+def test_shift_on_white_moves_each_image_by_whole_pixels_within_the_limit():
+    x = -torch.ones(64, 3, 16, 16)  # black images; a shift brings in white from outside
+    x[:, :, 8, 8] = 0.5  # one grey marker pixel
+    torch.manual_seed(0)
+    shifted = train_tokenizer.shift_on_white(x, 3)
+    offsets = set()
+    for image in shifted:
+        (y, x_), = torch.nonzero(image[0] == 0.5).tolist()
+        dy, dx = y - 8, x_ - 8
+        offsets.add((dy, dx))
+        assert abs(dy) <= 3 and abs(dx) <= 3
+        white = image[0] == 1.0  # exactly the rows and columns uncovered by the shift
+        expect = torch.zeros(16, 16, dtype=torch.bool)
+        expect[:dy] = dy > 0
+        expect[16 + dy:] = dy < 0
+        expect[:, :dx] |= dx > 0
+        expect[:, 16 + dx:] |= dx < 0
+        assert torch.equal(white, expect), (dy, dx)
+    assert len(offsets) > 20  # offsets differ per image
+    assert torch.equal(train_tokenizer.sample_batch(torch.zeros(2, 8, 8, 3, dtype=torch.uint8), 4, 0).abs(),
+                       torch.ones(4, 3, 8, 8))  # no shift: flips only, black stays black
+
+
+def test_levels_set_the_codebook_and_augmented_training_resumes(tmp_path, monkeypatch, one_thread):
+    images = synthetic_images(8, size=32)
+    monkeypatch.setattr(train_tokenizer, "load_split", lambda root, split: images)
+    run, export = tmp_path / "run", tmp_path / "export"
+    common = ["--data", "unused", "--out", str(run), "--device", "cpu", "--batch", "4", "--warmup", "1",
+              "--val-images", "4", "--augment", "--max-shift", "2", *TINY]
+    first = train_tokenizer.main([*common, "--steps", "3", "--levels", "4", "4", "4", "4", "4"])
+    assert first.model.codebook_size == 1024
+    second = train_tokenizer.main([*common, "--steps", "5", "--export", str(export)])  # levels from the checkpoint
+    assert second.step == 5 and second.model.codebook_size == 1024
+    loaded = VQTokenizer.from_pretrained(export)
+    assert loaded.codebook_size == 1024 and reconstruct(loaded, images[:2])[1].max() < 1024
+    with pytest.raises(SystemExit):
+        train_tokenizer.main([*common, "--levels", "8", "1", "5"])

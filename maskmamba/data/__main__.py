@@ -1,8 +1,9 @@
-"""CLI: python -m maskmamba.data build OUT [--sources noto,openmoji] [--limit N] [--no-captions] [--install]
+"""CLI: python -m maskmamba.data build OUT [--sources noto,openmoji,...] [--limit N] [--no-captions] [--install]
 
-and python -m maskmamba.data sheet OUT PNG [--split train] [--count 64] [--seed 0] for a contact sheet,
+and python -m maskmamba.data sheet OUT PNG [--split train] [--count 64] [--seed 0] [--style S] for a contact sheet,
 and python -m maskmamba.data tokenize OUT --tokenizer assets/tokenizer for the token cache of generator training,
-and python -m maskmamba.data pack OUT BUNDLE [--captions-per-emoji 2] for the bundle that travels to a GPU machine.
+and python -m maskmamba.data pack OUT BUNDLE [--captions-per-emoji 2] for the bundle that travels to a GPU machine,
+and python -m maskmamba.data record OUT [--json assets/results/dataset.json] for the data set's counts and sources.
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from pathlib import Path
 from PIL import Image
 
 from maskmamba.data.build import MIN_CLASS_IMAGES, build, summary
-from maskmamba.data.dataset import EmojiImages, contact_sheet
-from maskmamba.data.sources import SOURCES, SourceMissing, default_npm_prefix
+from maskmamba.data.dataset import EmojiImages, contact_sheet, load_manifest
+from maskmamba.data.sources import DEFAULT_STYLES, SOURCES, SourceMissing, default_npm_prefix
 
 def _styles(text: str) -> list[str]:
     styles = [style.strip() for style in text.split(",") if style.strip()]
@@ -32,7 +33,9 @@ def parser() -> argparse.ArgumentParser:
     commands = cli.add_subparsers(dest="command", required=True)
     make = commands.add_parser("build", help="render, split and shard the emoji images")
     make.add_argument("out", type=Path, help="output folder (keep it outside git)")
-    make.add_argument("--sources", type=_styles, default=["noto", "openmoji"], help="comma-separated art styles")
+    make.add_argument(
+        "--sources", type=_styles, default=list(DEFAULT_STYLES), help=f"comma-separated art styles of {list(SOURCES)}"
+    )
     make.add_argument("--limit", type=int, default=None, help="use only the first N emoji of the catalogue")
     make.add_argument("--no-captions", action="store_true", help="skip the caption-state cache")
     make.add_argument("--install", action="store_true", help="install missing sources (apt-get, npm)")
@@ -44,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
     sheet.add_argument("--split", default="train")
     sheet.add_argument("--count", type=int, default=64)
     sheet.add_argument("--seed", type=int, default=0)
+    sheet.add_argument("--style", default=None, help="only this style (a name from the manifest's styles)")
     tokens = commands.add_parser("tokenize", help="encode every image once with the VQ tokenizer")
     tokens.add_argument("root", type=Path, help="a built data set")
     tokens.add_argument("--tokenizer", type=Path, default=Path("assets/tokenizer"))
@@ -52,12 +56,22 @@ def parser() -> argparse.ArgumentParser:
     bundle.add_argument("root", type=Path, help="a built and tokenized data set")
     bundle.add_argument("out", type=Path, help="bundle folder")
     bundle.add_argument("--captions-per-emoji", type=int, default=2)
+    record = commands.add_parser("record", help="write the counts and sources of a built data set as JSON")
+    record.add_argument("root", type=Path, help="a built data set")
+    record.add_argument("--json", type=Path, default=Path("assets/results/dataset.json"))
     return cli
 
 
 def save_sheet(args: argparse.Namespace) -> int:
     """The `sheet` command."""
-    grid = contact_sheet(EmojiImages(args.root, args.split), args.count, args.seed)
+    style = None
+    if args.style is not None:
+        styles = load_manifest(args.root)["styles"]
+        if args.style not in styles:
+            print(f"error: style {args.style!r} is not in this data set's {styles}", file=sys.stderr)
+            return 1
+        style = styles.index(args.style)
+    grid = contact_sheet(EmojiImages(args.root, args.split), args.count, args.seed, style)
     Image.fromarray(grid).save(args.png)
     print(f"saved {args.png}")
     return 0
@@ -73,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         from maskmamba.data.tokens import build_token_cache
 
         print(f"wrote {build_token_cache(args.root, args.tokenizer, args.device)}")
+        return 0
+    if args.command == "record":
+        from maskmamba.data.record import write_dataset_record
+
+        print(f"wrote {write_dataset_record(args.root, args.json)}")
         return 0
     if args.command == "pack":
         from maskmamba.data.pack import pack

@@ -100,10 +100,13 @@ class CaptionBank:
         return self.first[ids] + (draw * self.count[ids]).long().clamp_max(self.count[ids] - 1)
 
 
-def contact_sheet(images: EmojiImages, count: int = 64, seed: int = 0) -> np.ndarray:
-    """A square grid of `count` randomly chosen images as one (H, W, 3) uint8 array."""
+def contact_sheet(images: EmojiImages, count: int = 64, seed: int = 0, style: int | None = None) -> np.ndarray:
+    """A square grid of `count` randomly chosen images (of one style id, if given) as one (H, W, 3) uint8 array."""
     rng = np.random.default_rng(seed)
-    picks = rng.choice(len(images), size=min(count, len(images)), replace=False)
+    pool = np.arange(len(images)) if style is None else np.flatnonzero(images.styles == style)
+    if len(pool) == 0:
+        raise ValueError(f"no images of style id {style}")
+    picks = rng.choice(pool, size=min(count, len(pool)), replace=False)
     side = int(np.ceil(np.sqrt(len(picks))))
     tiles = [decode_webp(images.webp_bytes(i)) for i in picks]
     tiles += [np.zeros_like(tiles[0])] * (side * side - len(tiles))

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -19,6 +19,9 @@ from maskmamba.data.imaging import has_ink, to_square_rgb
 NOTO_SIZE = 109  # the one size of the font's 136x128 colour bitmap strike
 SVG_RENDER_SIZE = 256  # rasterise SVGs at twice the output size, then LANCZOS down
 MAX_GLYPH_ASPECT = 1.25  # one Noto glyph is 136x128; two or more side by side are far wider
+MIN_RASTER_SIZE = 128  # raster art smaller than the output size is skipped, never enlarged
+VARIATION_SELECTOR_16 = 0xFE0F
+RASTER_SUFFIXES = (".png", ".webp")
 
 Renderer = Callable[[EmojiRecord], "Image.Image | None"]
 
@@ -35,8 +38,12 @@ class Source:
     manager: str  # "apt" or "npm"
     package: str
     version: str | None  # the pinned version; None takes what the distribution ships
-    licence: str
+    licence: str  # the licence of the art itself (the package's code licence may differ)
     credit: str
+    layout: Literal["font", "files", "iconify"]  # a colour font, one file per emoji, or an Iconify JSON set
+    art: str = ""  # inside the package: the folder of files named by code point, or the Iconify icons.json
+    chars: str = ""  # Iconify only: the chars.json that maps code points to icon names
+    skip_subgroups: tuple[str, ...] = ()  # CLDR subgroups whose art in this package comes from another set
 
     def spec(self) -> str:
         """Package name with its pin, as the package manager takes it."""
@@ -56,6 +63,7 @@ NOTO = Source(
     version=None,
     licence="OFL-1.1",
     credit="Noto Color Emoji, Copyright 2013-2017 Google Inc., SIL Open Font License 1.1",
+    layout="font",
 )
 OPENMOJI = Source(
     style="openmoji",
@@ -64,8 +72,52 @@ OPENMOJI = Source(
     version="17.0.0",
     licence="CC-BY-SA-4.0",
     credit="All emojis designed by OpenMoji - the open-source emoji and icon project. License: CC BY-SA 4.0",
+    layout="files",
+    art="color/svg",
 )
-SOURCES = {source.style: source for source in (NOTO, OPENMOJI)}
+TWEMOJI = Source(
+    style="twemoji",
+    manager="npm",
+    package="@twemoji/svg",
+    version="15.0.0",
+    licence="CC-BY-4.0",
+    credit=(
+        "Twemoji graphics, Copyright 2019 Twitter, Inc and other contributors (continued by jdecked/twemoji), "
+        "licensed under CC-BY 4.0; SVG files from npm @twemoji/svg (package MIT, Samuel Kopp)"
+    ),
+    layout="files",
+)
+FLUENT_FLAT = Source(
+    style="fluent-flat",
+    manager="npm",
+    package="@iconify-json/fluent-emoji-flat",
+    version="1.2.6",
+    licence="MIT",
+    credit=(
+        "Fluent Emoji (flat), Copyright (c) Microsoft Corporation, MIT License; "
+        "Iconify JSON packaging from npm @iconify-json/fluent-emoji-flat (MIT)"
+    ),
+    layout="iconify",
+    art="icons.json",
+    chars="chars.json",
+)
+FLUENT_3D = Source(
+    style="fluent-3d",
+    manager="npm",
+    package="@lobehub/fluent-emoji-3d",
+    version="1.1.0",
+    licence="MIT",
+    credit=(
+        "Fluent Emoji (3D), Copyright (c) Microsoft Corporation, MIT License; "
+        "256x256 WebP files from npm @lobehub/fluent-emoji-3d (MIT, LobeHub)"
+    ),
+    layout="files",
+    art="assets",
+    # Microsoft's Fluent set has no country flags; this package fills them in with Noto's waving flags.
+    skip_subgroups=("country-flag",),
+)
+SOURCES = {source.style: source for source in (NOTO, OPENMOJI, TWEMOJI, FLUENT_FLAT, FLUENT_3D)}
+DEFAULT_STYLES = tuple(SOURCES)
 
 
 def default_npm_prefix() -> Path:
@@ -142,26 +194,150 @@ class NotoRenderer:
         return to_square_rgb(canvas) if has_ink(canvas) else None
 
 
-class OpenMojiRenderer:
-    """Rasterises OpenMoji's colour SVG (72x72 view box) for an emoji; None when it has none."""
+def codepoint_key(name: str) -> tuple[int, ...]:
+    """A code point sequence ("1F44B-1F3FB", "0023-fe0f-20e3", "23-20e3") as integers without U+FE0F.
 
-    def __init__(self, svg_dir: Path):
-        self.svg_dir = Path(svg_dir)
+    Packages differ in case, zero padding and whether they keep the emoji variation selector; this key
+    joins them all to the catalogue.
+    """
+    try:
+        points = tuple(int(part, 16) for part in name.replace("_", "-").split("-"))
+    except ValueError as err:
+        raise ValueError(f"{name!r} is not a code point sequence") from err
+    return tuple(point for point in points if point != VARIATION_SELECTOR_16)
+
+
+class CodePointIndex:
+    """Finds a package's item for an emoji: by exact (case-blind) code points, else ignoring U+FE0F."""
+
+    def __init__(self, items: dict[str, object]):
+        self.exact = {name.lower(): item for name, item in sorted(items.items())}
+        self.loose: dict[tuple[int, ...], object] = {}
+        for name, item in sorted(items.items()):
+            self.loose.setdefault(codepoint_key(name), item)
+
+    def get(self, hexcode: str) -> object | None:
+        """The item of this code point sequence, or None."""
+        exact = self.exact.get(hexcode.lower())
+        return exact if exact is not None else self.loose.get(codepoint_key(hexcode))
+
+
+def _svg_to_image(svg: bytes) -> Image.Image:
+    import cairosvg  # imported here so that the rest of the package works without it
+
+    png = cairosvg.svg2png(bytestring=svg, output_width=SVG_RENDER_SIZE, output_height=SVG_RENDER_SIZE)
+    with Image.open(io.BytesIO(png)) as image:
+        image.load()
+        return image
+
+
+class FileRenderer:
+    """Renders art stored as one file per emoji, named by code point: SVG (rasterised) or PNG/WebP.
+
+    Raster art under MIN_RASTER_SIZE pixels a side is skipped; None when the emoji has no usable file.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise SourceMissing(f"{self.folder} is not a folder; reinstall its package")
+        suffixes = (".svg", *RASTER_SUFFIXES)
+        files = {path.stem: path for path in self.folder.iterdir() if path.suffix.lower() in suffixes}
+        self.index = CodePointIndex({stem: path for stem, path in files.items() if _is_code_points(stem)})
 
     def __call__(self, record: EmojiRecord) -> Image.Image | None:
-        import cairosvg  # imported here so that the rest of the package works without it
-
-        path = self.svg_dir / f"{record.hexcode}.svg"
-        if not path.is_file():
+        path = self.index.get(record.hexcode)
+        if path is None:
             return None
-        png = cairosvg.svg2png(url=str(path), output_width=SVG_RENDER_SIZE, output_height=SVG_RENDER_SIZE)
-        with Image.open(io.BytesIO(png)) as image:
-            image.load()
-            return to_square_rgb(image) if has_ink(image) else None
+        if path.suffix.lower() == ".svg":
+            image = _svg_to_image(path.read_bytes())
+        else:
+            with Image.open(path) as opened:
+                image = opened.convert("RGBA")
+            if min(image.size) < MIN_RASTER_SIZE:
+                return None
+        return to_square_rgb(image) if has_ink(image) else None
+
+
+def _is_code_points(name: str) -> bool:
+    try:
+        codepoint_key(name)
+    except ValueError:
+        return False
+    return True
+
+
+def iconify_svg(icon_set: dict, name: str) -> bytes:
+    """A standalone SVG of one icon of an Iconify JSON set, on a square view box centred on the icon.
+
+    Follows alias chains (an alias may flip its parent) and applies the set's default width and height.
+    """
+    props: dict = {}
+    h_flip = v_flip = False
+    rotate = 0
+    seen = set()
+    while name not in icon_set["icons"]:
+        alias = icon_set.get("aliases", {}).get(name)
+        if alias is None or name in seen:
+            raise KeyError(f"Iconify set {icon_set.get('prefix')!r} has no icon {name!r}")
+        seen.add(name)
+        props = {**alias, **props}
+        h_flip ^= bool(alias.get("hFlip"))
+        v_flip ^= bool(alias.get("vFlip"))
+        rotate += int(alias.get("rotate", 0))
+        name = alias["parent"]
+    icon = {**icon_set["icons"][name], **{k: v for k, v in props.items() if k in ("width", "height", "left", "top")}}
+    h_flip ^= bool(icon_set["icons"][name].get("hFlip"))
+    v_flip ^= bool(icon_set["icons"][name].get("vFlip"))
+    rotate += int(icon_set["icons"][name].get("rotate", 0))
+    if rotate % 4:
+        raise ValueError(f"Iconify icon {name!r} is rotated; rotation is not supported")
+    left, top = icon.get("left", icon_set.get("left", 0)), icon.get("top", icon_set.get("top", 0))
+    width, height = icon.get("width", icon_set.get("width", 16)), icon.get("height", icon_set.get("height", 16))
+    transforms = []
+    if h_flip:
+        transforms.append(f"translate({2 * left + width} 0) scale(-1 1)")
+    if v_flip:
+        transforms.append(f"translate(0 {2 * top + height}) scale(1 -1)")
+    body = f'<g transform="{" ".join(transforms)}">{icon["body"]}</g>' if transforms else icon["body"]
+    side = max(width, height)
+    box = f"{left - (side - width) / 2:g} {top - (side - height) / 2:g} {side:g} {side:g}"
+    return (
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+        f'viewBox="{box}" width="{SVG_RENDER_SIZE}" height="{SVG_RENDER_SIZE}">{body}</svg>'
+    ).encode()
+
+
+class IconifyRenderer:
+    """Renders an Iconify JSON emoji set, joined to the catalogue through its chars.json (code points -> name)."""
+
+    def __init__(self, icons_json: Path, chars_json: Path):
+        for path in (icons_json, chars_json):
+            if not Path(path).is_file():
+                raise SourceMissing(f"{path} is missing; reinstall its package")
+        self.icon_set = json.loads(Path(icons_json).read_text(encoding="utf-8"))
+        self.index = CodePointIndex(json.loads(Path(chars_json).read_text(encoding="utf-8")))
+
+    def __call__(self, record: EmojiRecord) -> Image.Image | None:
+        name = self.index.get(record.hexcode)
+        if name is None:
+            return None
+        image = _svg_to_image(iconify_svg(self.icon_set, str(name)))
+        return to_square_rgb(image) if has_ink(image) else None
+
+
+def _layout_renderer(source: Source, npm_prefix: Path) -> Renderer:
+    if source.layout == "font":
+        return NotoRenderer(noto_font_path())
+    root = npm_package_dir(source, npm_prefix)
+    if source.layout == "iconify":
+        return IconifyRenderer(root / source.art, root / source.chars)
+    return FileRenderer(root / source.art)
 
 
 def renderer(source: Source, npm_prefix: Path) -> Renderer:
-    """The renderer of an installed source."""
-    if source is NOTO:
-        return NotoRenderer(noto_font_path())
-    return OpenMojiRenderer(npm_package_dir(source, npm_prefix) / "color" / "svg")
+    """The renderer of an installed source; it renders nothing for the source's skipped subgroups."""
+    render = _layout_renderer(source, npm_prefix)
+    if not source.skip_subgroups:
+        return render
+    return lambda record: None if record.subgroup in source.skip_subgroups else render(record)

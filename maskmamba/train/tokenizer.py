@@ -1,10 +1,11 @@
 """Train the VQ tokenizer, resumably, in wall-clock chunks.
 
 python -m maskmamba.train tokenizer --data DIR --out RUNDIR [--minutes 9] [--steps 30000] [--batch 64]
-    [--gan-weight 0.1 --gan-start STEP] [--compile] [--export assets/tokenizer]
+    [--levels 8 5 5 5] [--augment] [--gan-weight 0.1 --gan-start STEP] [--compile] [--export assets/tokenizer]
 
 The whole train split sits on the device as uint8; batches are sampled with replacement and flipped
-left-right at random. Loss: L1, plus an optional hinge patch-GAN term from `--gan-start` on, scaled
+left-right at random; `--augment` also shifts each image by up to `--max-shift` whole pixels, filling
+with white. `--levels` sets the FSQ levels per latent channel (the codebook size is their product). Loss: L1, plus an optional hinge patch-GAN term from `--gan-start` on, scaled
 by `--gan-weight` times VQGAN's adaptive gradient-norm ratio, and optionally `--fm-weight` times the L1
 distance between the discriminator's activations on originals and reconstructions. An EMA of the weights is kept and is what
 `--export` writes (fp16 safetensors + config.json). A new run with the same RUNDIR resumes from
@@ -85,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dec-channels", type=int, nargs="+", default=[24, 48, 96, 144])
     p.add_argument("--enc-blocks", type=int, default=1)
     p.add_argument("--dec-blocks", type=int, default=2)
+    p.add_argument("--levels", type=int, nargs="+", default=[8, 5, 5, 5],
+                   help="FSQ levels per latent channel; the codebook size is their product (8 5 5 5 = 1000)")
+    p.add_argument("--augment", action="store_true", help="also shift training images by up to --max-shift pixels")
+    p.add_argument("--max-shift", type=int, default=4, help="largest shift of --augment, in pixels")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
     p.add_argument("--seed", type=int, default=0)
@@ -110,12 +115,27 @@ def lr_at(step: int, args: argparse.Namespace) -> float:
     return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def sample_batch(images: torch.Tensor, batch: int) -> torch.Tensor:
-    """Random uint8 images (with replacement), randomly flipped left-right, as model input in [-1, 1]."""
+def shift_on_white(x: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Move each image (B,3,H,W) in [-1, 1] by its own random whole-pixel offset in [-max_shift, max_shift]
+    along each axis; the uncovered border is white (1.0)."""
+    batch, _, height, width = x.shape
+    pad = max_shift
+    padded = F.pad(x, (pad, pad, pad, pad), value=1.0)
+    dy, dx = (torch.randint(-pad, pad + 1, (2, batch, 1, 1), device=x.device))
+    rows = (torch.arange(height, device=x.device).view(1, height, 1) + pad - dy).expand(batch, height, width)
+    cols = (torch.arange(width, device=x.device).view(1, 1, width) + pad - dx).expand(batch, height, width)
+    flat = (rows * (width + 2 * pad) + cols).view(batch, 1, -1).expand(-1, x.shape[1], -1)
+    return padded.flatten(2).gather(2, flat).view_as(x)
+
+
+def sample_batch(images: torch.Tensor, batch: int, max_shift: int = 0) -> torch.Tensor:
+    """Random uint8 images (with replacement), randomly flipped left-right and, with max_shift > 0, shifted
+    on white, as model input in [-1, 1]."""
     idx = torch.randint(len(images), (batch,), device=images.device)
     x = uint8_to_input(images[idx])
     flip = torch.rand(batch, 1, 1, 1, device=x.device) < 0.5
-    return torch.where(flip, x.flip(-1), x)
+    x = torch.where(flip, x.flip(-1), x)
+    return shift_on_white(x, max_shift) if max_shift > 0 else x
 
 
 def feature_matching(disc: PatchDiscriminator, real: torch.Tensor, fake_features: list[torch.Tensor]) -> torch.Tensor:
@@ -252,7 +272,7 @@ class Trainer:
 def model_config_from_args(args: argparse.Namespace) -> dict:
     return {
         "enc_channels": list(args.enc_channels), "dec_channels": list(args.dec_channels),
-        "enc_blocks": args.enc_blocks, "dec_blocks": args.dec_blocks,
+        "enc_blocks": args.enc_blocks, "dec_blocks": args.dec_blocks, "levels": list(args.levels),
     }
 
 
@@ -273,7 +293,7 @@ def train(trainer: Trainer, images: torch.Tensor, val: np.ndarray, out: Path, de
     counts: dict[str, int] = {}
     steps, t0 = 0, time.perf_counter()
     while trainer.step < args.steps and not deadline.expired():
-        out_step = trainer.train_step(sample_batch(images, args.batch))
+        out_step = trainer.train_step(sample_batch(images, args.batch, args.max_shift if args.augment else 0))
         ids = out_step.pop("ids")
         for key, value in out_step.items():
             sums[key] = sums.get(key, 0) + value
@@ -296,7 +316,12 @@ def train(trainer: Trainer, images: torch.Tensor, val: np.ndarray, out: Path, de
 
 
 def main(argv: list[str]) -> Trainer:
-    args = build_parser().parse_args(argv)
+    cli = build_parser()
+    args = cli.parse_args(argv)
+    if min(args.levels) < 2:
+        cli.error(f"--levels {args.levels}: every channel needs at least 2 levels")
+    if args.max_shift < 0:
+        cli.error("--max-shift must be >= 0")
     deadline = Deadline(args.minutes, args.save_every)  # the budget covers start-up and data loading too
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
