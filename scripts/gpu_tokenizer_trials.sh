@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
-# Tokenizer trials side by side on one GPU, each in its own run folder with the same wall-clock budget:
-#   dec-large      the shipped encoder kept (token ids unchanged), a fresh 2x-wider decoder, L1
-#   dec-large-gan  the same plus the patch-GAN term from step 2,000
-#   joint-large    encoder and decoder both wider, trained from scratch, L1 (a bound: new token ids)
-# Constant learning rate; the EMA weights are exported. A second call with the same OUTDIR resumes.
-# usage: scripts/gpu_tokenizer_trials.sh DATA MINUTES OUTDIR
+# Tokenizer trials side by side, one per GPU (round robin when there are fewer GPUs), each in its own run folder
+# with the same wall-clock budget, cosine schedule over --steps, shift+flip augmentation; the EMA weights are
+# exported to OUTDIR/NAME/export. A second call with the same OUTDIR resumes.
+#   fsq1000        levels 8 5 5 5 (1,000 codes), the v1 shape
+#   fsq1920        levels 8 8 6 5 (1,920 codes)
+#   fsq2560        levels 8 8 8 5 (2,560 codes)
+#   fsq2560-wdec   levels 8 8 8 5, decoder widened to 32 64 96 144 (3.9 MB fp16)
+# usage: scripts/gpu_tokenizer_trials.sh DATA MINUTES OUTDIR [STEPS]
 set -euo pipefail
-DATA=$1; MINUTES=$2; OUT=$3
+DATA=$1; MINUTES=$2; OUT=$3; STEPS=${4:-15000}
 mkdir -p "$OUT"
-COMMON=(--data "$DATA" --minutes "$MINUTES" --steps 1000000 --schedule constant --save-every 2)
-WIDE_DECODER=(--dec-channels 32 64 128 224 --dec-blocks 2)
-KEEP_ENCODER=(--init assets/tokenizer --freeze-encoder --new-decoder)
+NGPU=$(nvidia-smi -L | wc -l)
+COMMON=(--data "$DATA" --minutes "$MINUTES" --steps "$STEPS" --augment --save-every 3)
+i=0
 trial() {
   local name=$1; shift
-  python3 -m maskmamba.train tokenizer --out "$OUT/$name" --export "$OUT/$name/export" "${COMMON[@]}" "$@" \
-    >"$OUT/$name.log" 2>&1
+  CUDA_VISIBLE_DEVICES=$((i % NGPU)) python3 -m maskmamba.train tokenizer --out "$OUT/$name" \
+    --export "$OUT/$name/export" "${COMMON[@]}" "$@" >"$OUT/$name.log" 2>&1 &
+  i=$((i + 1))
 }
-trial dec-large "${KEEP_ENCODER[@]}" "${WIDE_DECODER[@]}" &
-trial dec-large-gan "${KEEP_ENCODER[@]}" "${WIDE_DECODER[@]}" --gan-weight 0.1 --gan-start 2000 &
-trial joint-large --enc-channels 24 48 96 192 --enc-blocks 2 "${WIDE_DECODER[@]}" &
+trial fsq1000 --levels 8 5 5 5
+trial fsq1920 --levels 8 8 6 5
+trial fsq2560 --levels 8 8 8 5
+trial fsq2560-wdec --levels 8 8 8 5 --dec-channels 32 64 96 144
 wait
