@@ -276,7 +276,10 @@ def test_iconify_renderer_follows_flipped_aliases_and_centres_tall_icons(tmp_pat
         "prefix": "test",
         "width": 32,
         "height": 32,
-        "icons": {"left-bar": {"body": arrow}, "tall": {"body": '<rect x="0" y="0" width="32" height="48"/>', "height": 48}},
+        "icons": {
+            "left-bar": {"body": arrow},
+            "tall": {"body": '<rect x="0" y="0" width="32" height="48"/>', "height": 48},
+        },
         "aliases": {"right-bar": {"parent": "left-bar", "hFlip": True}},
     }
     (tmp_path / "icons.json").write_text(json.dumps(icon_set))

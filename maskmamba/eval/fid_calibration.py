@@ -7,22 +7,14 @@ Sets the tokenizer's rFID beside familiar losses (JPEG, blur, 2x resampling) mea
 from __future__ import annotations
 
 import argparse
-import io
 from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageFilter
 
 from maskmamba.data.dataset import EmojiImages
-from maskmamba.eval.fid import InceptionFeatures, feature_stats, frechet_distance
+from maskmamba.eval.fid import InceptionFeatures, feature_stats, frechet_distance, jpeg_round_trip
 from maskmamba.eval.tokenizer import psnr_db
-
-
-def jpeg_round_trip(image: Image.Image, quality: int) -> tuple[Image.Image, int]:
-    """(the image after a JPEG save and load at `quality`, the JPEG's size in bytes)."""
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=quality)
-    return Image.open(buffer).convert("RGB"), buffer.getbuffer().nbytes
 
 
 def _resample(image: Image.Image, factor: int) -> Image.Image:

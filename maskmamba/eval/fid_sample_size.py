@@ -22,12 +22,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from maskmamba.eval.fid import FEATURE_DIM, InceptionFeatures, feature_stats, frechet_distance
-from maskmamba.eval.fid_calibration import jpeg_round_trip
+from maskmamba.eval.fid import FEATURE_DIM, InceptionFeatures, features_fid
 from maskmamba.eval.plots import figure, save_plot
-from maskmamba.eval.tokenizer import load_split, psnr_db, reconstruct
+from maskmamba.eval.tokenizer import load_split, paired_copies
 from maskmamba.models.tokenizer import VQTokenizer
 
 SPLITS = ("val", "train")
@@ -35,23 +33,13 @@ COPIES = {"recon": "tokenizer", "jpeg": "jpeg q90"}  # cache key -> name in the 
 BAR = 10.0
 
 
-def split_pass(images: np.ndarray, model: VQTokenizer) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """One pass over a split: (originals, tokenizer reconstructions and JPEG q90 copies, uint8 (N,H,W,3) each;
-    the tokenizer's PSNR and JPEG q90's bits per image)."""
-    recon = reconstruct(model, images)[0]
-    jpegs = [jpeg_round_trip(Image.fromarray(x), 90) for x in images]
-    copies = {"orig": images, "recon": recon, "jpeg": np.stack([np.asarray(j) for j, _ in jpegs])}
-    stats = {"psnr_db": psnr_db(images, recon), "jpeg_q90_bits_per_image": 8 * float(np.mean([n for _, n in jpegs]))}
-    return copies, stats
-
-
-STAT = "stat:"  # cache key prefix of the scalars of `split_pass`
+STAT = "stat:"  # cache key prefix of the scalars of `paired_copies`
 
 
 def split_features(
     data: str, weights: str, model: VQTokenizer, inception: InceptionFeatures, cache: Path | None
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """(float32 features under keys '{split}_{orig|recon|jpeg}', the scalars of `split_pass` under
+    """(float32 features under keys '{split}_{orig|recon|jpeg}', the scalars of `paired_copies` under
     '{split}_{stat}'), read from `cache` when it was made with `weights`."""
     if cache is not None and cache.is_file():
         stored = dict(np.load(cache))
@@ -60,7 +48,7 @@ def split_features(
             return stored, stats
     features, stats = {}, {}
     for split in SPLITS:
-        copies, split_stats = split_pass(load_split(data, split), model)
+        copies, split_stats = paired_copies(load_split(data, split), model)
         for name, images in copies.items():
             features[f"{split}_{name}"] = inception.features(images, 64).astype(np.float32)
         stats |= {f"{split}_{name}": value for name, value in split_stats.items()}
@@ -78,10 +66,6 @@ def bits_and_psnr(stats: dict[str, float], model: VQTokenizer) -> dict:
     return out
 
 
-def paired_fid(originals: np.ndarray, copies: np.ndarray) -> float:
-    return frechet_distance(*feature_stats(originals), *feature_stats(copies))
-
-
 def mean_sq_distance(originals: np.ndarray, copies: np.ndarray) -> float:
     """Mean over images of the squared feature distance between an image and its copy."""
     return float(((copies.astype(np.float64) - originals) ** 2).sum(1).mean())
@@ -96,7 +80,7 @@ def fid_by_size(originals: np.ndarray, copies: np.ndarray, sizes: list[int], rep
         fids = []
         for _ in range(runs):
             idx = rng.choice(len(originals), size=min(n, len(originals)), replace=False)
-            fids.append(paired_fid(originals[idx], copies[idx]))
+            fids.append(features_fid(originals[idx], copies[idx]))
         points.append({"n": min(n, len(originals)), "fid_mean": round(float(np.mean(fids)), 2),
                        "fid_std": round(float(np.std(fids)), 2), "subsets": runs})
     return points
@@ -110,7 +94,7 @@ def analyse(features: dict, sizes: list[int], repeats: int, seed: int) -> dict:
         pooled_o = np.concatenate([features[f"{s}_orig"] for s in SPLITS])
         pooled_c = np.concatenate([features[f"{s}_{key}"] for s in SPLITS])
         results[name] = {
-            "val": {"n": len(val_o), "fid": round(paired_fid(val_o, val_c), 2),
+            "val": {"n": len(val_o), "fid": round(features_fid(val_o, val_c), 2),
                     "mean_sq_feature_distance": round(mean_sq_distance(val_o, val_c), 2)},
             "by_size": fid_by_size(pooled_o, pooled_c, sizes, repeats, seed),
         }
