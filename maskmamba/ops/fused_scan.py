@@ -1,0 +1,191 @@
+"""The project's fused multi-direction selective scan: conv + SiLU + S6 scan + D skip, in one Triton launch.
+
+n branches ("directions") of Mamba-1 each see a sequence of L positions. Direction i has its own depthwise
+conv (K taps), dt bias, A and D; odd directions may scan the shared input in reverse (Bi-Mamba) without any
+flipped copy: the program id picks the direction, and a reversed direction reads and writes index L-1-t.
+For direction i in its scan order (channels e, states n):
+
+    u_t = silu(conv_b + sum_k conv_w[k] x_{t+k-PAD})     PAD = K-1 (causal) or (K-1)//2 (centred)
+    delta_t = softplus(delta_raw_t + dt_bias);  h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t
+    y_t = C_t . h_t + D u_t
+
+The scan is chunked (a batch-1 image fills the GPU): each chunk of CHUNK positions reduces to its delta sum and
+end state (`_fwd_chunk_summary`), a short pass chains the chunk states (`_carry`), and each chunk then scans
+from its carried-in state with `tl.associative_scan` (`_fwd_output`). The backward pass runs the adjoint scan
+g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} the same way, right to left, recomputing h from the forward's
+chunk states, and ends with the transposed conv. Everything accumulates in fp32.
+
+Layouts are channels-last, as the mixers produce them: x (b, L, E) shared by all directions or (b, L, n, E);
+delta (b, L, n, E); B, C (b, L, n, N), any strides. The output is the (b, L, n*E [+E]) buffer that the mixer's
+out-projection reads: the n directions in memory order, then silu(gate) when a gate is given.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+try:
+    import triton  # noqa: F401  (the kernels themselves are imported lazily, see _kernels)
+
+    TRITON_AVAILABLE = True
+except ImportError:
+    TRITON_AVAILABLE = False
+
+
+@dataclass
+class ScanConfig:
+    """Tile sizes: CHUNK positions x BLOCK_E channels per program (powers of two), and warps per program."""
+
+    chunk: int = 64
+    block_e: int = 32
+    warps: int = 4
+
+
+CONFIG = ScanConfig()  # benchmarks may change it; the CPU interpreter tests pass their own
+
+
+@functools.cache
+def _kernels():
+    """Import (and so build) the Triton kernels on first use, after any TRITON_INTERPRET setting."""
+    from . import _scan_kernels
+
+    return _scan_kernels
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _strides4(t: Tensor) -> tuple[int, int, int, int]:
+    """(b, L, direction, last) strides of a (b, L, last) shared tensor (direction stride 0) or (b, L, n, last)."""
+    if t.dim() == 3:
+        return t.stride(0), t.stride(1), 0, t.stride(2)
+    return tuple(t.stride())
+
+
+def _check(x: Tensor, conv_w: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, gate: Tensor | None) -> None:
+    if delta.dim() != 4:
+        raise ValueError(f"delta must be (b, L, n, E), got {tuple(delta.shape)}")
+    b, L, n, E = delta.shape
+    N = A.shape[1]
+    if x.shape not in ((b, L, E), (b, L, n, E)):
+        raise ValueError(f"x must be (b, L, E) or (b, L, n, E) = {(b, L, n, E)}, got {tuple(x.shape)}")
+    if A.shape != (n * E, N) or conv_w.dim() != 2 or conv_w.shape[0] != n * E:
+        raise ValueError(f"A must be (n*E, N) and conv_w (n*E, K); got {tuple(A.shape)}, {tuple(conv_w.shape)}")
+    if N & (N - 1) or B.shape != (b, L, n, N) or C.shape != (b, L, n, N):
+        raise ValueError(f"B and C must be (b, L, n, N) with N a power of two; got {tuple(B.shape)}")
+    if gate is not None and gate.shape != (b, L, E):
+        raise ValueError(f"gate must be (b, L, E), got {tuple(gate.shape)}")
+
+
+class _FusedScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, causal, reverse_odd, cfg):
+        k = _kernels()
+        delta = delta.contiguous()
+        A = A.float().contiguous()
+        conv_w, conv_b, D, dt_bias = (t.contiguous() for t in (conv_w, conv_b, D, dt_bias))
+        b, L, n, E = delta.shape
+        N, K = A.shape[1], conv_w.shape[1]
+        pad = K - 1 if causal else (K - 1) // 2
+        nchunk = _cdiv(L, cfg.chunk)
+        neb = _cdiv(E, cfg.block_e)
+        width = n * E + (0 if gate is None else E)
+        out = torch.empty(b, L, width, device=x.device, dtype=x.dtype)
+        y = out[..., : n * E].view(b, L, n, E)
+        dsum = torch.empty(b, n, nchunk, E, device=x.device, dtype=torch.float32)
+        H = torch.empty(b, n, nchunk, N, E, device=x.device, dtype=torch.float32)
+        grid = (nchunk, n * neb, b)
+        common = dict(N=N, K=K, PAD=pad, REV_ODD=int(reverse_odd), CHUNK=cfg.chunk, BLOCK_E=cfg.block_e,
+                      num_warps=cfg.warps)
+        k._fwd_chunk_summary[grid](
+            x, conv_w, conv_b, delta, dt_bias, A, B, dsum, H, L, E, nchunk, neb,
+            *_strides4(x), *delta.stride(), *B.stride(), **common)
+        k._carry[(n * neb, b)](dsum, H, A, E, nchunk, neb, N=N, REVERSE=False, BLOCK_E=cfg.block_e,
+                               num_warps=cfg.warps)
+        k._fwd_output[grid](
+            x, conv_w, conv_b, delta, dt_bias, A, B, C, D, H, y, L, E, nchunk, neb,
+            *_strides4(x), *delta.stride(), *B.stride(), *C.stride(), *y.stride(), **common)
+        if gate is not None:
+            torch.mul(gate, torch.sigmoid(gate), out=out[..., n * E:])
+        ctx.save_for_backward(x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, H)
+        ctx.meta = (causal, reverse_odd, cfg)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, H = ctx.saved_tensors
+        causal, reverse_odd, cfg = ctx.meta
+        k = _kernels()
+        b, L, n, E = delta.shape
+        N, K = A.shape[1], conv_w.shape[1]
+        pad = K - 1 if causal else (K - 1) // 2
+        nchunk = _cdiv(L, cfg.chunk)
+        neb = _cdiv(E, cfg.block_e)
+        dy = grad_out[..., : n * E].view(b, L, n, E) if grad_out.stride(-1) == 1 else None
+        if dy is None:
+            dy = grad_out.contiguous()[..., : n * E].view(b, L, n, E)
+        dev, f32 = x.device, torch.float32
+        dsum = torch.empty(b, n, nchunk, E, device=dev, dtype=f32)
+        G = torch.empty(b, n, nchunk, N, E, device=dev, dtype=f32)
+        grid = (nchunk, n * neb, b)
+        common = dict(N=N, REV_ODD=int(reverse_odd), CHUNK=cfg.chunk, BLOCK_E=cfg.block_e, num_warps=cfg.warps)
+        k._bwd_chunk_summary[grid](
+            delta, dt_bias, A, C, dy, dsum, G, L, E, nchunk, neb,
+            *delta.stride(), *C.stride(), *dy.stride(), **common)
+        k._carry[(n * neb, b)](dsum, G, A, E, nchunk, neb, N=N, REVERSE=True, BLOCK_E=cfg.block_e,
+                               num_warps=cfg.warps)
+        ddelta = torch.empty_like(delta)
+        dpre = torch.empty(b, L, n, E, device=dev, dtype=f32)
+        dB = torch.zeros(b, L, n, N, device=dev, dtype=f32)
+        dC = torch.zeros(b, L, n, N, device=dev, dtype=f32)
+        dA = torch.zeros(n * E, N, device=dev, dtype=f32)
+        dD, dbias, dcb = (torch.zeros(n * E, device=dev, dtype=f32) for _ in range(3))
+        dw = torch.zeros(n * E, K, device=dev, dtype=f32)
+        k._bwd_main[grid](
+            x, conv_w, conv_b, delta, dt_bias, A, B, C, D, H, G, dy,
+            ddelta, dpre, dB, dC, dA, dD, dbias, dw, dcb, L, E, nchunk, neb,
+            *_strides4(x), *delta.stride(), *B.stride(), *C.stride(), *dy.stride(), K=K, PAD=pad, **common)
+        dx = torch.empty(x.shape, device=dev, dtype=x.dtype)
+        k._bwd_conv_input[(nchunk, neb, b)](
+            dpre, conv_w, dx, L, E, n, neb, *_strides4(dx),
+            K=K, PAD=pad, REV_ODD=int(reverse_odd), SHARED=x.dim() == 3, CHUNK=cfg.chunk, BLOCK_E=cfg.block_e,
+            num_warps=cfg.warps)
+        dgate = None
+        if gate is not None:
+            s = torch.sigmoid(gate.float())
+            dgate = (grad_out[..., n * E:].float() * s * (1 + gate.float() * (1 - s))).to(gate.dtype)
+        return (dx, dw.to(conv_w.dtype), dcb.to(conv_b.dtype), ddelta, dA, dB.to(B.dtype), dC.to(C.dtype),
+                dD.to(D.dtype), dbias.to(dt_bias.dtype), dgate, None, None, None)
+
+
+def fused_scan(
+    x: Tensor,
+    conv_w: Tensor,
+    conv_b: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor,
+    dt_bias: Tensor,
+    gate: Tensor | None = None,
+    *,
+    causal: bool,
+    reverse_odd: bool,
+    config: ScanConfig | None = None,
+) -> Tensor:
+    """The fused scan of n directions (see the module docstring); returns (b, L, n*E [+E]) in x's dtype.
+
+    x: (b, L, E) shared (with reverse_odd, Bi-Mamba's two directions) or (b, L, n, E); conv_w: (n*E, K);
+    conv_b, D, dt_bias: (n*E,); delta: (b, L, n, E) before bias and softplus; A: (n*E, N), negative;
+    B, C: (b, L, n, N); gate: (b, L, E), whose silu fills the last E columns of the output.
+    """
+    if not TRITON_AVAILABLE:
+        raise RuntimeError("fused_scan needs triton")
+    _check(x, conv_w, delta, A, B, C, gate)
+    return _FusedScan.apply(x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, causal, reverse_odd,
+                            config or CONFIG)
