@@ -22,17 +22,14 @@ out-projection reads: the n directions in memory order, then silu(gate) when a g
 from __future__ import annotations
 
 import functools
+import importlib.util
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-try:
-    import triton  # noqa: F401  (the kernels themselves are imported lazily, see _kernels)
-
-    TRITON_AVAILABLE = True
-except ImportError:
-    TRITON_AVAILABLE = False
+# Triton itself is imported lazily (see _kernels): its jit decorators read TRITON_INTERPRET at import time.
+TRITON_AVAILABLE = importlib.util.find_spec("triton") is not None
 
 
 @dataclass
@@ -50,9 +47,9 @@ CONFIG = ScanConfig()  # benchmarks may change it; the CPU interpreter tests pas
 @functools.cache
 def _kernels():
     """Import (and so build) the Triton kernels on first use, after any TRITON_INTERPRET setting."""
-    from . import _scan_kernels
+    from . import _triton_scan_kernels as kernels
 
-    return _scan_kernels
+    return kernels
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -81,11 +78,62 @@ def _check(x: Tensor, conv_w: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
         raise ValueError(f"gate must be (b, L, E), got {tuple(gate.shape)}")
 
 
+def _conv_input_grad(dpre: Tensor, conv_w: Tensor, x: Tensor, causal: bool, reverse_odd: bool,
+                     cfg: ScanConfig) -> Tensor:
+    """dx from d(pre-activation) (b, L, n, E) fp32 contiguous: every direction's transposed conv."""
+    b, L, n, E = dpre.shape
+    K = conv_w.shape[1]
+    dx = torch.empty(x.shape, device=x.device, dtype=x.dtype)
+    _kernels()._bwd_conv_input[(_cdiv(L, cfg.chunk), _cdiv(E, cfg.block_e), b)](
+        dpre, conv_w, dx, L, E, n, _cdiv(E, cfg.block_e), *_strides4(dx),
+        K=K, PAD=K - 1 if causal else (K - 1) // 2, REV_ODD=int(reverse_odd), SHARED=x.dim() == 3,
+        CHUNK=cfg.chunk, BLOCK_E=cfg.block_e, num_warps=cfg.warps)
+    return dx
+
+
+class _ConvSilu(torch.autograd.Function):
+    """u = silu(depthwise conv(x)) of n directions, (n, b, L, E) in memory order (x's dtype)."""
+
+    @staticmethod
+    def forward(ctx, x, conv_w, conv_b, n, causal, reverse_odd, cfg):
+        conv_w, conv_b = conv_w.contiguous(), conv_b.contiguous()
+        b, L, E = x.shape[0], x.shape[1], x.shape[-1]
+        K = conv_w.shape[1]
+        u = torch.empty(n, b, L, E, device=x.device, dtype=x.dtype)
+        neb = _cdiv(E, cfg.block_e)
+        _kernels()._conv_silu[(_cdiv(L, cfg.chunk), n * neb, b)](
+            x, conv_w, conv_b, u, u, u, u, u, L, E, neb, *_strides4(x), *u.permute(1, 2, 0, 3).stride(),
+            K=K, PAD=K - 1 if causal else (K - 1) // 2, REV_ODD=int(reverse_odd), BACKWARD=False,
+            CHUNK=cfg.chunk, BLOCK_E=cfg.block_e, num_warps=cfg.warps)
+        ctx.save_for_backward(x, conv_w, conv_b)
+        ctx.meta = (causal, reverse_odd, cfg)
+        return u
+
+    @staticmethod
+    def backward(ctx, du):
+        x, conv_w, conv_b = ctx.saved_tensors
+        causal, reverse_odd, cfg = ctx.meta
+        n, b, L, E = du.shape
+        K = conv_w.shape[1]
+        f32 = torch.float32
+        dpre = torch.empty(b, L, n, E, device=x.device, dtype=f32)
+        dw = torch.zeros(n * E, K, device=x.device, dtype=f32)
+        dcb = torch.zeros(n * E, device=x.device, dtype=f32)
+        neb = _cdiv(E, cfg.block_e)
+        _kernels()._conv_silu[(_cdiv(L, cfg.chunk), n * neb, b)](
+            x, conv_w, conv_b, du, du, dpre, dw, dcb, L, E, neb, *_strides4(x), *du.permute(1, 2, 0, 3).stride(),
+            K=K, PAD=K - 1 if causal else (K - 1) // 2, REV_ODD=int(reverse_odd), BACKWARD=True,
+            CHUNK=cfg.chunk, BLOCK_E=cfg.block_e, num_warps=cfg.warps)
+        dx = _conv_input_grad(dpre, conv_w, x, causal, reverse_odd, cfg)
+        return dx, dw.to(conv_w.dtype), dcb.to(conv_b.dtype), None, None, None, None
+
+
 class _FusedScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, causal, reverse_odd, cfg):
         k = _kernels()
-        delta = delta.contiguous()
+        if torch.empty_like(delta).stride() != delta.stride():  # ddelta is made by empty_like
+            delta = delta.contiguous()
         A = A.float().contiguous()
         conv_w, conv_b, D, dt_bias = (t.contiguous() for t in (conv_w, conv_b, D, dt_bias))
         b, L, n, E = delta.shape
@@ -149,17 +197,26 @@ class _FusedScan(torch.autograd.Function):
             x, conv_w, conv_b, delta, dt_bias, A, B, C, D, H, G, dy,
             ddelta, dpre, dB, dC, dA, dD, dbias, dw, dcb, L, E, nchunk, neb,
             *_strides4(x), *delta.stride(), *B.stride(), *C.stride(), *dy.stride(), K=K, PAD=pad, **common)
-        dx = torch.empty(x.shape, device=dev, dtype=x.dtype)
-        k._bwd_conv_input[(nchunk, neb, b)](
-            dpre, conv_w, dx, L, E, n, neb, *_strides4(dx),
-            K=K, PAD=pad, REV_ODD=int(reverse_odd), SHARED=x.dim() == 3, CHUNK=cfg.chunk, BLOCK_E=cfg.block_e,
-            num_warps=cfg.warps)
+        dx = _conv_input_grad(dpre, conv_w, x, causal, reverse_odd, cfg)
         dgate = None
         if gate is not None:
             s = torch.sigmoid(gate.float())
             dgate = (grad_out[..., n * E:].float() * s * (1 + gate.float() * (1 - s))).to(gate.dtype)
         return (dx, dw.to(conv_w.dtype), dcb.to(conv_b.dtype), ddelta, dA, dB.to(B.dtype), dC.to(C.dtype),
                 dD.to(D.dtype), dbias.to(dt_bias.dtype), dgate, None, None, None)
+
+
+def conv_silu(x: Tensor, conv_w: Tensor, conv_b: Tensor, n: int, *, causal: bool, reverse_odd: bool,
+              config: ScanConfig | None = None) -> Tensor:
+    """silu(conv(x)) of n directions as `fused_scan` computes it inside, (n, b, L, E) in memory order.
+
+    The mixers feed it to their x/dt projections, whose outputs (delta, B, C) the fused scan then reads.
+    """
+    if not TRITON_AVAILABLE:
+        raise RuntimeError("conv_silu needs triton")
+    if x.dim() not in (3, 4) or conv_w.dim() != 2 or conv_w.shape[0] != n * x.shape[-1]:
+        raise ValueError(f"x must be (b, L, [n,] E) and conv_w (n*E, K); got {tuple(x.shape)}, {tuple(conv_w.shape)}")
+    return _ConvSilu.apply(x, conv_w, conv_b, n, causal, reverse_odd, config or CONFIG)
 
 
 def fused_scan(

@@ -1,4 +1,4 @@
-"""Triton kernels of the fused multi-direction selective scan (see `fused_scan` for the maths and layout).
+"""Triton kernels of the fused multi-direction selective scan (see `triton_scan` for the maths and layout).
 
 Imported only when a fused scan runs, so that `TRITON_INTERPRET=1` set by a test takes effect. Every kernel
 works on one tile of CHUNK scan positions x BLOCK_E channels of one direction, and loops over the N states.
@@ -245,6 +245,14 @@ def _bwd_main(
     tl.atomic_add(dbias_ptr + ch, tl.sum(ddraw, axis=0), mask=emask)
     dpre = tl.where(tile, du_total * sp * (1.0 + pre * (1.0 - sp)), 0.0)
     tl.store(dpre_ptr + ((bi * L + it[:, None]) * ndir + d) * E + e[None, :], dpre, mask=tile)
+    _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, tp, e, ch, L, rev, emask,
+                      sx_b, sx_t, sx_d, sx_e, K, PAD)
+
+
+@triton.jit
+def _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, tp, e, ch, L, rev, emask,
+                      sx_b, sx_t, sx_d, sx_e, K: tl.constexpr, PAD: tl.constexpr):
+    """Accumulate the conv weight and bias gradients of one tile from d(pre-activation), atomically."""
     tl.atomic_add(dcb_ptr + ch, tl.sum(dpre, axis=0), mask=emask)
     for k in tl.static_range(K):
         tk = tp + (k - PAD)
@@ -253,6 +261,38 @@ def _bwd_main(
         xv = tl.load(x_ptr + bi * sx_b + ik[:, None] * sx_t + d * sx_d + e[None, :] * sx_e,
                      mask=ok[:, None] & emask[None, :], other=0.0).to(tl.float32)
         tl.atomic_add(dw_ptr + ch * K + k, tl.sum(dpre * xv, axis=0), mask=emask)
+
+
+@triton.jit
+def _conv_silu(
+    x_ptr, w_ptr, cb_ptr, u_ptr, du_ptr, dpre_ptr, dw_ptr, dcb_ptr, L, E, NEB,
+    sx_b, sx_t, sx_d, sx_e, su_b, su_t, su_d, su_e,
+    K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr, BACKWARD: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
+):
+    """u = silu(conv(x)) of every direction, stored in memory order; or, BACKWARD, from du the
+    d(pre-activation) (b, L, dirs, E) fp32 and the conv weight and bias gradients."""
+    c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    d, eb = de // NEB, de % NEB
+    ndir = tl.num_programs(1) // NEB
+    rev = (d % 2) * REV_ODD
+    tp = c * CHUNK + tl.arange(0, CHUNK)
+    e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
+    emask = e < E
+    ch = d * E + e
+    tile = (tp < L)[:, None] & emask[None, :]
+    it = _memory_index(tp, L, rev)
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, tp, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    sp = tl.sigmoid(pre)
+    uptrs = bi * su_b + it[:, None] * su_t + d * su_d + e[None, :] * su_e
+    if BACKWARD:
+        du = tl.load(du_ptr + uptrs, mask=tile, other=0.0).to(tl.float32)
+        dpre = tl.where(tile, du * sp * (1.0 + pre * (1.0 - sp)), 0.0)
+        tl.store(dpre_ptr + ((bi * L + it[:, None]) * ndir + d) * E + e[None, :], dpre, mask=tile)
+        _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, tp, e, ch, L, rev, emask,
+                          sx_b, sx_t, sx_d, sx_e, K, PAD)
+    else:
+        tl.store(u_ptr + uptrs, (pre * sp).to(u_ptr.dtype.element_ty), mask=tile)
 
 
 @triton.jit
