@@ -102,7 +102,7 @@ def _carry(dsum_ptr, S_ptr, A_ptr, E, NCHUNK, NEB,
     base = (bi * (tl.num_programs(0) // NEB) + d) * NCHUNK
     h = tl.zeros([N, BLOCK_E], dtype=tl.float32)
     for i in range(NCHUNK):
-        c = NCHUNK - 1 - i if REVERSE else i
+        c = i + REVERSE * (NCHUNK - 1 - 2 * i)
         ds = tl.load(dsum_ptr + (base + c) * E + e, mask=e < E, other=0.0)
         ptrs = S_ptr + ((base + c) * N + ns[:, None]) * E + e[None, :]
         s = tl.load(ptrs, mask=emask, other=0.0)
