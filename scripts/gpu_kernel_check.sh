@@ -16,9 +16,9 @@ log="$OUT/check.log"
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
   python3 -c "import mamba_ssm; print('mamba-ssm', mamba_ssm.__version__)" 2>/dev/null || echo "mamba-ssm: not importable"
   echo "== parity tests (compiled) =="
-  timeout 100 python3 -m pytest -q -s -m gpu tests/test_fused_scan.py 2>&1 | tail -40
+  timeout 130 python3 -m pytest -q -s -m gpu tests/test_fused_scan.py tests/test_models_gpu.py 2>&1 | tail -40
   echo "== bench.layers =="
-  timeout 240 python3 -m bench.layers --size xl --out "$OUT"
+  timeout 220 python3 -m bench.layers --size xl --out "$OUT"
   echo "== bench.speed_vs_resolution =="
   timeout 170 python3 -m bench.speed_vs_resolution --size xl --sides 1024,2048,4096 --repeats 3 \
     --out "$OUT/speed.json" --bench-json "$OUT/bench.json"
