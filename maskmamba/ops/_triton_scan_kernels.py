@@ -1,13 +1,29 @@
-"""Triton kernels of the fused multi-direction selective scan (see `triton_scan` for the maths and layout).
+"""Triton kernels of the fused multi-direction selective scan (see `triton_scan` for the maths and layouts).
 
-Imported only when a fused scan runs, so that `TRITON_INTERPRET=1` set by a test takes effect. Every kernel
-works on one tile of CHUNK scan positions x BLOCK_E channels of one direction, and loops over the N states.
-A position `tp` in scan order maps to memory index `tp` (forward) or `L-1-tp` (reversed direction).
+Imported only when a fused scan runs, so that `TRITON_INTERPRET=1` set by a test takes effect.
+
+Every scan kernel works on one tile of CHUNK consecutive memory positions x BLOCK_E channels of one direction
+and loops over the N states. A reversed direction (odd d with REV_ODD) walks the same memory tile the other way:
+its recurrence runs from the tile's last row to its first (`tl.associative_scan(..., reverse=True)`), its conv
+taps are mirrored, and its chunks chain from right to left, so nothing is ever flipped in memory.
+
+The channel strides (`*_e`) are not specialised: with no provable contiguity along channels, Triton spreads the
+channels over the lanes and keeps each lane's CHUNK positions in its own registers, so the scans along the
+chunk run inside each thread instead of across lanes and warps.
 """
 from __future__ import annotations
 
 import triton
 import triton.language as tl
+
+LOG2E: tl.constexpr = 1.4426950408889634
+_CHANNEL_STRIDES = ["sx_e", "sd_e", "sy_e", "sg_e", "su_e", "sdx_e"]
+
+
+def _jit(fn):
+    """triton.jit with the channel strides left unspecialised (see the module docstring)."""
+    names = fn.__code__.co_varnames[: fn.__code__.co_argcount]
+    return triton.jit(fn, do_not_specialize=[n for n in _CHANNEL_STRIDES if n in names])
 
 
 @triton.jit
@@ -17,20 +33,24 @@ def _combine(a1, x1, a2, x2):
 
 
 @triton.jit
-def _memory_index(tp, L, rev):
-    return tp + rev * (L - 1 - 2 * tp)
+def _scan(a, x, backwards):
+    """h_t = a_t h_{t-1} + x_t along axis 0, from the first row (or, if backwards, from the last)."""
+    if backwards:
+        _, h = tl.associative_scan((a, x), 0, _combine, reverse=True)
+    else:
+        _, h = tl.associative_scan((a, x), 0, _combine)
+    return h
 
 
 @triton.jit
-def _input(x_ptr, w_ptr, cb_ptr, bi, d, tp, e, ch, L, rev, emask,
+def _input(x_ptr, w_ptr, cb_ptr, bi, d, m, e, ch, L, sgn, emask,
            sx_b, sx_t, sx_d, sx_e, K: tl.constexpr, PAD: tl.constexpr):
-    """Pre-activation of the depthwise conv at scan positions tp (zero padding in scan order), fp32."""
+    """Pre-activation of the depthwise conv at memory positions m, fp32; tap k reads m + sgn (k - PAD)."""
     pre = tl.load(cb_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :]
     for k in tl.static_range(K):
-        tk = tp + (k - PAD)
-        ok = (tk >= 0) & (tk < L)
-        ik = _memory_index(tk, L, rev)
-        xv = tl.load(x_ptr + bi * sx_b + ik[:, None] * sx_t + d * sx_d + e[None, :] * sx_e,
+        mk = m + sgn * (k - PAD)
+        ok = (mk >= 0) & (mk < L)
+        xv = tl.load(x_ptr + bi * sx_b + mk[:, None] * sx_t + d * sx_d + e[None, :] * sx_e,
                      mask=ok[:, None] & emask[None, :], other=0.0).to(tl.float32)
         wk = tl.load(w_ptr + ch * K + k, mask=emask, other=0.0).to(tl.float32)
         pre += wk[None, :] * xv
@@ -38,24 +58,22 @@ def _input(x_ptr, w_ptr, cb_ptr, bi, d, tp, e, ch, L, rev, emask,
 
 
 @triton.jit
-def _delta(dt_ptr, bias_ptr, bi, d, tp, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e):
-    """(raw, softplus(raw + bias)) at scan positions tp; delta is 0 outside [0, L)."""
-    ok = (tp < L)[:, None] & emask[None, :]
-    it = _memory_index(tp, L, rev)
-    raw = tl.load(dt_ptr + bi * sd_b + it[:, None] * sd_t + d * sd_d + e[None, :] * sd_e, mask=ok, other=0.0)
+def _delta(dt_ptr, bias_ptr, bi, d, m, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e):
+    """(raw + bias, softplus(raw + bias)) at memory positions m; delta is 0 outside [0, L)."""
+    ok = ((m >= 0) & (m < L))[:, None] & emask[None, :]
+    raw = tl.load(dt_ptr + bi * sd_b + m[:, None] * sd_t + d * sd_d + e[None, :] * sd_e, mask=ok, other=0.0)
     raw = raw.to(tl.float32) + tl.load(bias_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :]
     delta = tl.where(raw > 20.0, raw, tl.log(1.0 + tl.exp(tl.minimum(raw, 20.0))))
     return raw, tl.where(ok, delta, 0.0)
 
 
 @triton.jit
-def _state_vec(bc_ptr, bi, d, n, tp, L, rev, s_b, s_t, s_d, s_n):
-    """B or C of state n at scan positions tp, fp32, 0 outside [0, L)."""
-    it = _memory_index(tp, L, rev)
-    return tl.load(bc_ptr + bi * s_b + it * s_t + d * s_d + n * s_n, mask=tp < L, other=0.0).to(tl.float32)
+def _state_vec(bc_ptr, bi, d, n, m, L, s_b, s_t, s_d, s_n):
+    """B or C of state n at memory positions m, fp32, 0 outside [0, L)."""
+    return tl.load(bc_ptr + bi * s_b + m * s_t + d * s_d + n * s_n, mask=m < L, other=0.0).to(tl.float32)
 
 
-@triton.jit
+@_jit
 def _fwd_chunk_summary(
     x_ptr, w_ptr, cb_ptr, dt_ptr, bias_ptr, A_ptr, B_ptr, dsum_ptr, S_ptr,
     L, E, NCHUNK, NEB,
@@ -63,122 +81,136 @@ def _fwd_chunk_summary(
     N: tl.constexpr, K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr,
     CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
 ):
-    """Per chunk: the sum of delta and, per state, the chunk's end state from a zero start."""
+    """Per chunk: the sum of delta and, per state, the state the chunk leaves behind from a zero start."""
     c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     d, eb = de // NEB, de % NEB
     rev = (d % 2) * REV_ODD
-    tp = c * CHUNK + tl.arange(0, CHUNK)
+    m = c * CHUNK + tl.arange(0, CHUNK)
     e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
     ch = d * E + e
-    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, tp, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
-    u = pre * tl.sigmoid(pre)
-    _, delta = _delta(dt_ptr, bias_ptr, bi, d, tp, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
-    du = delta * u
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, m, e, ch, L, 1 - 2 * rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    _, delta = _delta(dt_ptr, bias_ptr, bi, d, m, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
+    du = delta * pre * tl.sigmoid(pre)
     total = tl.sum(delta, axis=0)
-    after = total[None, :] - tl.cumsum(delta, axis=0)  # sum of delta over the later positions of the chunk
+    cum = tl.cumsum(delta, axis=0)
+    # the delta summed over the positions the scan visits after this one, inside the chunk
+    after = tl.where(rev == 1, cum - delta, total[None, :] - cum)
     row = (bi * (tl.num_programs(1) // NEB) + d) * NCHUNK + c  # (b, direction, chunk)
     tl.store(dsum_ptr + row * E + e, total, mask=emask)
     for n in range(N):
-        a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0)
-        b_n = _state_vec(B_ptr, bi, d, n, tp, L, rev, sB_b, sB_t, sB_d, sB_n)
-        s = tl.sum(tl.exp(after * a_n[None, :]) * du * b_n[:, None], axis=0)
+        a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0) * LOG2E
+        b_n = _state_vec(B_ptr, bi, d, n, m, L, sB_b, sB_t, sB_d, sB_n)
+        s = tl.sum(tl.exp2(after * a_n[None, :]) * du * b_n[:, None], axis=0)
         tl.store(S_ptr + (row * N + n) * E + e, s, mask=emask)
 
 
 @triton.jit
-def _carry(dsum_ptr, S_ptr, A_ptr, E, NCHUNK, NEB,
-           N: tl.constexpr, REVERSE: tl.constexpr, BLOCK_E: tl.constexpr):
-    """Chain the chunk summaries: S[c] <- state entering chunk c (from the left, or from the right if REVERSE).
+def _carry(dsum_ptr, S_ptr, A_ptr, E, NCHUNK, N: tl.constexpr, REV_ODD: tl.constexpr, ADJOINT: tl.constexpr,
+           NC: tl.constexpr, LANES: tl.constexpr):
+    """Chain the chunk summaries in place: S[c] <- the state entering chunk c in its direction's order.
 
-    h <- exp(A dsum[c]) h + S[c], in place, chunk after chunk; one program per (b, direction, channel block).
+    h_in[c] = exp(A dsum[p]) h_in[p] + S[p], p the chunk before c in the chain (c-1 left to right, or c+1
+    right to left: reversed directions, and the adjoint pass of forward ones), as one scan over the chunk axis
+    (NC >= NCHUNK rows) per lane j of the (state, channel) pairs of one direction: n = j // E, e = j % E.
     """
-    de, bi = tl.program_id(0), tl.program_id(1)
-    d, eb = de // NEB, de % NEB
-    e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
-    ns = tl.arange(0, N)
-    emask = (e < E)[None, :] & (ns < N)[:, None]
-    A = tl.load(A_ptr + (d * E + e)[None, :] * N + ns[:, None], mask=emask, other=0.0)
-    base = (bi * (tl.num_programs(0) // NEB) + d) * NCHUNK
-    h = tl.zeros([N, BLOCK_E], dtype=tl.float32)
-    for i in range(NCHUNK):
-        c = i + REVERSE * (NCHUNK - 1 - 2 * i)
-        ds = tl.load(dsum_ptr + (base + c) * E + e, mask=e < E, other=0.0)
-        ptrs = S_ptr + ((base + c) * N + ns[:, None]) * E + e[None, :]
-        s = tl.load(ptrs, mask=emask, other=0.0)
-        tl.store(ptrs, h, mask=emask)
-        h = tl.exp(A * ds[None, :]) * h + s
+    jb, d, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    leftward = ((d % 2) * REV_ODD + ADJOINT) % 2
+    j = jb * LANES + tl.arange(0, LANES)
+    jmask = j < N * E
+    ch = d * E + j % E
+    A = tl.load(A_ptr + ch * N + j // E, mask=jmask, other=0.0)
+    c = tl.arange(0, NC)
+    p = c - 1 + 2 * leftward
+    ok = ((p >= 0) & (p < NCHUNK))[:, None] & jmask[None, :]
+    base = (bi * tl.num_programs(1) + d) * NCHUNK
+    ds = tl.load(dsum_ptr + (base + p)[:, None] * E + (j % E)[None, :], mask=ok, other=0.0)
+    s = tl.load(S_ptr + (base + p)[:, None] * (N * E) + j[None, :], mask=ok, other=0.0)
+    h = _scan(tl.where(ok, tl.exp(A[None, :] * ds), 1.0), s, leftward == 1)
+    tl.store(S_ptr + (base + c)[:, None] * (N * E) + j[None, :], h, mask=(c < NCHUNK)[:, None] & jmask[None, :])
 
 
-@triton.jit
+@_jit
 def _fwd_output(
-    x_ptr, w_ptr, cb_ptr, dt_ptr, bias_ptr, A_ptr, B_ptr, C_ptr, D_ptr, H_ptr, y_ptr,
+    x_ptr, w_ptr, cb_ptr, dt_ptr, bias_ptr, A_ptr, B_ptr, C_ptr, D_ptr, H_ptr, y_ptr, z_ptr,
     L, E, NCHUNK, NEB,
     sx_b, sx_t, sx_d, sx_e, sd_b, sd_t, sd_d, sd_e, sB_b, sB_t, sB_d, sB_n, sC_b, sC_t, sC_d, sC_n,
-    sy_b, sy_t, sy_d, sy_e,
-    N: tl.constexpr, K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr,
+    sy_b, sy_t, sy_d, sy_e, sz_b, sz_t, sz_e,
+    N: tl.constexpr, K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr, GATE: tl.constexpr,
     CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
 ):
-    """Per chunk: scan from the carried-in state H, y = C.h + D u, stored at the direction's memory order."""
+    """Per chunk: scan from the carried-in state H, y = C.h + D u, stored in place of direction d's output.
+
+    With GATE, the programs of direction 0 also write silu(z) as output slot n (the last E columns).
+    """
     c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     d, eb = de // NEB, de % NEB
+    ndir = tl.num_programs(1) // NEB
     rev = (d % 2) * REV_ODD
-    tp = c * CHUNK + tl.arange(0, CHUNK)
+    lt = tl.arange(0, CHUNK)
+    m = c * CHUNK + lt
     e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
+    tile = (m < L)[:, None] & emask[None, :]
     ch = d * E + e
-    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, tp, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, m, e, ch, L, 1 - 2 * rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
     u = pre * tl.sigmoid(pre)
-    _, delta = _delta(dt_ptr, bias_ptr, bi, d, tp, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
+    _, delta = _delta(dt_ptr, bias_ptr, bi, d, m, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
     du = delta * u
-    first = (tl.arange(0, CHUNK) == 0)[:, None]
-    row = (bi * (tl.num_programs(1) // NEB) + d) * NCHUNK + c
+    entry = (lt == (CHUNK - 1) * rev)[:, None]  # the row the scan starts from
+    row = (bi * ndir + d) * NCHUNK + c
     y = tl.load(D_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :] * u
     for n in range(N):
-        a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0)
-        b_n = _state_vec(B_ptr, bi, d, n, tp, L, rev, sB_b, sB_t, sB_d, sB_n)
-        c_n = _state_vec(C_ptr, bi, d, n, tp, L, rev, sC_b, sC_t, sC_d, sC_n)
+        a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0) * LOG2E
+        b_n = _state_vec(B_ptr, bi, d, n, m, L, sB_b, sB_t, sB_d, sB_n)
+        c_n = _state_vec(C_ptr, bi, d, n, m, L, sC_b, sC_t, sC_d, sC_n)
         h_in = tl.load(H_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
-        a = tl.exp(delta * a_n[None, :])
-        x = du * b_n[:, None] + tl.where(first, a * h_in[None, :], 0.0)
-        _, h = tl.associative_scan((a, x), 0, _combine)
+        a = tl.exp2(delta * a_n[None, :])
+        h = _scan(a, du * b_n[:, None] + tl.where(entry, a * h_in[None, :], 0.0), rev == 1)
         y += h * c_n[:, None]
-    it = _memory_index(tp, L, rev)
-    tl.store(y_ptr + bi * sy_b + it[:, None] * sy_t + d * sy_d + e[None, :] * sy_e,
-             y.to(y_ptr.dtype.element_ty), mask=(tp < L)[:, None] & emask[None, :])
+    out = y_ptr + bi * sy_b + m[:, None] * sy_t + e[None, :] * sy_e
+    tl.store(out + d * sy_d, y.to(y_ptr.dtype.element_ty), mask=tile)
+    if GATE:
+        if d == 0:
+            z = tl.load(z_ptr + bi * sz_b + m[:, None] * sz_t + e[None, :] * sz_e, mask=tile, other=0.0)
+            z = z.to(tl.float32)
+            tl.store(out + ndir * sy_d, (z * tl.sigmoid(z)).to(y_ptr.dtype.element_ty), mask=tile)
 
 
-@triton.jit
+@_jit
 def _bwd_chunk_summary(
     dt_ptr, bias_ptr, A_ptr, C_ptr, g_ptr, dsum_ptr, S_ptr,
     L, E, NCHUNK, NEB,
     sd_b, sd_t, sd_d, sd_e, sC_b, sC_t, sC_d, sC_n, sg_b, sg_t, sg_d, sg_e,
     N: tl.constexpr, REV_ODD: tl.constexpr, CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
 ):
-    """Per chunk, for the adjoint scan g_t = C_t dy_t + a_{t+1} g_{t+1}: the sum of delta over positions
-    s+1..e (s the chunk's first position, e the next chunk's) and g_s from a zero carry."""
+    """Per chunk, for the adjoint g_t = C_t dy_t + exp(delta_{t'} A) g_{t'} (t' the position the forward scan
+    visits after t): the sum of delta_{t'} over the chunk, and g at the chunk's last row in adjoint order
+    (its first row in the forward scan's order) from a zero carry."""
     c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     d, eb = de // NEB, de % NEB
     rev = (d % 2) * REV_ODD
-    tp = c * CHUNK + tl.arange(0, CHUNK)
+    m = c * CHUNK + tl.arange(0, CHUNK)
     e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
     ch = d * E + e
-    _, nxt = _delta(dt_ptr, bias_ptr, bi, d, tp + 1, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
-    it = _memory_index(tp, L, rev)
-    dy = tl.load(g_ptr + bi * sg_b + it[:, None] * sg_t + d * sg_d + e[None, :] * sg_e,
-                 mask=(tp < L)[:, None] & emask[None, :], other=0.0).to(tl.float32)
-    before = tl.cumsum(nxt, axis=0) - nxt  # sum of delta over positions s+1..t
+    _, nxt = _delta(dt_ptr, bias_ptr, bi, d, m + 1 - 2 * rev, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
+    dy = tl.load(g_ptr + bi * sg_b + m[:, None] * sg_t + d * sg_d + e[None, :] * sg_e,
+                 mask=(m < L)[:, None] & emask[None, :], other=0.0).to(tl.float32)
+    total = tl.sum(nxt, axis=0)
+    cum = tl.cumsum(nxt, axis=0)
+    # the delta_{t'} summed over the positions the adjoint visits after this one, inside the chunk
+    after = tl.where(rev == 1, total[None, :] - cum, cum - nxt)
     row = (bi * (tl.num_programs(1) // NEB) + d) * NCHUNK + c
-    tl.store(dsum_ptr + row * E + e, tl.sum(nxt, axis=0), mask=emask)
+    tl.store(dsum_ptr + row * E + e, total, mask=emask)
     for n in range(N):
-        a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0)
-        c_n = _state_vec(C_ptr, bi, d, n, tp, L, rev, sC_b, sC_t, sC_d, sC_n)
-        s = tl.sum(tl.exp(before * a_n[None, :]) * dy * c_n[:, None], axis=0)
+        a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0) * LOG2E
+        c_n = _state_vec(C_ptr, bi, d, n, m, L, sC_b, sC_t, sC_d, sC_n)
+        s = tl.sum(tl.exp2(after * a_n[None, :]) * dy * c_n[:, None], axis=0)
         tl.store(S_ptr + (row * N + n) * E + e, s, mask=emask)
 
 
-@triton.jit
+@_jit
 def _bwd_main(
     x_ptr, w_ptr, cb_ptr, dt_ptr, bias_ptr, A_ptr, B_ptr, C_ptr, D_ptr, H_ptr, G_ptr, g_ptr,
     ddt_ptr, dpre_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, dw_ptr, dcb_ptr,
@@ -190,144 +222,138 @@ def _bwd_main(
 ):
     """Per chunk: recompute h (from the forward checkpoint H) and g (from the carried G), then every gradient.
 
-    Writes d(delta raw) in delta's layout and d(conv pre-activation) as (b, L, dirs, E) contiguous in memory
-    order; accumulates dB, dC (fp32, (b, L, dirs, N)), dA, dD, d(dt bias), conv weight and bias atomically.
+    Writes d(delta raw) in delta's layout and d(conv pre-activation) as (b, L, dirs, E) contiguous; accumulates
+    dB, dC (fp32, (b, dirs, N, L)), dA, dD, d(dt bias), the conv weight and bias atomically.
     """
     c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     d, eb = de // NEB, de % NEB
     ndir = tl.num_programs(1) // NEB
     rev = (d % 2) * REV_ODD
+    sgn = 1 - 2 * rev
     lt = tl.arange(0, CHUNK)
-    tp = c * CHUNK + lt
+    m = c * CHUNK + lt
     e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
     ch = d * E + e
-    valid = tp < L
+    valid = m < L
     tile = valid[:, None] & emask[None, :]
-    it = _memory_index(tp, L, rev)
-    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, tp, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, m, e, ch, L, sgn, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
     sp = tl.sigmoid(pre)
     u = pre * sp
-    raw, delta = _delta(dt_ptr, bias_ptr, bi, d, tp, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
-    _, nxt = _delta(dt_ptr, bias_ptr, bi, d, tp + 1, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
-    dy = tl.load(g_ptr + bi * sg_b + it[:, None] * sg_t + d * sg_d + e[None, :] * sg_e,
+    raw, delta = _delta(dt_ptr, bias_ptr, bi, d, m, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
+    _, nxt = _delta(dt_ptr, bias_ptr, bi, d, m + sgn, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
+    dy = tl.load(g_ptr + bi * sg_b + m[:, None] * sg_t + d * sg_d + e[None, :] * sg_e,
                  mask=tile, other=0.0).to(tl.float32)
-    Dv = tl.load(D_ptr + ch, mask=emask, other=0.0).to(tl.float32)
-    du_total = Dv[None, :] * dy
+    du_total = tl.load(D_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :] * dy
     ddelta = tl.zeros([CHUNK, BLOCK_E], dtype=tl.float32)
-    first = (lt == 0)[:, None]
-    last = (lt == CHUNK - 1)[:, None]
+    entry = (lt == (CHUNK - 1) * rev)[:, None]  # where the forward scan starts; the adjoint starts at the other end
+    leave = (lt == (CHUNK - 1) * (1 - rev))[:, None]
     row = (bi * ndir + d) * NCHUNK + c
-    bc_off = ((bi * L + it) * ndir + d) * N  # into the contiguous fp32 (b, L, dirs, N) gradients of B and C
     du = delta * u
     for n in range(N):
         a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0)
-        b_n = _state_vec(B_ptr, bi, d, n, tp, L, rev, sB_b, sB_t, sB_d, sB_n)
-        c_n = _state_vec(C_ptr, bi, d, n, tp, L, rev, sC_b, sC_t, sC_d, sC_n)
+        b_n = _state_vec(B_ptr, bi, d, n, m, L, sB_b, sB_t, sB_d, sB_n)
+        c_n = _state_vec(C_ptr, bi, d, n, m, L, sC_b, sC_t, sC_d, sC_n)
         h_in = tl.load(H_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
         g_in = tl.load(G_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
-        a = tl.exp(delta * a_n[None, :])
+        a = tl.exp2(delta * (a_n * LOG2E)[None, :])
         x = du * b_n[:, None]
-        _, h = tl.associative_scan((a, x + tl.where(first, a * h_in[None, :], 0.0)), 0, _combine)
-        a_next = tl.exp(nxt * a_n[None, :])
-        q = dy * c_n[:, None] + tl.where(last, a_next * g_in[None, :], 0.0)
-        _, g = tl.associative_scan((a_next, q), 0, _combine, reverse=True)
+        h = _scan(a, x + tl.where(entry, a * h_in[None, :], 0.0), rev == 1)
+        a_next = tl.exp2(nxt * (a_n * LOG2E)[None, :])
+        g = _scan(a_next, dy * c_n[:, None] + tl.where(leave, a_next * g_in[None, :], 0.0), rev == 0)
         gh = g * (h - x)  # g_t a_t h_{t-1}
         ddelta += g * u * b_n[:, None] + gh * a_n[None, :]
         du_total += g * delta * b_n[:, None]
-        tl.atomic_add(dB_ptr + bc_off + n, tl.sum(g * du, axis=1), mask=valid)
-        tl.atomic_add(dC_ptr + bc_off + n, tl.sum(dy * h, axis=1), mask=valid)
+        bc = ((bi * ndir + d) * N + n) * L + m
+        tl.atomic_add(dB_ptr + bc, tl.sum(g * du, axis=1), mask=valid)
+        tl.atomic_add(dC_ptr + bc, tl.sum(dy * h, axis=1), mask=valid)
         tl.atomic_add(dA_ptr + ch * N + n, tl.sum(gh * delta, axis=0), mask=emask)
     tl.atomic_add(dD_ptr + ch, tl.sum(dy * u, axis=0), mask=emask)
     ddraw = tl.where(tile, ddelta * tl.sigmoid(raw), 0.0)
-    tl.store(ddt_ptr + bi * sd_b + it[:, None] * sd_t + d * sd_d + e[None, :] * sd_e,
+    tl.store(ddt_ptr + bi * sd_b + m[:, None] * sd_t + d * sd_d + e[None, :] * sd_e,
              ddraw.to(ddt_ptr.dtype.element_ty), mask=tile)
     tl.atomic_add(dbias_ptr + ch, tl.sum(ddraw, axis=0), mask=emask)
     dpre = tl.where(tile, du_total * sp * (1.0 + pre * (1.0 - sp)), 0.0)
-    tl.store(dpre_ptr + ((bi * L + it[:, None]) * ndir + d) * E + e[None, :], dpre, mask=tile)
-    _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, tp, e, ch, L, rev, emask,
+    tl.store(dpre_ptr + ((bi * L + m[:, None]) * ndir + d) * E + e[None, :], dpre, mask=tile)
+    _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, m, e, ch, L, sgn, emask,
                       sx_b, sx_t, sx_d, sx_e, K, PAD)
 
 
 @triton.jit
-def _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, tp, e, ch, L, rev, emask,
+def _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, m, e, ch, L, sgn, emask,
                       sx_b, sx_t, sx_d, sx_e, K: tl.constexpr, PAD: tl.constexpr):
     """Accumulate the conv weight and bias gradients of one tile from d(pre-activation), atomically."""
     tl.atomic_add(dcb_ptr + ch, tl.sum(dpre, axis=0), mask=emask)
     for k in tl.static_range(K):
-        tk = tp + (k - PAD)
-        ok = (tk >= 0) & (tk < L)
-        ik = _memory_index(tk, L, rev)
-        xv = tl.load(x_ptr + bi * sx_b + ik[:, None] * sx_t + d * sx_d + e[None, :] * sx_e,
+        mk = m + sgn * (k - PAD)
+        ok = (mk >= 0) & (mk < L)
+        xv = tl.load(x_ptr + bi * sx_b + mk[:, None] * sx_t + d * sx_d + e[None, :] * sx_e,
                      mask=ok[:, None] & emask[None, :], other=0.0).to(tl.float32)
         tl.atomic_add(dw_ptr + ch * K + k, tl.sum(dpre * xv, axis=0), mask=emask)
 
 
-@triton.jit
+@_jit
 def _conv_silu(
     x_ptr, w_ptr, cb_ptr, u_ptr, du_ptr, dpre_ptr, dw_ptr, dcb_ptr, L, E, NEB,
     sx_b, sx_t, sx_d, sx_e, su_b, su_t, su_d, su_e,
     K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr, BACKWARD: tl.constexpr,
     CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
 ):
-    """u = silu(conv(x)) of every direction, stored in memory order; or, BACKWARD, from du the
-    d(pre-activation) (b, L, dirs, E) fp32 and the conv weight and bias gradients."""
+    """u = silu(conv(x)) of every direction; or, BACKWARD, from du the d(pre-activation) (b, L, dirs, E) fp32
+    and the conv weight and bias gradients."""
     c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     d, eb = de // NEB, de % NEB
     ndir = tl.num_programs(1) // NEB
-    rev = (d % 2) * REV_ODD
-    tp = c * CHUNK + tl.arange(0, CHUNK)
+    sgn = 1 - 2 * ((d % 2) * REV_ODD)
+    m = c * CHUNK + tl.arange(0, CHUNK)
     e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
     ch = d * E + e
-    tile = (tp < L)[:, None] & emask[None, :]
-    it = _memory_index(tp, L, rev)
-    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, tp, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    tile = (m < L)[:, None] & emask[None, :]
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, m, e, ch, L, sgn, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
     sp = tl.sigmoid(pre)
-    uptrs = bi * su_b + it[:, None] * su_t + d * su_d + e[None, :] * su_e
+    uptrs = bi * su_b + m[:, None] * su_t + d * su_d + e[None, :] * su_e
     if BACKWARD:
         du = tl.load(du_ptr + uptrs, mask=tile, other=0.0).to(tl.float32)
         dpre = tl.where(tile, du * sp * (1.0 + pre * (1.0 - sp)), 0.0)
-        tl.store(dpre_ptr + ((bi * L + it[:, None]) * ndir + d) * E + e[None, :], dpre, mask=tile)
-        _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, tp, e, ch, L, rev, emask,
+        tl.store(dpre_ptr + ((bi * L + m[:, None]) * ndir + d) * E + e[None, :], dpre, mask=tile)
+        _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, m, e, ch, L, sgn, emask,
                           sx_b, sx_t, sx_d, sx_e, K, PAD)
     else:
         tl.store(u_ptr + uptrs, (pre * sp).to(u_ptr.dtype.element_ty), mask=tile)
 
 
-@triton.jit
+@_jit
 def _bwd_conv_input(
     dpre_ptr, w_ptr, dx_ptr, L, E, NDIR, NEB,
     sdx_b, sdx_t, sdx_d, sdx_e,
     K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr, SHARED: tl.constexpr,
     CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
 ):
-    """dx from d(pre-activation): the transposed depthwise conv of every direction, in its scan order.
+    """dx from d(pre-activation): the transposed depthwise conv of every direction.
 
     SHARED: all directions read one input, so their contributions are summed into one dx (b, L, E).
     """
     c, eb, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    t = c * CHUNK + tl.arange(0, CHUNK)  # memory positions
+    m = c * CHUNK + tl.arange(0, CHUNK)
     e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
-    tile = (t < L)[:, None] & emask[None, :]
+    tile = (m < L)[:, None] & emask[None, :]
     acc = tl.zeros([CHUNK, BLOCK_E], dtype=tl.float32)
     for d in range(NDIR):
-        rev = (d % 2) * REV_ODD
-        tp = _memory_index(t, L, rev)  # scan position of memory position t
+        sgn = 1 - 2 * ((d % 2) * REV_ODD)
         ch = d * E + e
         for k in tl.static_range(K):
-            src = tp - (k - PAD)  # the scan position whose tap k read tp
+            src = m - sgn * (k - PAD)  # the position whose tap k read m
             ok = (src >= 0) & (src < L)
-            isrc = _memory_index(src, L, rev)
-            dp = tl.load(dpre_ptr + ((bi * L + isrc[:, None]) * NDIR + d) * E + e[None, :],
+            dp = tl.load(dpre_ptr + ((bi * L + src[:, None]) * NDIR + d) * E + e[None, :],
                          mask=ok[:, None] & emask[None, :], other=0.0)
             wk = tl.load(w_ptr + ch * K + k, mask=emask, other=0.0).to(tl.float32)
             acc += wk[None, :] * dp
         if not SHARED:
-            tl.store(dx_ptr + bi * sdx_b + t[:, None] * sdx_t + d * sdx_d + e[None, :] * sdx_e,
+            tl.store(dx_ptr + bi * sdx_b + m[:, None] * sdx_t + d * sdx_d + e[None, :] * sdx_e,
                      acc.to(dx_ptr.dtype.element_ty), mask=tile)
             acc = tl.zeros([CHUNK, BLOCK_E], dtype=tl.float32)
     if SHARED:
-        tl.store(dx_ptr + bi * sdx_b + t[:, None] * sdx_t + e[None, :] * sdx_e,
+        tl.store(dx_ptr + bi * sdx_b + m[:, None] * sdx_t + e[None, :] * sdx_e,
                  acc.to(dx_ptr.dtype.element_ty), mask=tile)

@@ -36,9 +36,9 @@ TRITON_AVAILABLE = importlib.util.find_spec("triton") is not None
 class ScanConfig:
     """Tile sizes: CHUNK positions x BLOCK_E channels per program (powers of two), and warps per program."""
 
-    chunk: int = 64
-    block_e: int = 32
-    warps: int = 4
+    chunk: int = 32
+    block_e: int = 64
+    warps: int = 2
 
 
 CONFIG = ScanConfig()  # benchmarks may change it; the CPU interpreter tests pass their own
@@ -50,6 +50,10 @@ def _kernels():
     from . import _triton_scan_kernels as kernels
 
     return kernels
+
+
+def _next_power_of_2(n: int) -> int:
+    return 1 << (n - 1).bit_length()
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -89,6 +93,16 @@ def _conv_input_grad(dpre: Tensor, conv_w: Tensor, x: Tensor, causal: bool, reve
         K=K, PAD=K - 1 if causal else (K - 1) // 2, REV_ODD=int(reverse_odd), SHARED=x.dim() == 3,
         CHUNK=cfg.chunk, BLOCK_E=cfg.block_e, num_warps=cfg.warps)
     return dx
+
+
+def _chain(dsum: Tensor, S: Tensor, A: Tensor, n: int, b: int, reverse_odd: bool, adjoint: bool) -> None:
+    """Turn the chunk summaries S (b, n, chunks, N, E) into the states entering each chunk, in place."""
+    nchunk, N, E = S.shape[2:]
+    rows = _next_power_of_2(nchunk)
+    lanes = max(1, min(64, 8192 // rows))
+    _kernels()._carry[(_cdiv(N * E, lanes), n, b)](
+        dsum, S, A, E, nchunk, N=N, REV_ODD=int(reverse_odd), ADJOINT=int(adjoint), NC=rows, LANES=lanes,
+        num_warps=4)
 
 
 class _ConvSilu(torch.autograd.Function):
@@ -152,13 +166,12 @@ class _FusedScan(torch.autograd.Function):
         k._fwd_chunk_summary[grid](
             x, conv_w, conv_b, delta, dt_bias, A, B, dsum, H, L, E, nchunk, neb,
             *_strides4(x), *delta.stride(), *B.stride(), **common)
-        k._carry[(n * neb, b)](dsum, H, A, E, nchunk, neb, N=N, REVERSE=False, BLOCK_E=cfg.block_e,
-                               num_warps=cfg.warps)
+        _chain(dsum, H, A, n, b, reverse_odd, adjoint=False)
+        z = y if gate is None else gate
         k._fwd_output[grid](
-            x, conv_w, conv_b, delta, dt_bias, A, B, C, D, H, y, L, E, nchunk, neb,
-            *_strides4(x), *delta.stride(), *B.stride(), *C.stride(), *y.stride(), **common)
-        if gate is not None:
-            torch.mul(gate, torch.sigmoid(gate), out=out[..., n * E:])
+            x, conv_w, conv_b, delta, dt_bias, A, B, C, D, H, y, z, L, E, nchunk, neb,
+            *_strides4(x), *delta.stride(), *B.stride(), *C.stride(), *y.stride(),
+            z.stride(0), z.stride(1), z.stride(-1), GATE=gate is not None, **common)
         ctx.save_for_backward(x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, H)
         ctx.meta = (causal, reverse_odd, cfg)
         return out
@@ -184,12 +197,11 @@ class _FusedScan(torch.autograd.Function):
         k._bwd_chunk_summary[grid](
             delta, dt_bias, A, C, dy, dsum, G, L, E, nchunk, neb,
             *delta.stride(), *C.stride(), *dy.stride(), **common)
-        k._carry[(n * neb, b)](dsum, G, A, E, nchunk, neb, N=N, REVERSE=True, BLOCK_E=cfg.block_e,
-                               num_warps=cfg.warps)
+        _chain(dsum, G, A, n, b, reverse_odd, adjoint=True)
         ddelta = torch.empty_like(delta)
         dpre = torch.empty(b, L, n, E, device=dev, dtype=f32)
-        dB = torch.zeros(b, L, n, N, device=dev, dtype=f32)
-        dC = torch.zeros(b, L, n, N, device=dev, dtype=f32)
+        dB = torch.zeros(b, n, N, L, device=dev, dtype=f32)  # time-contiguous rows for the atomic adds
+        dC = torch.zeros(b, n, N, L, device=dev, dtype=f32)
         dA = torch.zeros(n * E, N, device=dev, dtype=f32)
         dD, dbias, dcb = (torch.zeros(n * E, device=dev, dtype=f32) for _ in range(3))
         dw = torch.zeros(n * E, K, device=dev, dtype=f32)
@@ -202,7 +214,8 @@ class _FusedScan(torch.autograd.Function):
         if gate is not None:
             s = torch.sigmoid(gate.float())
             dgate = (grad_out[..., n * E:].float() * s * (1 + gate.float() * (1 - s))).to(gate.dtype)
-        return (dx, dw.to(conv_w.dtype), dcb.to(conv_b.dtype), ddelta, dA, dB.to(B.dtype), dC.to(C.dtype),
+        dB, dC = (t.permute(0, 3, 1, 2).to(B.dtype) for t in (dB, dC))
+        return (dx, dw.to(conv_w.dtype), dcb.to(conv_b.dtype), ddelta, dA, dB, dC,
                 dD.to(D.dtype), dbias.to(dt_bias.dtype), dgate, None, None, None)
 
 
