@@ -102,7 +102,7 @@ def check_parity(b, L, n, E, N, K, shared, causal, dtype, device, config, tol_fw
     assert max(errors.values()) < tol_bwd, errors
 
 
-SMALL = ScanConfig(chunk=16, block_e=8, warps=1)
+SMALL = ScanConfig(chunk=16, block_e=8, warps=1, bwd_chunk=8)
 # (L, n, shared, causal): Bi-Mamba-v2 (shared input, odd direction reversed, centred conv), lengths below, at,
 # across and not a multiple of the chunk; M-Mamba-like (4 own sequences, causal conv, no reversal).
 CPU_CASES = [(16, 2, True, False), (37, 2, True, False), (23, 4, False, True)]

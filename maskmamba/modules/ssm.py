@@ -82,14 +82,18 @@ class MultiScan(nn.Module):
         b, length, n, e = x.shape[0], x.shape[1], self.n, self.inner
         weight = self.conv.weight.view(n * e, self.d_conv)
         u = conv_silu(x, weight, self.conv.bias, n, causal=self.causal, reverse_odd=reverse_odd)  # (n, b, L, E)
-        proj = torch.bmm(u.view(n, b * length, e), self.x_proj.to(u.dtype))
-        dt, B, C = proj.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = torch.bmm(dt, self.dt_proj.to(dt.dtype))
+        # projections transposed, (n, channels, b*L): B and C come out time-contiguous, as the kernel reads them
+        proj = torch.bmm(self.x_proj.to(u.dtype).transpose(1, 2), u.view(n, b * length, e).transpose(1, 2))
+        dt, B, C = proj.split([self.dt_rank, self.d_state, self.d_state], dim=1)
+        delta = torch.bmm(dt.transpose(1, 2), self.dt_proj.to(dt.dtype))  # (n, b*L, E)
 
-        def per_branch(t: torch.Tensor) -> torch.Tensor:  # (n, b*L, c) -> (b, L, n, c) view
-            return t.view(n, b, length, t.shape[-1]).permute(1, 2, 0, 3)
+        def per_branch(t: torch.Tensor, channels_last: bool) -> torch.Tensor:  # -> (b, L, n, c) view
+            if channels_last:  # (n, b*L, c)
+                return t.view(n, b, length, t.shape[-1]).permute(1, 2, 0, 3)
+            return t.view(n, t.shape[1], b, length).permute(2, 3, 0, 1)  # (n, c, b*L)
 
         return fused_scan(
-            x, weight, self.conv.bias, per_branch(delta), -torch.exp(self.A_log.float()), per_branch(B),
-            per_branch(C), self.D, self.dt_bias, gate, causal=self.causal, reverse_odd=reverse_odd,
+            x, weight, self.conv.bias, per_branch(delta, True), -torch.exp(self.A_log.float()),
+            per_branch(B, False), per_branch(C, False), self.D, self.dt_bias, gate,
+            causal=self.causal, reverse_odd=reverse_odd,
         )

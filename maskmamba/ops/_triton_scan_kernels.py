@@ -16,8 +16,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-LOG2E: tl.constexpr = 1.4426950408889634
-_CHANNEL_STRIDES = ["sx_e", "sd_e", "sy_e", "sg_e", "su_e", "sdx_e"]
+LOG2E = tl.constexpr(1.4426950408889634)
+_CHANNEL_STRIDES = ["sx_e", "sd_e", "sy_e", "sg_e", "su_e", "sdx_e", "sp_e"]
 
 
 def _jit(fn):
@@ -216,13 +216,13 @@ def _bwd_main(
     ddt_ptr, dpre_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, dw_ptr, dcb_ptr,
     L, E, NCHUNK, NEB,
     sx_b, sx_t, sx_d, sx_e, sd_b, sd_t, sd_d, sd_e, sB_b, sB_t, sB_d, sB_n, sC_b, sC_t, sC_d, sC_n,
-    sg_b, sg_t, sg_d, sg_e,
+    sg_b, sg_t, sg_d, sg_e, sp_b, sp_t, sp_d, sp_e,
     N: tl.constexpr, K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr,
     CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
 ):
     """Per chunk: recompute h (from the forward checkpoint H) and g (from the carried G), then every gradient.
 
-    Writes d(delta raw) in delta's layout and d(conv pre-activation) as (b, L, dirs, E) contiguous; accumulates
+    Writes d(delta raw) in delta's layout and d(conv pre-activation) (b, L, dirs, E) fp32; accumulates
     dB, dC (fp32, (b, dirs, N, L)), dA, dD, d(dt bias), the conv weight and bias atomically.
     """
     c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -274,7 +274,7 @@ def _bwd_main(
              ddraw.to(ddt_ptr.dtype.element_ty), mask=tile)
     tl.atomic_add(dbias_ptr + ch, tl.sum(ddraw, axis=0), mask=emask)
     dpre = tl.where(tile, du_total * sp * (1.0 + pre * (1.0 - sp)), 0.0)
-    tl.store(dpre_ptr + ((bi * L + m[:, None]) * ndir + d) * E + e[None, :], dpre, mask=tile)
+    tl.store(dpre_ptr + bi * sp_b + m[:, None] * sp_t + d * sp_d + e[None, :] * sp_e, dpre, mask=tile)
     _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, m, e, ch, L, sgn, emask,
                       sx_b, sx_t, sx_d, sx_e, K, PAD)
 
@@ -295,7 +295,7 @@ def _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, m, e, ch, L, sgn, ema
 @_jit
 def _conv_silu(
     x_ptr, w_ptr, cb_ptr, u_ptr, du_ptr, dpre_ptr, dw_ptr, dcb_ptr, L, E, NEB,
-    sx_b, sx_t, sx_d, sx_e, su_b, su_t, su_d, su_e,
+    sx_b, sx_t, sx_d, sx_e, su_b, su_t, su_d, su_e, sp_b, sp_t, sp_d, sp_e,
     K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr, BACKWARD: tl.constexpr,
     CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
 ):
@@ -303,7 +303,6 @@ def _conv_silu(
     and the conv weight and bias gradients."""
     c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     d, eb = de // NEB, de % NEB
-    ndir = tl.num_programs(1) // NEB
     sgn = 1 - 2 * ((d % 2) * REV_ODD)
     m = c * CHUNK + tl.arange(0, CHUNK)
     e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
@@ -316,7 +315,7 @@ def _conv_silu(
     if BACKWARD:
         du = tl.load(du_ptr + uptrs, mask=tile, other=0.0).to(tl.float32)
         dpre = tl.where(tile, du * sp * (1.0 + pre * (1.0 - sp)), 0.0)
-        tl.store(dpre_ptr + ((bi * L + m[:, None]) * ndir + d) * E + e[None, :], dpre, mask=tile)
+        tl.store(dpre_ptr + bi * sp_b + m[:, None] * sp_t + d * sp_d + e[None, :] * sp_e, dpre, mask=tile)
         _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, m, e, ch, L, sgn, emask,
                           sx_b, sx_t, sx_d, sx_e, K, PAD)
     else:
@@ -326,7 +325,7 @@ def _conv_silu(
 @_jit
 def _bwd_conv_input(
     dpre_ptr, w_ptr, dx_ptr, L, E, NDIR, NEB,
-    sdx_b, sdx_t, sdx_d, sdx_e,
+    sp_b, sp_t, sp_d, sp_e, sdx_b, sdx_t, sdx_d, sdx_e,
     K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr, SHARED: tl.constexpr,
     CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
 ):
@@ -346,7 +345,7 @@ def _bwd_conv_input(
         for k in tl.static_range(K):
             src = m - sgn * (k - PAD)  # the position whose tap k read m
             ok = (src >= 0) & (src < L)
-            dp = tl.load(dpre_ptr + ((bi * L + src[:, None]) * NDIR + d) * E + e[None, :],
+            dp = tl.load(dpre_ptr + bi * sp_b + src[:, None] * sp_t + d * sp_d + e[None, :] * sp_e,
                          mask=ok[:, None] & emask[None, :], other=0.0)
             wk = tl.load(w_ptr + ch * K + k, mask=emask, other=0.0).to(tl.float32)
             acc += wk[None, :] * dp

@@ -34,11 +34,14 @@ TRITON_AVAILABLE = importlib.util.find_spec("triton") is not None
 
 @dataclass
 class ScanConfig:
-    """Tile sizes: CHUNK positions x BLOCK_E channels per program (powers of two), and warps per program."""
+    """Tile sizes (powers of two): `chunk` positions (`bwd_chunk` in the backward pass, which keeps more live
+    tiles) x `block_e` channels per program, and warps per program (block_e = 32 x warps puts one channel on
+    each lane and a whole chunk in its registers)."""
 
     chunk: int = 32
-    block_e: int = 64
-    warps: int = 2
+    block_e: int = 32
+    warps: int = 1
+    bwd_chunk: int = 16
 
 
 CONFIG = ScanConfig()  # benchmarks may change it; the CPU interpreter tests pass their own
@@ -89,8 +92,8 @@ def _conv_input_grad(dpre: Tensor, conv_w: Tensor, x: Tensor, causal: bool, reve
     K = conv_w.shape[1]
     dx = torch.empty(x.shape, device=x.device, dtype=x.dtype)
     _kernels()._bwd_conv_input[(_cdiv(L, cfg.chunk), _cdiv(E, cfg.block_e), b)](
-        dpre, conv_w, dx, L, E, n, _cdiv(E, cfg.block_e), *_strides4(dx),
-        K=K, PAD=K - 1 if causal else (K - 1) // 2, REV_ODD=int(reverse_odd), SHARED=x.dim() == 3,
+        dpre, conv_w, dx, L, E, n, _cdiv(E, cfg.block_e), *dpre.stride(), *_strides4(dx),
+        K=K, PAD=_pad(K, causal), REV_ODD=int(reverse_odd), SHARED=x.dim() == 3,
         CHUNK=cfg.chunk, BLOCK_E=cfg.block_e, num_warps=cfg.warps)
     return dx
 
@@ -102,7 +105,7 @@ def _chain(dsum: Tensor, S: Tensor, A: Tensor, n: int, b: int, reverse_odd: bool
     lanes = max(1, min(64, 8192 // rows))
     _kernels()._carry[(_cdiv(N * E, lanes), n, b)](
         dsum, S, A, E, nchunk, N=N, REV_ODD=int(reverse_odd), ADJOINT=int(adjoint), NC=rows, LANES=lanes,
-        num_warps=4)
+        num_warps=8)
 
 
 class _ConvSilu(torch.autograd.Function):
@@ -117,7 +120,8 @@ class _ConvSilu(torch.autograd.Function):
         neb = _cdiv(E, cfg.block_e)
         _kernels()._conv_silu[(_cdiv(L, cfg.chunk), n * neb, b)](
             x, conv_w, conv_b, u, u, u, u, u, L, E, neb, *_strides4(x), *u.permute(1, 2, 0, 3).stride(),
-            K=K, PAD=K - 1 if causal else (K - 1) // 2, REV_ODD=int(reverse_odd), BACKWARD=False,
+            *u.permute(1, 2, 0, 3).stride(),
+            K=K, PAD=_pad(K, causal), REV_ODD=int(reverse_odd), BACKWARD=False,
             CHUNK=cfg.chunk, BLOCK_E=cfg.block_e, num_warps=cfg.warps)
         ctx.save_for_backward(x, conv_w, conv_b)
         ctx.meta = (causal, reverse_odd, cfg)
@@ -136,64 +140,78 @@ class _ConvSilu(torch.autograd.Function):
         neb = _cdiv(E, cfg.block_e)
         _kernels()._conv_silu[(_cdiv(L, cfg.chunk), n * neb, b)](
             x, conv_w, conv_b, du, du, dpre, dw, dcb, L, E, neb, *_strides4(x), *du.permute(1, 2, 0, 3).stride(),
-            K=K, PAD=K - 1 if causal else (K - 1) // 2, REV_ODD=int(reverse_odd), BACKWARD=True,
+            *dpre.stride(),
+            K=K, PAD=_pad(K, causal), REV_ODD=int(reverse_odd), BACKWARD=True,
             CHUNK=cfg.chunk, BLOCK_E=cfg.block_e, num_warps=cfg.warps)
         dx = _conv_input_grad(dpre, conv_w, x, causal, reverse_odd, cfg)
         return dx, dw.to(conv_w.dtype), dcb.to(conv_b.dtype), None, None, None, None
 
 
+def _chunk_states(x, conv_w, conv_b, delta, A, B, dt_bias, causal, reverse_odd, chunk, cfg) -> Tensor:
+    """The state entering every chunk of `chunk` positions, in each direction's scan order: (b, n, chunks, N, E)."""
+    b, L, n, E = delta.shape
+    N, K = A.shape[1], conv_w.shape[1]
+    nchunk, neb = _cdiv(L, chunk), _cdiv(E, cfg.block_e)
+    dsum = torch.empty(b, n, nchunk, E, device=x.device, dtype=torch.float32)
+    H = torch.empty(b, n, nchunk, N, E, device=x.device, dtype=torch.float32)
+    _kernels()._fwd_chunk_summary[(nchunk, n * neb, b)](
+        x, conv_w, conv_b, delta, dt_bias, A, B, dsum, H, L, E, nchunk, neb,
+        *_strides4(x), *delta.stride(), *B.stride(),
+        N=N, K=K, PAD=_pad(K, causal), REV_ODD=int(reverse_odd), CHUNK=chunk, BLOCK_E=cfg.block_e,
+        num_warps=cfg.warps)
+    _chain(dsum, H, A, n, b, reverse_odd, adjoint=False)
+    return H
+
+
+def _pad(K: int, causal: bool) -> int:
+    """Taps before the centre: all but one if causal, else (K-1)//2 (centred)."""
+    return K - 1 if causal else (K - 1) // 2
+
+
 class _FusedScan(torch.autograd.Function):
+    """The forward keeps no chunk states: the backward recomputes them at its own, finer chunk (fewer registers)."""
+
     @staticmethod
     def forward(ctx, x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, causal, reverse_odd, cfg):
-        k = _kernels()
         if torch.empty_like(delta).stride() != delta.stride():  # ddelta is made by empty_like
             delta = delta.contiguous()
         A = A.float().contiguous()
         conv_w, conv_b, D, dt_bias = (t.contiguous() for t in (conv_w, conv_b, D, dt_bias))
         b, L, n, E = delta.shape
         N, K = A.shape[1], conv_w.shape[1]
-        pad = K - 1 if causal else (K - 1) // 2
-        nchunk = _cdiv(L, cfg.chunk)
-        neb = _cdiv(E, cfg.block_e)
-        width = n * E + (0 if gate is None else E)
-        out = torch.empty(b, L, width, device=x.device, dtype=x.dtype)
+        nchunk, neb = _cdiv(L, cfg.chunk), _cdiv(E, cfg.block_e)
+        out = torch.empty(b, L, n * E + (0 if gate is None else E), device=x.device, dtype=x.dtype)
         y = out[..., : n * E].view(b, L, n, E)
-        dsum = torch.empty(b, n, nchunk, E, device=x.device, dtype=torch.float32)
-        H = torch.empty(b, n, nchunk, N, E, device=x.device, dtype=torch.float32)
-        grid = (nchunk, n * neb, b)
-        common = dict(N=N, K=K, PAD=pad, REV_ODD=int(reverse_odd), CHUNK=cfg.chunk, BLOCK_E=cfg.block_e,
-                      num_warps=cfg.warps)
-        k._fwd_chunk_summary[grid](
-            x, conv_w, conv_b, delta, dt_bias, A, B, dsum, H, L, E, nchunk, neb,
-            *_strides4(x), *delta.stride(), *B.stride(), **common)
-        _chain(dsum, H, A, n, b, reverse_odd, adjoint=False)
+        H = _chunk_states(x, conv_w, conv_b, delta, A, B, dt_bias, causal, reverse_odd, cfg.chunk, cfg)
         z = y if gate is None else gate
-        k._fwd_output[grid](
+        _kernels()._fwd_output[(nchunk, n * neb, b)](
             x, conv_w, conv_b, delta, dt_bias, A, B, C, D, H, y, z, L, E, nchunk, neb,
             *_strides4(x), *delta.stride(), *B.stride(), *C.stride(), *y.stride(),
-            z.stride(0), z.stride(1), z.stride(-1), GATE=gate is not None, **common)
-        ctx.save_for_backward(x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, H)
+            z.stride(0), z.stride(1), z.stride(-1), N=N, K=K, PAD=_pad(K, causal), REV_ODD=int(reverse_odd),
+            GATE=gate is not None, CHUNK=cfg.chunk, BLOCK_E=cfg.block_e, num_warps=cfg.warps)
+        ctx.save_for_backward(x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate)
         ctx.meta = (causal, reverse_odd, cfg)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, H = ctx.saved_tensors
+        x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate = ctx.saved_tensors
         causal, reverse_odd, cfg = ctx.meta
         k = _kernels()
         b, L, n, E = delta.shape
         N, K = A.shape[1], conv_w.shape[1]
-        pad = K - 1 if causal else (K - 1) // 2
-        nchunk = _cdiv(L, cfg.chunk)
-        neb = _cdiv(E, cfg.block_e)
+        pad = _pad(K, causal)
+        chunk = cfg.bwd_chunk
+        nchunk, neb = _cdiv(L, chunk), _cdiv(E, cfg.block_e)
         dy = grad_out[..., : n * E].view(b, L, n, E) if grad_out.stride(-1) == 1 else None
         if dy is None:
             dy = grad_out.contiguous()[..., : n * E].view(b, L, n, E)
         dev, f32 = x.device, torch.float32
+        H = _chunk_states(x, conv_w, conv_b, delta, A, B, dt_bias, causal, reverse_odd, chunk, cfg)
         dsum = torch.empty(b, n, nchunk, E, device=dev, dtype=f32)
         G = torch.empty(b, n, nchunk, N, E, device=dev, dtype=f32)
         grid = (nchunk, n * neb, b)
-        common = dict(N=N, REV_ODD=int(reverse_odd), CHUNK=cfg.chunk, BLOCK_E=cfg.block_e, num_warps=cfg.warps)
+        common = dict(N=N, REV_ODD=int(reverse_odd), CHUNK=chunk, BLOCK_E=cfg.block_e, num_warps=cfg.warps)
         k._bwd_chunk_summary[grid](
             delta, dt_bias, A, C, dy, dsum, G, L, E, nchunk, neb,
             *delta.stride(), *C.stride(), *dy.stride(), **common)
@@ -208,7 +226,8 @@ class _FusedScan(torch.autograd.Function):
         k._bwd_main[grid](
             x, conv_w, conv_b, delta, dt_bias, A, B, C, D, H, G, dy,
             ddelta, dpre, dB, dC, dA, dD, dbias, dw, dcb, L, E, nchunk, neb,
-            *_strides4(x), *delta.stride(), *B.stride(), *C.stride(), *dy.stride(), K=K, PAD=pad, **common)
+            *_strides4(x), *delta.stride(), *B.stride(), *C.stride(), *dy.stride(), *dpre.stride(),
+            K=K, PAD=pad, **common)
         dx = _conv_input_grad(dpre, conv_w, x, causal, reverse_odd, cfg)
         dgate = None
         if gate is not None:
