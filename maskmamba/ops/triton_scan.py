@@ -173,8 +173,6 @@ class _FusedScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, causal, reverse_odd, cfg):
-        if torch.empty_like(delta).stride() != delta.stride():  # ddelta is made by empty_like
-            delta = delta.contiguous()
         A = A.float().contiguous()
         conv_w, conv_b, D, dt_bias = (t.contiguous() for t in (conv_w, conv_b, D, dt_bias))
         b, L, n, E = delta.shape
@@ -216,7 +214,7 @@ class _FusedScan(torch.autograd.Function):
             delta, dt_bias, A, C, dy, dsum, G, L, E, nchunk, neb,
             *delta.stride(), *C.stride(), *dy.stride(), **common)
         _chain(dsum, G, A, n, b, reverse_odd, adjoint=True)
-        ddelta = torch.empty_like(delta)
+        ddelta = torch.empty_strided(delta.shape, delta.stride(), device=dev, dtype=delta.dtype)  # delta's strides
         dpre = torch.empty(b, L, n, E, device=dev, dtype=f32)
         dB = torch.zeros(b, n, N, L, device=dev, dtype=f32)  # time-contiguous rows for the atomic adds
         dC = torch.zeros(b, n, N, L, device=dev, dtype=f32)
