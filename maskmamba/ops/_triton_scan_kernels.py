@@ -4,7 +4,7 @@ Imported only when a fused scan runs, so that `TRITON_INTERPRET=1` set by a test
 
 Every scan kernel works on one tile of CHUNK consecutive memory positions x BLOCK_E channels of one direction
 and loops over the N states. A reversed direction (odd d with REV_ODD) walks the same memory tile the other way:
-its recurrence runs from the tile's last row to its first (`tl.associative_scan(..., reverse=True)`), its conv
+its recurrence runs from the tile's last row to its first (see `_scan`), its conv
 taps are mirrored, and its chunks chain from right to left, so nothing is ever flipped in memory.
 
 The channel strides (`*_e`) are not specialised: with no provable contiguity along channels, Triton spreads the
@@ -33,12 +33,21 @@ def _combine(a1, x1, a2, x2):
 
 
 @triton.jit
-def _scan(a, x, backwards):
-    """h_t = a_t h_{t-1} + x_t along axis 0, from the first row (or, if backwards, from the last)."""
+def _scan(a, x, h0, backwards):
+    """h_t = a_t h_{t-1} + x_t along axis 0 from h_{-1} = h0 (a row vector), starting at the first row or, if
+    backwards, at the last.
+
+    Backwards flips, scans and flips back: with the axis inside each thread the flips are free, whereas
+    `reverse=True` reverses through lane shuffles. The carry enters at the scan's first row, a row known at
+    compile time, so only that row pays for it.
+    """
+    first = (tl.arange(0, a.shape[0]) == 0)[:, None]
     if backwards:
-        _, h = tl.associative_scan((a, x), 0, _combine, reverse=True)
-    else:
-        _, h = tl.associative_scan((a, x), 0, _combine)
+        a, x = tl.flip(a, 0), tl.flip(x, 0)
+    x += tl.where(first, a * h0[None, :], 0.0)
+    _, h = tl.associative_scan((a, x), 0, _combine)
+    if backwards:
+        h = tl.flip(h, 0)
     return h
 
 
@@ -126,7 +135,11 @@ def _carry(dsum_ptr, S_ptr, A_ptr, E, NCHUNK, N: tl.constexpr, REV_ODD: tl.const
     base = (bi * tl.num_programs(1) + d) * NCHUNK
     ds = tl.load(dsum_ptr + (base + p)[:, None] * E + (j % E)[None, :], mask=ok, other=0.0)
     s = tl.load(S_ptr + (base + p)[:, None] * (N * E) + j[None, :], mask=ok, other=0.0)
-    h = _scan(tl.where(ok, tl.exp(A[None, :] * ds), 1.0), s, leftward == 1)
+    a = tl.where(ok, tl.exp(A[None, :] * ds), 1.0)
+    if leftward == 1:  # the chunk axis spans lanes and warps here, so reverse=True is the cheap way round
+        _, h = tl.associative_scan((a, s), 0, _combine, reverse=True)
+    else:
+        _, h = tl.associative_scan((a, s), 0, _combine)
     tl.store(S_ptr + (base + c)[:, None] * (N * E) + j[None, :], h, mask=(c < NCHUNK)[:, None] & jmask[None, :])
 
 
@@ -157,7 +170,6 @@ def _fwd_output(
     u = pre * tl.sigmoid(pre)
     _, delta = _delta(dt_ptr, bias_ptr, bi, d, m, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
     du = delta * u
-    entry = (lt == (CHUNK - 1) * rev)[:, None]  # the row the scan starts from
     row = (bi * ndir + d) * NCHUNK + c
     y = tl.load(D_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :] * u
     for n in range(N):
@@ -166,7 +178,7 @@ def _fwd_output(
         c_n = _state_vec(C_ptr, bi, d, n, m, L, sC_b, sC_t, sC_d, sC_n)
         h_in = tl.load(H_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
         a = tl.exp2(delta * a_n[None, :])
-        h = _scan(a, du * b_n[:, None] + tl.where(entry, a * h_in[None, :], 0.0), rev == 1)
+        h = _scan(a, du * b_n[:, None], h_in, rev == 1)
         y += h * c_n[:, None]
     out = y_ptr + bi * sy_b + m[:, None] * sy_t + e[None, :] * sy_e
     tl.store(out + d * sy_d, y.to(y_ptr.dtype.element_ty), mask=tile)
@@ -238,16 +250,13 @@ def _bwd_main(
     valid = m < L
     tile = valid[:, None] & emask[None, :]
     pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, m, e, ch, L, sgn, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
-    sp = tl.sigmoid(pre)
-    u = pre * sp
-    raw, delta = _delta(dt_ptr, bias_ptr, bi, d, m, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
+    u = pre * tl.sigmoid(pre)
+    _, delta = _delta(dt_ptr, bias_ptr, bi, d, m, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
     _, nxt = _delta(dt_ptr, bias_ptr, bi, d, m + sgn, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
     dy = tl.load(g_ptr + bi * sg_b + m[:, None] * sg_t + d * sg_d + e[None, :] * sg_e,
                  mask=tile, other=0.0).to(tl.float32)
     du_total = tl.load(D_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :] * dy
     ddelta = tl.zeros([CHUNK, BLOCK_E], dtype=tl.float32)
-    entry = (lt == (CHUNK - 1) * rev)[:, None]  # where the forward scan starts; the adjoint starts at the other end
-    leave = (lt == (CHUNK - 1) * (1 - rev))[:, None]
     row = (bi * ndir + d) * NCHUNK + c
     du = delta * u
     for n in range(N):
@@ -258,9 +267,9 @@ def _bwd_main(
         g_in = tl.load(G_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
         a = tl.exp2(delta * (a_n * LOG2E)[None, :])
         x = du * b_n[:, None]
-        h = _scan(a, x + tl.where(entry, a * h_in[None, :], 0.0), rev == 1)
+        h = _scan(a, x, h_in, rev == 1)
         a_next = tl.exp2(nxt * (a_n * LOG2E)[None, :])
-        g = _scan(a_next, dy * c_n[:, None] + tl.where(leave, a_next * g_in[None, :], 0.0), rev == 0)
+        g = _scan(a_next, dy * c_n[:, None], g_in, rev == 0)
         gh = g * (h - x)  # g_t a_t h_{t-1}
         ddelta += g * u * b_n[:, None] + gh * a_n[None, :]
         du_total += g * delta * b_n[:, None]
@@ -269,6 +278,10 @@ def _bwd_main(
         tl.atomic_add(dC_ptr + bc, tl.sum(dy * h, axis=1), mask=valid)
         tl.atomic_add(dA_ptr + ch * N + n, tl.sum(gh * delta, axis=0), mask=emask)
     tl.atomic_add(dD_ptr + ch, tl.sum(dy * u, axis=0), mask=emask)
+    # the conv pre-activation and raw delta are recomputed rather than kept live through the state loop
+    raw, _ = _delta(dt_ptr, bias_ptr, bi, d, m, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, m, e, ch, L, sgn, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    sp = tl.sigmoid(pre)
     ddraw = tl.where(tile, ddelta * tl.sigmoid(raw), 0.0)
     tl.store(ddt_ptr + bi * sd_b + m[:, None] * sd_t + d * sd_d + e[None, :] * sd_e,
              ddraw.to(ddt_ptr.dtype.element_ty), mask=tile)
