@@ -7,9 +7,9 @@ and loops over the N states. A reversed direction (odd d with REV_ODD) walks the
 its recurrence runs from the tile's last row to its first (see `_scan`), its conv
 taps are mirrored, and its chunks chain from right to left, so nothing is ever flipped in memory.
 
-The channel strides (`*_e`) are not specialised: with no provable contiguity along channels, Triton spreads the
-channels over the lanes and keeps each lane's CHUNK positions in its own registers, so the scans along the
-chunk run inside each thread instead of across lanes and warps.
+The row strides (`*_t`) are not specialised: with channels contiguous but rows of unknown alignment, Triton
+(3.6 and 3.9 alike) lays tiles out one channel per lane, unvectorised, keeping each lane's CHUNK positions in its
+own registers, so the scans along the chunk run inside each thread instead of across lanes and warps.
 """
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ import triton
 import triton.language as tl
 
 LOG2E = tl.constexpr(1.4426950408889634)
-_CHANNEL_STRIDES = ["sx_e", "sd_e", "sy_e", "sg_e", "su_e", "sdx_e", "sp_e"]
+_ROW_STRIDES = ["sx_t", "sd_t", "sy_t", "sz_t", "sg_t", "su_t", "sp_t", "sdx_t"]
 
 
 def _jit(fn):
-    """triton.jit with the channel strides left unspecialised (see the module docstring)."""
+    """triton.jit with the row strides left unspecialised (see the module docstring)."""
     names = fn.__code__.co_varnames[: fn.__code__.co_argcount]
-    return triton.jit(fn, do_not_specialize=[n for n in _CHANNEL_STRIDES if n in names])
+    return triton.jit(fn, do_not_specialize=[n for n in _ROW_STRIDES if n in names])
 
 
 @triton.jit
