@@ -181,11 +181,15 @@ def main() -> None:
     parser.add_argument("--no-sweep", action="store_true", help="keep the default tile configuration")
     parser.add_argument("--out", default="assets/results")
     parser.add_argument("--replot", default="", help="only redraw the plots from this bench.json")
+    parser.add_argument("--scan-only", action="store_true", help="only the fused scan at 16,384 tokens (for ncu)")
     args = parser.parse_args()
     if args.replot:
         replot(Path(args.replot))
         return
     size = SIZES[args.size]
+    if args.scan_only:
+        print(scan_alone(size.width, size.heads, size.d_state, 16384, args.repeats))
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     backends = args.backends.split(",") if args.backends else list(available_scan_backends("cuda"))
