@@ -2,7 +2,7 @@
 
 n branches ("directions") of Mamba-1 each see a sequence of L positions. Direction i has its own depthwise
 conv (K taps), dt bias, A and D; odd directions may scan the shared input in reverse (Bi-Mamba) without any
-flipped copy: the program id picks the direction, and a reversed direction reads and writes index L-1-t.
+flipped copy: the program id picks the direction, and a reversed direction walks memory from L-1 down to 0.
 For direction i in its scan order (channels e, states n):
 
     u_t = silu(conv_b + sum_k conv_w[k] x_{t+k-PAD})     PAD = K-1 (causal) or (K-1)//2 (centred)
@@ -10,10 +10,11 @@ For direction i in its scan order (channels e, states n):
     y_t = C_t . h_t + D u_t
 
 The scan is chunked (a batch-1 image fills the GPU): each chunk of CHUNK positions reduces to its delta sum and
-end state (`_fwd_chunk_summary`), a short pass chains the chunk states (`_carry`), and each chunk then scans
-from its carried-in state with `tl.associative_scan` (`_fwd_output`). The backward pass runs the adjoint scan
-g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} the same way, right to left, recomputing h from the forward's
-chunk states, and ends with the transposed conv. Everything accumulates in fp32.
+end state (`_fwd_chunk_summary`), a scan over the chunks chains those into the state entering each chunk
+(`_carry`), and each chunk then scans from its carried-in state (`_fwd_output`). The backward pass recomputes
+the chunk states at its own, finer chunk, runs the adjoint scan g_t = C_t dy_t + exp(delta_t' A) g_t' (t' the
+position after t in scan order) the same way in the opposite direction, and ends with the transposed conv.
+Everything accumulates in fp32.
 
 Layouts are channels-last, as the mixers produce them: x (b, L, E) shared by all directions or (b, L, n, E);
 delta (b, L, n, E); B, C (b, L, n, N), any strides. The output is the (b, L, n*E [+E]) buffer that the mixer's
@@ -63,6 +64,11 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def _pad(K: int, causal: bool) -> int:
+    """Taps before the centre: all but one if causal, else (K-1)//2 (centred)."""
+    return K - 1 if causal else (K - 1) // 2
+
+
 def _strides4(t: Tensor) -> tuple[int, int, int, int]:
     """(b, L, direction, last) strides of a (b, L, last) shared tensor (direction stride 0) or (b, L, n, last)."""
     if t.dim() == 3:
@@ -87,7 +93,7 @@ def _check(x: Tensor, conv_w: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
 
 def _conv_input_grad(dpre: Tensor, conv_w: Tensor, x: Tensor, causal: bool, reverse_odd: bool,
                      cfg: ScanConfig) -> Tensor:
-    """dx from d(pre-activation) (b, L, n, E) fp32 contiguous: every direction's transposed conv."""
+    """dx from d(pre-activation) (b, L, n, E) fp32: every direction's transposed conv."""
     b, L, n, E = dpre.shape
     K = conv_w.shape[1]
     dx = torch.empty(x.shape, device=x.device, dtype=x.dtype)
@@ -118,7 +124,7 @@ class _ConvSilu(torch.autograd.Function):
         K = conv_w.shape[1]
         u = torch.empty(n, b, L, E, device=x.device, dtype=x.dtype)
         neb = _cdiv(E, cfg.block_e)
-        _kernels()._conv_silu[(_cdiv(L, cfg.chunk), n * neb, b)](
+        _kernels()._conv_silu[(_cdiv(L, cfg.chunk), n * neb, b)](  # u stands in for the backward-only buffers
             x, conv_w, conv_b, u, u, u, u, u, L, E, neb, *_strides4(x), *u.permute(1, 2, 0, 3).stride(),
             *u.permute(1, 2, 0, 3).stride(),
             K=K, PAD=_pad(K, causal), REV_ODD=int(reverse_odd), BACKWARD=False,
@@ -163,13 +169,9 @@ def _chunk_states(x, conv_w, conv_b, delta, A, B, dt_bias, causal, reverse_odd, 
     return H
 
 
-def _pad(K: int, causal: bool) -> int:
-    """Taps before the centre: all but one if causal, else (K-1)//2 (centred)."""
-    return K - 1 if causal else (K - 1) // 2
-
-
 class _FusedScan(torch.autograd.Function):
-    """The forward keeps no chunk states: the backward recomputes them at its own, finer chunk (fewer registers)."""
+    """The forward keeps no chunk states: the backward recomputes them at its own, finer chunk (its tiles hold
+    more live values, so shorter chunks keep them in registers)."""
 
     @staticmethod
     def forward(ctx, x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, causal, reverse_odd, cfg):
@@ -201,9 +203,7 @@ class _FusedScan(torch.autograd.Function):
         pad = _pad(K, causal)
         chunk = cfg.bwd_chunk
         nchunk, neb = _cdiv(L, chunk), _cdiv(E, cfg.block_e)
-        dy = grad_out[..., : n * E].view(b, L, n, E) if grad_out.stride(-1) == 1 else None
-        if dy is None:
-            dy = grad_out.contiguous()[..., : n * E].view(b, L, n, E)
+        dy = (grad_out if grad_out.stride(-1) == 1 else grad_out.contiguous())[..., : n * E].view(b, L, n, E)
         dev, f32 = x.device, torch.float32
         H = _chunk_states(x, conv_w, conv_b, delta, A, B, dt_bias, causal, reverse_odd, chunk, cfg)
         dsum = torch.empty(b, n, nchunk, E, device=dev, dtype=f32)
