@@ -119,7 +119,7 @@ def scan_alone(width: int, heads: int, d_state: int, tokens: int, repeats: int) 
 def sweep_scan_configs(width: int, heads: int, d_state: int, tokens: int, repeats: int) -> list[dict]:
     """The fused scan alone under a few tile configurations; leaves the fastest in triton_scan.CONFIG."""
     results = []
-    for chunk, block_e, warps in [(32, 32, 1), (32, 64, 2), (32, 128, 4), (16, 32, 1), (16, 64, 2), (64, 32, 1)]:
+    for chunk, block_e, warps in [(32, 32, 1), (32, 64, 2), (16, 32, 1), (64, 32, 1)]:
         triton_scan.CONFIG = ScanConfig(chunk, block_e, warps)
         try:
             r = scan_alone(width, heads, d_state, tokens, repeats)
