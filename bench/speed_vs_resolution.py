@@ -6,6 +6,9 @@ One generator forward (batch 1, bf16, all tokens masked, class condition) per va
 follow the paper's setting of a 16x-downsampling tokenizer: side/16 per grid edge, so 2048x2048 is 16,384
 tokens. Timed with CUDA events, median of repeats after warm-up; every variant at a side is timed one after
 another in the same process, so the ratios compare like with like. Random weights: speed does not depend on them.
+Variants with Mamba layers run on every scan backend of --backends (default: all on CUDA); rows of the default
+(fastest) backend carry the variant's name, the others "<variant> [<backend>]". --bench-json adds the end-to-end
+bars (e2e_speedup_<side>: Transformer time over serial-half time) to bench.layers' bench.json.
 """
 from __future__ import annotations
 
@@ -14,11 +17,15 @@ import json
 import shlex
 import statistics
 import sys
+from pathlib import Path
 
 import torch
 
+from bench.layers import merge_bench_json
 from maskmamba import Condition, build_model
-from maskmamba.ops import attention_backend, scan_backend
+from maskmamba.ops import attention_backend, available_scan_backends, scan_backend, use_scan_backend
+
+E2E_SIDES = (1024, 2048, 4096)
 
 
 def time_forward(model: torch.nn.Module, grid: int, repeats: int) -> float:
@@ -46,33 +53,59 @@ def main() -> None:
     parser.add_argument("--variants", default="transformer,maskmamba-serial-half,bimamba-v2")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--out", default="")
+    parser.add_argument("--backends", default="", help="scan backends (default: all available on CUDA)")
+    parser.add_argument("--torch-max-tokens", type=int, default=4096, help="the PyTorch scan only up to here")
+    parser.add_argument("--bench-json", default="", help="merge the end-to-end bars into this bench.json")
     args = parser.parse_args()
     variants = args.variants.split(",")
+    backends = args.backends.split(",") if args.backends else list(available_scan_backends("cuda"))
     name = torch.cuda.get_device_name()
-    print(f"{name}; scan {scan_backend('cuda')}; attention {attention_backend('cuda')}; size {args.size}; batch 1, bf16")
+    print(f"{name}; scan {scan_backend('cuda')} (also timed: {backends}); attention {attention_backend('cuda')}; "
+          f"size {args.size}; batch 1, bf16")
     rows = []
     for side in map(int, args.sides.split(",")):
         grid = side // 16
         for v in variants:
-            with torch.device("cuda"):
-                model = build_model(v, args.size, num_classes=100, grid=grid).to(torch.bfloat16).eval()
-            ms = time_forward(model, grid, args.repeats)
-            rows.append({"model": v, "side": side, "tokens": grid * grid, "ms": round(ms, 3)})
-            del model
-            torch.cuda.empty_cache()
+            for i, backend in enumerate([None] if v == "transformer" else backends):
+                if backend == "torch" and grid * grid > args.torch_max_tokens:
+                    continue
+                with use_scan_backend(backend), torch.device("cuda"):
+                    model = build_model(v, args.size, num_classes=100, grid=grid).to(torch.bfloat16).eval()
+                    ms = time_forward(model, grid, args.repeats)
+                label = v if i == 0 else f"{v} [{backend}]"
+                rows.append({"model": label, "scan": backend, "side": side, "tokens": grid * grid, "ms": round(ms, 3)})
+                print(f"{side:6d} {label:36s} {ms:9.2f} ms", flush=True)
+                del model
+                torch.cuda.empty_cache()
+        report(rows, args, name)  # after every side, in case a time limit cuts the run
+
+
+def report(rows: list[dict], args: argparse.Namespace, name: str) -> None:
+    """Print the table; write --out and merge the end-to-end bars into --bench-json."""
     reference = {r["side"]: r["ms"] for r in rows if r["model"] == "transformer"}
-    print(f"{'side':>6s} {'tokens':>7s} " + " ".join(f"{v:>24s}" for v in variants))
+    labels = list(dict.fromkeys(r["model"] for r in rows))
+    print(f"{'side':>6s} {'tokens':>7s} " + " ".join(f"{v:>30s}" for v in labels))
     for side in sorted(reference):
         cells = []
-        for v in variants:
-            ms = next(r["ms"] for r in rows if r["model"] == v and r["side"] == side)
-            cells.append(f"{ms:9.2f} ms ({reference[side] / ms:4.2f}x)")
-        print(f"{side:6d} {(side // 16) ** 2:7d} " + " ".join(f"{c:>24s}" for c in cells))
+        for v in labels:
+            ms = next((r["ms"] for r in rows if r["model"] == v and r["side"] == side), None)
+            cells.append("-" if ms is None else f"{ms:9.2f} ms ({reference[side] / ms:4.2f}x)")
+        print(f"{side:6d} {(side // 16) ** 2:7d} " + " ".join(f"{c:>30s}" for c in cells))
     print("(x = transformer time / this time; above 1 is faster than the Transformer)")
+    command = shlex.join(["python", "-m", "bench.speed_vs_resolution", *sys.argv[1:]])
     if args.out:
-        command = shlex.join(["python", "-m", "bench.speed_vs_resolution", *sys.argv[1:]])
         with open(args.out, "w") as f:
             json.dump({"device": name, "size": args.size, "command": command, "rows": rows}, f, indent=1)
+    if args.bench_json:
+        def speedup(model: str, side: int) -> float | None:
+            ms = next((r["ms"] for r in rows if r["model"] == model and r["side"] == side), None)
+            return round(reference[side] / ms, 4) if ms and side in reference else None
+
+        bars = {f"e2e_speedup_{side}": speedup("maskmamba-serial-half", side) for side in E2E_SIDES}
+        bars["e2e_bimamba_v2_speedup_2048"] = speedup("bimamba-v2", 2048)
+        print("bars:", bars)
+        merge_bench_json(Path(args.bench_json), {"e2e_device": name, "e2e_command": command, "e2e_rows": rows,
+                                                 "bars": bars})
 
 
 if __name__ == "__main__":

@@ -142,7 +142,8 @@ class Runtime:
         return {
             "device": device,
             "dtype": str(pipes[0].dtype).removeprefix("torch."),
-            "scan": "mamba-ssm CUDA kernel" if scan_backend(self.device) == "mamba-ssm" else "torch reference",
+            "scan": {"triton": "fused Triton kernel", "mamba-ssm": "mamba-ssm CUDA kernel"}.get(
+                scan_backend(self.device), "torch reference"),
             "attention": "flash-attn" if attention_backend(self.device) == "flash-attn" else "PyTorch SDPA",
             "cuda_graphs": "on" if all(p.cuda_graphs for p in pipes) else "off",
         }

@@ -4,11 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-import maskmamba.modules.ssm as ssm
 from maskmamba import Condition, build_model, maskgit
 from maskmamba.sampler import guidance
 from maskmamba.settings import SamplingSettings
-from maskmamba.ops import MAMBA_SSM_AVAILABLE, selective_scan_torch
+from maskmamba.ops import MAMBA_SSM_AVAILABLE, use_scan_backend
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -23,14 +22,15 @@ def _inputs(model, device):
 
 @pytest.mark.skipif(not MAMBA_SSM_AVAILABLE, reason="mamba-ssm not importable")
 @pytest.mark.parametrize("variant", MAMBA_VARIANTS)
-def test_model_through_mamba_ssm_matches_torch_scan(variant, monkeypatch):
+def test_model_through_mamba_ssm_matches_torch_scan(variant):
     torch.backends.cuda.matmul.allow_tf32 = False
     model = build_model(variant, "tiny", num_classes=10).cuda().eval()
     tokens, cond = _inputs(model, "cuda")
     with torch.no_grad():
-        fast = model(tokens, cond)
-        monkeypatch.setattr(ssm, "selective_scan", selective_scan_torch)
-        slow = model(tokens, cond)
+        with use_scan_backend("mamba-ssm"):
+            fast = model(tokens, cond)
+        with use_scan_backend("torch"):
+            slow = model(tokens, cond)
     rel = ((fast - slow).norm() / slow.norm()).item()
     print(f"{variant}: mamba-ssm vs torch scan, whole model fp32: max abs {(fast - slow).abs().max().item():.2e}, rel {rel:.2e}")
     assert rel < 1e-4

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from maskmamba.ops import (
     MAMBA_SSM_AVAILABLE,
+    TRITON_AVAILABLE,
     attention,
     attention_backend,
     attention_ref,
@@ -158,7 +159,8 @@ def test_scan_torch_low_precision_and_autocast() -> None:
 
 def test_scan_dispatch_on_cpu_uses_torch_path() -> None:
     assert scan_backend("cpu") == "torch"
-    assert scan_backend(torch.device("cuda")) == ("mamba-ssm" if MAMBA_SSM_AVAILABLE else "torch")
+    fastest = "triton" if TRITON_AVAILABLE else "mamba-ssm" if MAMBA_SSM_AVAILABLE else "torch"
+    assert scan_backend(torch.device("cuda")) == fastest
     kw = scan_inputs(2, 8, 4, 21, groups=2)
     assert torch.equal(selective_scan(**kw, delta_softplus=True), selective_scan_torch(**kw, delta_softplus=True))
 

@@ -15,12 +15,6 @@ from .layout import SeqLayout
 from .ssm import MultiScan
 
 
-def _both_ways(scan: MultiScan, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scan x forward and reversed in one grouped call; return both outputs in forward order."""
-    y = scan(torch.stack([x, x.flip(1)], dim=1))
-    return y[:, 0], y[:, 1].flip(1)
-
-
 class BiMambaV2(nn.Module):
     """The paper's Bi-Mamba-v2. `inner` is the scan width E (see maskmamba.modules.block for how it is chosen)."""
 
@@ -32,8 +26,8 @@ class BiMambaV2(nn.Module):
 
     def forward(self, x: torch.Tensor, layout: SeqLayout | None = None) -> torch.Tensor:
         xs, z = self.in_proj(x).chunk(2, dim=-1)
-        forward, backward = _both_ways(self.scan, xs)
-        return self.out_proj(torch.cat([forward, backward, F.silu(z)], dim=-1))  # (2) no multiplicative gate
+        # [forward, backward, silu(z)] in one buffer; the backward scan reads xs from the end, in place
+        return self.out_proj(self.scan.scan(xs, reverse_odd=True, gate=z))  # (2) no multiplicative gate
 
 
 class BiMambaVim(nn.Module):
@@ -47,6 +41,6 @@ class BiMambaVim(nn.Module):
 
     def forward(self, x: torch.Tensor, layout: SeqLayout | None = None) -> torch.Tensor:
         xs, z = self.in_proj(x).chunk(2, dim=-1)
-        forward, backward = _both_ways(self.scan, xs)
+        forward, backward = self.scan.scan(xs, reverse_odd=True).view(*xs.shape[:2], 2, -1).unbind(2)
         gate = F.silu(z)
         return self.out_proj((forward * gate + backward * gate) / 2)

@@ -22,6 +22,7 @@ class MMamba(nn.Module):
     def forward(self, x: torch.Tensor, layout: SeqLayout) -> torch.Tensor:
         xs, z = self.in_proj(x).chunk(2, dim=-1)
         index = layout.scan_index  # (4, L): each direction's order of sequence positions, condition first
-        y = self.scan(xs[:, index])  # (B, 4, L, E)
+        b, length, e = xs.shape
+        y = self.scan.scan(xs[:, index.T], reverse_odd=False).view(b, length, 4, e).transpose(1, 2)  # (B, 4, L, E)
         merged = torch.zeros_like(xs).index_add_(1, index.flatten(), y.flatten(1, 2)) / index.shape[0]
         return self.out_proj(merged * F.silu(z))

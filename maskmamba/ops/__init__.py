@@ -1,17 +1,27 @@
 """Kernels: the selective scan and attention, each with a plain-PyTorch reference beside its fast paths."""
 
 from .attention import FLASH_ATTN_AVAILABLE, attention, attention_backend, attention_ref
+from .triton_scan import TRITON_AVAILABLE, ScanConfig, conv_silu, fused_scan
 from .selective_scan import (
     MAMBA_SSM_AVAILABLE,
+    SCAN_BACKENDS,
+    available_scan_backends,
     scan_backend,
     selective_scan,
     selective_scan_ref,
     selective_scan_torch,
+    use_scan_backend,
 )
 
 __all__ = [
     "FLASH_ATTN_AVAILABLE",
     "MAMBA_SSM_AVAILABLE",
+    "SCAN_BACKENDS",
+    "ScanConfig",
+    "TRITON_AVAILABLE",
+    "available_scan_backends",
+    "conv_silu",
+    "fused_scan",
     "attention",
     "attention_backend",
     "attention_ref",
@@ -19,4 +29,5 @@ __all__ = [
     "selective_scan",
     "selective_scan_ref",
     "selective_scan_torch",
+    "use_scan_backend",
 ]

@@ -12,6 +12,10 @@ All three functions share mamba-ssm's argument conventions, so its CUDA kernel i
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -23,6 +27,8 @@ try:
 except Exception:  # ImportError, or an OSError/RuntimeError when the compiled extension is missing
     _mamba_selective_scan_fn = None
     MAMBA_SSM_AVAILABLE = False
+
+from .triton_scan import TRITON_AVAILABLE
 
 
 _CUDA_KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -203,9 +209,48 @@ def _selective_scan_cuda(
     )
 
 
+SCAN_BACKENDS = ("triton", "mamba-ssm", "torch")  # fastest first
+_forced_backend: str | None = os.environ.get("MASKMAMBA_SCAN_BACKEND") or None
+
+
+def available_scan_backends(device: torch.device | str) -> tuple[str, ...]:
+    """The scan backends that can run on `device`, fastest first.
+
+    "triton" (the project's fused kernel, `maskmamba.ops.triton_scan`) and "mamba-ssm" need CUDA; "triton"
+    also runs on the CPU through Triton's interpreter when TRITON_INTERPRET=1, but only when forced.
+    """
+    cuda = torch.device(device).type == "cuda"
+    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
+    names = [
+        name
+        for name, ok in (("triton", TRITON_AVAILABLE and (cuda or interpreted)), ("mamba-ssm", MAMBA_SSM_AVAILABLE and cuda))
+        if ok
+    ]
+    return (*names, "torch")
+
+
 def scan_backend(device: torch.device | str) -> str:
-    """Name of the selective-scan kernel that `selective_scan` uses for tensors on `device`."""
-    return "mamba-ssm" if MAMBA_SSM_AVAILABLE and torch.device(device).type == "cuda" else "torch"
+    """The scan backend that the Mamba mixers use on `device`: the forced one (`use_scan_backend`, or the
+    MASKMAMBA_SCAN_BACKEND environment variable), else the fastest available, the CPU interpreter aside."""
+    available = available_scan_backends(device)
+    if _forced_backend is not None:
+        if _forced_backend not in available:
+            raise RuntimeError(f"scan backend {_forced_backend!r} is forced but not available on {device}: {available}")
+        return _forced_backend
+    return next(b for b in available if b != "triton" or torch.device(device).type == "cuda")
+
+
+@contextmanager
+def use_scan_backend(name: str | None) -> Iterator[None]:
+    """Force a scan backend (one of SCAN_BACKENDS; None: automatic) inside the block, e.g. for benchmarks."""
+    global _forced_backend
+    if name is not None and name not in SCAN_BACKENDS:
+        raise ValueError(f"unknown scan backend {name!r}; choose from {SCAN_BACKENDS}")
+    previous, _forced_backend = _forced_backend, name
+    try:
+        yield
+    finally:
+        _forced_backend = previous
 
 
 def selective_scan(
@@ -219,10 +264,11 @@ def selective_scan(
     delta_bias: Tensor | None = None,
     delta_softplus: bool = False,
 ) -> Tensor:
-    """Selective scan on the fastest available kernel: mamba-ssm on CUDA, else `selective_scan_torch`.
+    """Selective scan on mamba-ssm's kernel when it is available on u's device and not overridden by a forced
+    "torch" backend (the project's fused kernel has its own interface); else `selective_scan_torch`.
 
     The mamba-ssm kernel takes float32/float16/bfloat16 u; float64 (tests) goes to the torch path.
     """
-    if scan_backend(u.device) == "mamba-ssm" and u.dtype in _CUDA_KERNEL_DTYPES:
+    if "mamba-ssm" in available_scan_backends(u.device) and scan_backend(u.device) != "torch" and u.dtype in _CUDA_KERNEL_DTYPES:
         return _selective_scan_cuda(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus)

@@ -1,0 +1,371 @@
+"""Triton kernels of the fused multi-direction selective scan (see `triton_scan` for the maths and layouts).
+
+Imported only when a fused scan runs, so that `TRITON_INTERPRET=1` set by a test takes effect.
+
+Every scan kernel works on one tile of CHUNK consecutive memory positions x BLOCK_E channels of one direction
+and loops over the N states. A reversed direction (odd d with REV_ODD) walks the same memory tile the other way:
+its recurrence runs from the tile's last row to its first (see `_scan`), its conv
+taps are mirrored, and its chunks chain from right to left, so nothing is ever flipped in memory.
+
+The row strides (`*_t`) are not specialised: with channels contiguous but rows of unknown alignment, Triton
+(3.6 and 3.9 alike) lays tiles out one channel per lane, unvectorised, keeping each lane's CHUNK positions in its
+own registers, so the scans along the chunk run inside each thread instead of across lanes and warps.
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+LOG2E = tl.constexpr(1.4426950408889634)
+_ROW_STRIDES = ["sx_t", "sd_t", "sy_t", "sz_t", "sg_t", "su_t", "sp_t", "sdx_t"]
+
+
+def _jit(fn):
+    """triton.jit with the row strides left unspecialised (see the module docstring)."""
+    names = fn.__code__.co_varnames[: fn.__code__.co_argcount]
+    return triton.jit(fn, do_not_specialize=[n for n in _ROW_STRIDES if n in names])
+
+
+@triton.jit
+def _combine(a1, x1, a2, x2):
+    """Compose h -> a1 h + x1, then h -> a2 h + x2."""
+    return a1 * a2, a2 * x1 + x2
+
+
+@triton.jit
+def _scan(a, x, h0, backwards):
+    """h_t = a_t h_{t-1} + x_t along axis 0 from h_{-1} = h0 (a row vector), starting at the first row or, if
+    backwards, at the last.
+
+    Backwards flips, scans and flips back: with the axis inside each thread the flips are free, whereas
+    `reverse=True` reverses through lane shuffles. The carry enters at the scan's first row, a row known at
+    compile time, so only that row pays for it.
+    """
+    first = (tl.arange(0, a.shape[0]) == 0)[:, None]
+    if backwards:
+        a, x = tl.flip(a, 0), tl.flip(x, 0)
+    x += tl.where(first, a * h0[None, :], 0.0)
+    _, h = tl.associative_scan((a, x), 0, _combine)
+    if backwards:
+        h = tl.flip(h, 0)
+    return h
+
+
+@triton.jit
+def _input(x_ptr, w_ptr, cb_ptr, bi, d, m, e, ch, L, sgn, emask,
+           sx_b, sx_t, sx_d, sx_e, K: tl.constexpr, PAD: tl.constexpr):
+    """Pre-activation of the depthwise conv at memory positions m, fp32; tap k reads m + sgn (k - PAD)."""
+    pre = tl.load(cb_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :]
+    for k in tl.static_range(K):
+        mk = m + sgn * (k - PAD)
+        ok = (mk >= 0) & (mk < L)
+        xv = tl.load(x_ptr + bi * sx_b + mk[:, None] * sx_t + d * sx_d + e[None, :] * sx_e,
+                     mask=ok[:, None] & emask[None, :], other=0.0).to(tl.float32)
+        wk = tl.load(w_ptr + ch * K + k, mask=emask, other=0.0).to(tl.float32)
+        pre += wk[None, :] * xv
+    return pre
+
+
+@triton.jit
+def _delta(dt_ptr, bias_ptr, bi, d, m, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e):
+    """(raw + bias, softplus(raw + bias)) at memory positions m; delta is 0 outside [0, L)."""
+    ok = ((m >= 0) & (m < L))[:, None] & emask[None, :]
+    raw = tl.load(dt_ptr + bi * sd_b + m[:, None] * sd_t + d * sd_d + e[None, :] * sd_e, mask=ok, other=0.0)
+    raw = raw.to(tl.float32) + tl.load(bias_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :]
+    delta = tl.where(raw > 20.0, raw, tl.log(1.0 + tl.exp(tl.minimum(raw, 20.0))))
+    return raw, tl.where(ok, delta, 0.0)
+
+
+@triton.jit
+def _state_vec(bc_ptr, bi, d, n, m, L, s_b, s_t, s_d, s_n):
+    """B or C of state n at memory positions m, fp32, 0 outside [0, L)."""
+    return tl.load(bc_ptr + bi * s_b + m * s_t + d * s_d + n * s_n, mask=m < L, other=0.0).to(tl.float32)
+
+
+@_jit
+def _fwd_chunk_summary(
+    x_ptr, w_ptr, cb_ptr, dt_ptr, bias_ptr, A_ptr, B_ptr, dsum_ptr, S_ptr,
+    L, E, NCHUNK, NEB,
+    sx_b, sx_t, sx_d, sx_e, sd_b, sd_t, sd_d, sd_e, sB_b, sB_t, sB_d, sB_n,
+    N: tl.constexpr, K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
+):
+    """Per chunk: the sum of delta and, per state, the state the chunk leaves behind from a zero start."""
+    c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    d, eb = de // NEB, de % NEB
+    rev = (d % 2) * REV_ODD
+    m = c * CHUNK + tl.arange(0, CHUNK)
+    e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
+    emask = e < E
+    ch = d * E + e
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, m, e, ch, L, 1 - 2 * rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    _, delta = _delta(dt_ptr, bias_ptr, bi, d, m, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
+    du = delta * pre * tl.sigmoid(pre)
+    total = tl.sum(delta, axis=0)
+    cum = tl.cumsum(delta, axis=0)
+    # the delta summed over the positions the scan visits after this one, inside the chunk
+    after = tl.where(rev == 1, cum - delta, total[None, :] - cum)
+    row = (bi * (tl.num_programs(1) // NEB) + d) * NCHUNK + c  # (b, direction, chunk)
+    tl.store(dsum_ptr + row * E + e, total, mask=emask)
+    for n in range(N):
+        a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0) * LOG2E
+        b_n = _state_vec(B_ptr, bi, d, n, m, L, sB_b, sB_t, sB_d, sB_n)
+        s = tl.sum(tl.exp2(after * a_n[None, :]) * du * b_n[:, None], axis=0)
+        tl.store(S_ptr + (row * N + n) * E + e, s, mask=emask)
+
+
+@triton.jit
+def _carry(dsum_ptr, S_ptr, A_ptr, E, NCHUNK, N: tl.constexpr, REV_ODD: tl.constexpr, ADJOINT: tl.constexpr,
+           NC: tl.constexpr, LANES: tl.constexpr):
+    """Chain the chunk summaries in place: S[c] <- the state entering chunk c in its direction's order.
+
+    h_in[c] = exp(A dsum[p]) h_in[p] + S[p], p the chunk before c in the chain (c-1 left to right, or c+1
+    right to left: reversed directions, and the adjoint pass of forward ones), as one scan over the chunk axis
+    (NC >= NCHUNK rows) per lane j of the (state, channel) pairs of one direction: n = j // E, e = j % E.
+    """
+    jb, d, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    leftward = ((d % 2) * REV_ODD + ADJOINT) % 2
+    j = jb * LANES + tl.arange(0, LANES)
+    jmask = j < N * E
+    ch = d * E + j % E
+    A = tl.load(A_ptr + ch * N + j // E, mask=jmask, other=0.0)
+    c = tl.arange(0, NC)
+    p = c - 1 + 2 * leftward
+    ok = ((p >= 0) & (p < NCHUNK))[:, None] & jmask[None, :]
+    base = (bi * tl.num_programs(1) + d) * NCHUNK
+    ds = tl.load(dsum_ptr + (base + p)[:, None] * E + (j % E)[None, :], mask=ok, other=0.0)
+    s = tl.load(S_ptr + (base + p)[:, None] * (N * E) + j[None, :], mask=ok, other=0.0)
+    a = tl.where(ok, tl.exp(A[None, :] * ds), 1.0)
+    if leftward == 1:  # the chunk axis spans lanes and warps here, so reverse=True is the cheap way round
+        _, h = tl.associative_scan((a, s), 0, _combine, reverse=True)
+    else:
+        _, h = tl.associative_scan((a, s), 0, _combine)
+    tl.store(S_ptr + (base + c)[:, None] * (N * E) + j[None, :], h, mask=(c < NCHUNK)[:, None] & jmask[None, :])
+
+
+@_jit
+def _fwd_output(
+    x_ptr, w_ptr, cb_ptr, dt_ptr, bias_ptr, A_ptr, B_ptr, C_ptr, D_ptr, H_ptr, y_ptr, z_ptr,
+    L, E, NCHUNK, NEB,
+    sx_b, sx_t, sx_d, sx_e, sd_b, sd_t, sd_d, sd_e, sB_b, sB_t, sB_d, sB_n, sC_b, sC_t, sC_d, sC_n,
+    sy_b, sy_t, sy_d, sy_e, sz_b, sz_t, sz_e,
+    N: tl.constexpr, K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr, GATE: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
+):
+    """Per chunk: scan from the carried-in state H, y = C.h + D u, stored in place of direction d's output.
+
+    With GATE, the programs of direction 0 also write silu(z) as output slot n (the last E columns).
+    """
+    c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    d, eb = de // NEB, de % NEB
+    ndir = tl.num_programs(1) // NEB
+    rev = (d % 2) * REV_ODD
+    lt = tl.arange(0, CHUNK)
+    m = c * CHUNK + lt
+    e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
+    emask = e < E
+    tile = (m < L)[:, None] & emask[None, :]
+    ch = d * E + e
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, m, e, ch, L, 1 - 2 * rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    u = pre * tl.sigmoid(pre)
+    _, delta = _delta(dt_ptr, bias_ptr, bi, d, m, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
+    du = delta * u
+    row = (bi * ndir + d) * NCHUNK + c
+    y = tl.load(D_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :] * u
+    for n in range(N):
+        a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0) * LOG2E
+        b_n = _state_vec(B_ptr, bi, d, n, m, L, sB_b, sB_t, sB_d, sB_n)
+        c_n = _state_vec(C_ptr, bi, d, n, m, L, sC_b, sC_t, sC_d, sC_n)
+        h_in = tl.load(H_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
+        a = tl.exp2(delta * a_n[None, :])
+        h = _scan(a, du * b_n[:, None], h_in, rev == 1)
+        y += h * c_n[:, None]
+    out = y_ptr + bi * sy_b + m[:, None] * sy_t + e[None, :] * sy_e
+    tl.store(out + d * sy_d, y.to(y_ptr.dtype.element_ty), mask=tile)
+    if GATE:
+        if d == 0:
+            z = tl.load(z_ptr + bi * sz_b + m[:, None] * sz_t + e[None, :] * sz_e, mask=tile, other=0.0)
+            z = z.to(tl.float32)
+            tl.store(out + ndir * sy_d, (z * tl.sigmoid(z)).to(y_ptr.dtype.element_ty), mask=tile)
+
+
+@_jit
+def _bwd_chunk_summary(
+    dt_ptr, bias_ptr, A_ptr, C_ptr, g_ptr, dsum_ptr, S_ptr,
+    L, E, NCHUNK, NEB,
+    sd_b, sd_t, sd_d, sd_e, sC_b, sC_t, sC_d, sC_n, sg_b, sg_t, sg_d, sg_e,
+    N: tl.constexpr, REV_ODD: tl.constexpr, CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
+):
+    """Per chunk, for the adjoint g_t = C_t dy_t + exp(delta_{t'} A) g_{t'} (t' the position the forward scan
+    visits after t): the sum of delta_{t'} over the chunk, and g at the chunk's last row in adjoint order
+    (its first row in the forward scan's order) from a zero carry."""
+    c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    d, eb = de // NEB, de % NEB
+    rev = (d % 2) * REV_ODD
+    m = c * CHUNK + tl.arange(0, CHUNK)
+    e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
+    emask = e < E
+    ch = d * E + e
+    _, nxt = _delta(dt_ptr, bias_ptr, bi, d, m + 1 - 2 * rev, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
+    dy = tl.load(g_ptr + bi * sg_b + m[:, None] * sg_t + d * sg_d + e[None, :] * sg_e,
+                 mask=(m < L)[:, None] & emask[None, :], other=0.0).to(tl.float32)
+    total = tl.sum(nxt, axis=0)
+    cum = tl.cumsum(nxt, axis=0)
+    # the delta_{t'} summed over the positions the adjoint visits after this one, inside the chunk
+    after = tl.where(rev == 1, total[None, :] - cum, cum - nxt)
+    row = (bi * (tl.num_programs(1) // NEB) + d) * NCHUNK + c
+    tl.store(dsum_ptr + row * E + e, total, mask=emask)
+    for n in range(N):
+        a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0) * LOG2E
+        c_n = _state_vec(C_ptr, bi, d, n, m, L, sC_b, sC_t, sC_d, sC_n)
+        s = tl.sum(tl.exp2(after * a_n[None, :]) * dy * c_n[:, None], axis=0)
+        tl.store(S_ptr + (row * N + n) * E + e, s, mask=emask)
+
+
+@_jit
+def _bwd_main(
+    x_ptr, w_ptr, cb_ptr, dt_ptr, bias_ptr, A_ptr, B_ptr, C_ptr, D_ptr, H_ptr, G_ptr, g_ptr,
+    ddt_ptr, dpre_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, dw_ptr, dcb_ptr,
+    L, E, NCHUNK, NEB,
+    sx_b, sx_t, sx_d, sx_e, sd_b, sd_t, sd_d, sd_e, sB_b, sB_t, sB_d, sB_n, sC_b, sC_t, sC_d, sC_n,
+    sg_b, sg_t, sg_d, sg_e, sp_b, sp_t, sp_d, sp_e,
+    N: tl.constexpr, K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
+):
+    """Per chunk: recompute h (from the forward checkpoint H) and g (from the carried G), then every gradient.
+
+    Writes d(delta raw) in delta's layout and d(conv pre-activation) (b, L, dirs, E) fp32; accumulates
+    dB, dC (fp32, (b, dirs, N, L)), dA, dD, d(dt bias), the conv weight and bias atomically.
+    """
+    c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    d, eb = de // NEB, de % NEB
+    ndir = tl.num_programs(1) // NEB
+    rev = (d % 2) * REV_ODD
+    sgn = 1 - 2 * rev
+    lt = tl.arange(0, CHUNK)
+    m = c * CHUNK + lt
+    e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
+    emask = e < E
+    ch = d * E + e
+    valid = m < L
+    tile = valid[:, None] & emask[None, :]
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, m, e, ch, L, sgn, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    u = pre * tl.sigmoid(pre)
+    _, delta = _delta(dt_ptr, bias_ptr, bi, d, m, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
+    _, nxt = _delta(dt_ptr, bias_ptr, bi, d, m + sgn, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
+    dy = tl.load(g_ptr + bi * sg_b + m[:, None] * sg_t + d * sg_d + e[None, :] * sg_e,
+                 mask=tile, other=0.0).to(tl.float32)
+    du_total = tl.load(D_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :] * dy
+    ddelta = tl.zeros([CHUNK, BLOCK_E], dtype=tl.float32)
+    row = (bi * ndir + d) * NCHUNK + c
+    du = delta * u
+    for n in range(N):
+        a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0)
+        b_n = _state_vec(B_ptr, bi, d, n, m, L, sB_b, sB_t, sB_d, sB_n)
+        c_n = _state_vec(C_ptr, bi, d, n, m, L, sC_b, sC_t, sC_d, sC_n)
+        h_in = tl.load(H_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
+        g_in = tl.load(G_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
+        a = tl.exp2(delta * (a_n * LOG2E)[None, :])
+        x = du * b_n[:, None]
+        h = _scan(a, x, h_in, rev == 1)
+        a_next = tl.exp2(nxt * (a_n * LOG2E)[None, :])
+        g = _scan(a_next, dy * c_n[:, None], g_in, rev == 0)
+        gh = g * (h - x)  # g_t a_t h_{t-1}
+        ddelta += g * u * b_n[:, None] + gh * a_n[None, :]
+        du_total += g * delta * b_n[:, None]
+        bc = ((bi * ndir + d) * N + n) * L + m
+        tl.atomic_add(dB_ptr + bc, tl.sum(g * du, axis=1), mask=valid)
+        tl.atomic_add(dC_ptr + bc, tl.sum(dy * h, axis=1), mask=valid)
+        tl.atomic_add(dA_ptr + ch * N + n, tl.sum(gh * delta, axis=0), mask=emask)
+    tl.atomic_add(dD_ptr + ch, tl.sum(dy * u, axis=0), mask=emask)
+    # the conv pre-activation and raw delta are recomputed rather than kept live through the state loop
+    raw, _ = _delta(dt_ptr, bias_ptr, bi, d, m, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, m, e, ch, L, sgn, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    sp = tl.sigmoid(pre)
+    ddraw = tl.where(tile, ddelta * tl.sigmoid(raw), 0.0)
+    tl.store(ddt_ptr + bi * sd_b + m[:, None] * sd_t + d * sd_d + e[None, :] * sd_e,
+             ddraw.to(ddt_ptr.dtype.element_ty), mask=tile)
+    tl.atomic_add(dbias_ptr + ch, tl.sum(ddraw, axis=0), mask=emask)
+    dpre = tl.where(tile, du_total * sp * (1.0 + pre * (1.0 - sp)), 0.0)
+    tl.store(dpre_ptr + bi * sp_b + m[:, None] * sp_t + d * sp_d + e[None, :] * sp_e, dpre, mask=tile)
+    _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, m, e, ch, L, sgn, emask,
+                      sx_b, sx_t, sx_d, sx_e, K, PAD)
+
+
+@triton.jit
+def _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, m, e, ch, L, sgn, emask,
+                      sx_b, sx_t, sx_d, sx_e, K: tl.constexpr, PAD: tl.constexpr):
+    """Accumulate the conv weight and bias gradients of one tile from d(pre-activation), atomically."""
+    tl.atomic_add(dcb_ptr + ch, tl.sum(dpre, axis=0), mask=emask)
+    for k in tl.static_range(K):
+        mk = m + sgn * (k - PAD)
+        ok = (mk >= 0) & (mk < L)
+        xv = tl.load(x_ptr + bi * sx_b + mk[:, None] * sx_t + d * sx_d + e[None, :] * sx_e,
+                     mask=ok[:, None] & emask[None, :], other=0.0).to(tl.float32)
+        tl.atomic_add(dw_ptr + ch * K + k, tl.sum(dpre * xv, axis=0), mask=emask)
+
+
+@_jit
+def _conv_silu(
+    x_ptr, w_ptr, cb_ptr, u_ptr, du_ptr, dpre_ptr, dw_ptr, dcb_ptr, L, E, NEB,
+    sx_b, sx_t, sx_d, sx_e, su_b, su_t, su_d, su_e, sp_b, sp_t, sp_d, sp_e,
+    K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr, BACKWARD: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
+):
+    """u = silu(conv(x)) of every direction; or, BACKWARD, from du the d(pre-activation) (b, L, dirs, E) fp32
+    and the conv weight and bias gradients."""
+    c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    d, eb = de // NEB, de % NEB
+    sgn = 1 - 2 * ((d % 2) * REV_ODD)
+    m = c * CHUNK + tl.arange(0, CHUNK)
+    e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
+    emask = e < E
+    ch = d * E + e
+    tile = (m < L)[:, None] & emask[None, :]
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, m, e, ch, L, sgn, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    sp = tl.sigmoid(pre)
+    uptrs = bi * su_b + m[:, None] * su_t + d * su_d + e[None, :] * su_e
+    if BACKWARD:
+        du = tl.load(du_ptr + uptrs, mask=tile, other=0.0).to(tl.float32)
+        dpre = tl.where(tile, du * sp * (1.0 + pre * (1.0 - sp)), 0.0)
+        tl.store(dpre_ptr + bi * sp_b + m[:, None] * sp_t + d * sp_d + e[None, :] * sp_e, dpre, mask=tile)
+        _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, m, e, ch, L, sgn, emask,
+                          sx_b, sx_t, sx_d, sx_e, K, PAD)
+    else:
+        tl.store(u_ptr + uptrs, (pre * sp).to(u_ptr.dtype.element_ty), mask=tile)
+
+
+@_jit
+def _bwd_conv_input(
+    dpre_ptr, w_ptr, dx_ptr, L, E, NDIR, NEB,
+    sp_b, sp_t, sp_d, sp_e, sdx_b, sdx_t, sdx_d, sdx_e,
+    K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr, SHARED: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
+):
+    """dx from d(pre-activation): the transposed depthwise conv of every direction.
+
+    SHARED: all directions read one input, so their contributions are summed into one dx (b, L, E).
+    """
+    c, eb, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    m = c * CHUNK + tl.arange(0, CHUNK)
+    e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
+    emask = e < E
+    tile = (m < L)[:, None] & emask[None, :]
+    acc = tl.zeros([CHUNK, BLOCK_E], dtype=tl.float32)
+    for d in range(NDIR):
+        sgn = 1 - 2 * ((d % 2) * REV_ODD)
+        ch = d * E + e
+        for k in tl.static_range(K):
+            src = m - sgn * (k - PAD)  # the position whose tap k read m
+            ok = (src >= 0) & (src < L)
+            dp = tl.load(dpre_ptr + bi * sp_b + src[:, None] * sp_t + d * sp_d + e[None, :] * sp_e,
+                         mask=ok[:, None] & emask[None, :], other=0.0)
+            wk = tl.load(w_ptr + ch * K + k, mask=emask, other=0.0).to(tl.float32)
+            acc += wk[None, :] * dp
+        if not SHARED:
+            tl.store(dx_ptr + bi * sdx_b + m[:, None] * sdx_t + d * sdx_d + e[None, :] * sdx_e,
+                     acc.to(dx_ptr.dtype.element_ty), mask=tile)
+            acc = tl.zeros([CHUNK, BLOCK_E], dtype=tl.float32)
+    if SHARED:
+        tl.store(dx_ptr + bi * sdx_b + m[:, None] * sdx_t + e[None, :] * sdx_e,
+                 acc.to(dx_ptr.dtype.element_ty), mask=tile)
