@@ -201,7 +201,7 @@ def codepoint_key(name: str) -> tuple[int, ...]:
     joins them all to the catalogue.
     """
     try:
-        points = tuple(int(part, 16) for part in name.replace("_", "-").split("-"))
+        points = tuple(int(part, 16) for part in name.split("-"))
     except ValueError as err:
         raise ValueError(f"{name!r} is not a code point sequence") from err
     return tuple(point for point in points if point != VARIATION_SELECTOR_16)
