@@ -1,0 +1,173 @@
+"""The training recipe: parameter groups, the lr schedule, augmentation, caption variety, best-checkpoint export."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import save_file
+
+from maskmamba import build_model
+from maskmamba.data.augment import Augment, augmented, mirror_safe, warp
+from maskmamba.data.captions import caption_texts, is_tag_caption, with_article
+from maskmamba.data.catalog import EmojiRecord
+from maskmamba.data.dataset import CAPTIONS
+from maskmamba.data.tokens import TOKENS, load_token_copies
+from maskmamba.train import generator as train_generator
+from maskmamba.train.curves import read_curves
+from maskmamba.train.optim import configure_optimizers, cosine_lr, set_lr, split_decay
+
+
+@pytest.mark.parametrize("variant", ["maskmamba-serial-half", "uvit", "mmamba"])
+def test_weight_decay_only_on_matrices(variant):
+    model = build_model(variant, "tiny", num_classes=5)
+    decay, keep = split_decay(model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed, kept = {names[id(p)] for p in decay}, {names[id(p)] for p in keep}
+    assert len(decayed) + len(kept) == len(names) and not decayed & kept
+    for name in kept:  # nothing a matrix product multiplies is left undecayed
+        assert name.endswith(("bias", "A_log", "D", "dt_bias", "_pos", "null", "pad")) or "norm" in name \
+            or "emb" in name, name
+    for name in decayed:
+        assert name.endswith(("weight", "x_proj", "dt_proj")) and "norm" not in name and "emb" not in name, name
+    assert {"tok_emb.weight", "cond.class_emb.weight", "row_pos", "col_pos", "cond.slot_pos"} <= kept
+    if variant != "uvit":
+        assert any(n.endswith("A_log") for n in kept) and any(n.endswith("scan.D") for n in kept)
+    optimizer = configure_optimizers(model, 1e-3, 0.05)
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.05, 0.0]
+
+
+def test_undecayed_parameters_do_not_shrink_under_zero_gradient():
+    model = build_model("maskmamba-serial-half", "tiny", num_classes=5)
+    optimizer = configure_optimizers(model, 0.1, 0.5)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    after = dict(model.named_parameters())
+    assert torch.equal(after["row_pos"], before["row_pos"])
+    a_log = next(n for n in before if n.endswith("A_log"))
+    assert torch.equal(after[a_log], before[a_log])
+    assert after["head.weight"].norm() < before["head.weight"].norm()  # decayed: 0.1 * 0.5 shrink
+
+
+def test_cosine_lr_warms_up_then_decays_to_its_floor():
+    lrs = [cosine_lr(s, 1.0, 10, 110, 0.1) for s in range(120)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))  # non-increasing after warm-up
+    assert lrs[60] == pytest.approx(0.55) and lrs[110] == pytest.approx(0.1) and lrs[119] == pytest.approx(0.1)
+
+
+def test_set_lr_fills_device_tensors_in_place():
+    model = torch.nn.Linear(4, 4)
+    optimizer = configure_optimizers(model, 1e-3, 0.1, graphed=True)
+    tensors = [g["lr"] for g in optimizer.param_groups]
+    set_lr(optimizer, 0.5)
+    assert all(g["lr"] is t and float(t) == 0.5 for g, t in zip(optimizer.param_groups, tensors))
+
+
+@pytest.mark.parametrize("group, subgroup, annotation, safe", [
+    ("food-drink", "food-fruit", "red apple", True),
+    ("smileys-emotion", "face-smiling", "grinning face", True),
+    ("animals-nature", "animal-mammal", "dog", True),
+    ("flags", "country-flag", "flag: France", False),
+    ("symbols", "arrow", "up arrow", False),
+    ("symbols", "keycap", "keycap: 1", False),
+    ("people-body", "hand-single-finger", "index pointing up", False),
+    ("people-body", "hands", "clapping hands", False),
+    ("travel-places", "time", "three o'clock", False),
+    ("people-body", "person-activity", "person walking facing right", False),
+    ("people-body", "hand-fingers-closed", "left-facing fist", False),
+])
+def test_mirror_rule(group, subgroup, annotation, safe):
+    assert mirror_safe(group, subgroup, annotation) is safe
+
+
+def _asymmetric_images(n: int = 4) -> np.ndarray:
+    images = np.full((n, 32, 32, 3), 255, np.uint8)
+    images[:, 10:22, 4:12] = (200, 30, 30)  # a red block left of centre
+    return images
+
+
+def test_warp_identity_mirror_and_shift():
+    images = _asymmetric_images(1)
+    same = warp(torch.from_numpy(images), torch.tensor([[1.0, 0.0, 0.0, 0.0]])).numpy()
+    assert np.abs(same.astype(int) - images).max() <= 1
+    mirrored = warp(torch.from_numpy(images), torch.tensor([[1.0, 0.0, 0.0, 1.0]])).numpy()
+    assert np.abs(mirrored.astype(int) - images[:, :, ::-1]).max() <= 1
+    shifted = warp(torch.from_numpy(images), torch.tensor([[1.0, 3.0, 2.0, 0.0]])).numpy()
+    assert np.abs(shifted[:, 12:24, 7:15].astype(int) - images[:, 10:22, 4:12]).max() <= 1
+    assert (shifted[:, :2] == 255).all()  # uncovered border is white
+
+
+def test_augmented_copies_are_deterministic_and_mirror_only_where_safe():
+    images = _asymmetric_images(64)
+    flags = np.arange(64) % 2 == 0
+    spec = Augment(max_shift=0, min_scale=1, max_scale=1, mirror_p=1.0)  # mirror whatever may be mirrored
+    copy = augmented(images, flags, 1, seed=3, spec=spec, batch=7)
+    assert np.abs(copy[~flags].astype(int) - images[~flags]).max() <= 1
+    assert np.abs(copy[flags].astype(int) - images[flags][:, :, ::-1]).max() <= 1
+    default = augmented(images, flags, 1, seed=3)
+    assert np.array_equal(default, augmented(images, flags, 1, seed=3, batch=5))
+    assert not np.array_equal(default, augmented(images, flags, 2, seed=3))
+    with pytest.raises(ValueError, match="copy 0 is the original"):
+        augmented(images, flags, 0)
+
+
+def test_caption_variety_keeps_tag_captions_recognisable():
+    record = EmojiRecord("1F34E", "red apple", "food-drink", "food-fruit", ("apple", "fruit", "red", "sweet"), "1F34E")
+    captions = caption_texts(record)
+    assert captions[0] == "red apple" and "a red apple" in captions and "red apple emoji" in captions
+    assert "fruit" in captions and "apple" not in captions  # single tags the annotation does not already say
+    assert [c for c in captions if is_tag_caption("red apple", c)] == ["red apple: apple, fruit, red", "red apple: sweet"]
+    assert with_article("owl") == "an owl" and with_article("flag: Chad") == "flag: Chad"
+    assert len(set(captions)) == len(captions)
+
+
+@pytest.fixture()
+def augmented_data(tmp_path):
+    """Token cache with 2 augmented copies whose ids differ from the original's, plus captions and classes."""
+    classes = np.array([0, 1] * 8)
+    emoji = np.array([0, 1] * 8)
+    ids = np.where(classes[:, None] == 0, 7, 300).astype(np.int16).repeat(256, axis=1)
+    aug = np.stack([ids + 1, ids + 2], axis=1)
+    save_file({"train_ids": ids, "train_class": classes, "train_emoji": emoji, "train_aug_ids": aug,
+               "val_ids": ids[:4], "val_class": classes[:4], "val_emoji": emoji[:4]}, str(tmp_path / TOKENS))
+    save_file({"tokens": np.ones((4, 384), np.int8), "scales": np.full(4, 0.01, np.float16),
+               "offsets": np.array([0, 2, 4], np.int64), "caption_emoji": np.arange(2, dtype=np.int64)},
+              str(tmp_path / CAPTIONS), metadata={"max_tokens": "16"})
+    (tmp_path / "manifest.json").write_text(json.dumps({"classes": ["a", "b"]}))
+    return tmp_path
+
+
+def test_training_draws_among_every_copy(augmented_data):
+    copies = load_token_copies(augmented_data, "train")
+    assert copies.shape == (16, 3, 256) and torch.equal(copies[:, 0, 0], torch.tensor([7, 300] * 8))
+    data = train_generator.Data.load(augmented_data, "train", torch.device("cpu"))
+    drawn = data.sample(torch.zeros(300, dtype=torch.long), torch.Generator().manual_seed(0))[:, 0]
+    assert set(drawn.tolist()) == {7, 8, 9}
+    assert load_token_copies(augmented_data, "val").shape == (4, 1, 256)
+
+
+def test_run_keeps_and_exports_the_best_held_out_ema_in_every_format(augmented_data, tmp_path):
+    torch.set_num_threads(1)
+    out, export = tmp_path / "run", tmp_path / "export"
+    result = train_generator.main([
+        "--variant", "transformer", "--size", "tiny", "--data", str(augmented_data), "--out", str(out),
+        "--steps", "12", "--batch", "4", "--warmup", "2", "--device", "cpu", "--eval-every", "4", "--log-every", "2",
+        "--dropout", "0.1", "--export", str(export), "--storage", "int8,int4",
+    ])
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    vals = [r for r in records if r["event"] == "val"]
+    assert [v["step"] for v in vals] == [4, 8, 12]
+    best = min(vals, key=lambda v: v["val_loss"])
+    assert result["best_step"] == best["step"]
+    training = json.loads((export / "training.json").read_text())
+    assert training["exported_step"] == best["step"] and training["storage"] == "int8"
+    assert (export / "model.int8.safetensors").is_file() and (tmp_path / "export-int4" / "model.int4.safetensors").is_file()
+    assert json.loads((export / "config.json").read_text())["dropout"] == 0.1
+    curves = read_curves(out / "log.jsonl")
+    assert curves["best"]["step"] == best["step"] and curves["val"][0]["images_seen"] == 4 * 4
+    assert (out / "curves.png").stat().st_size > 1000 and json.loads((out / "curves.json").read_text())["batch"] == 4
+    assert all(r["lr"] > 0 for r in records if r["event"] == "train")
