@@ -11,6 +11,8 @@ every other tensor (norms, biases, SSM parameters, position tables) stays float3
 """
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -95,13 +97,18 @@ def check_storage(storage: str) -> str:
 
 
 def save_weights(model: nn.Module, folder: str | Path, storage: str = "fp32") -> Path:
-    """config.json (save_pretrained's) beside the weights file of `storage`; returns that file's path."""
+    """config.json (save_pretrained's) beside the weights file of `storage`; returns that file's path. Weights
+    files of other formats already in `folder` stay, so one folder can hold a model in several formats."""
     folder = Path(folder)
-    model.save_pretrained(folder)
     path = folder / FILES[check_storage(storage)]
-    if storage != "fp32":
-        (folder / FILES["fp32"]).unlink()
-        save_file(quantize_state(model.state_dict(), storage), str(path), metadata={"format": storage})
+    if storage == "fp32":
+        model.save_pretrained(folder)
+        return path
+    with tempfile.TemporaryDirectory() as scratch:
+        model.save_pretrained(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(scratch) / "config.json", folder / "config.json")
+    save_file(quantize_state(model.state_dict(), storage), str(path), metadata={"format": storage})
     return path
 
 
