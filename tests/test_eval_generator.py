@@ -93,6 +93,22 @@ def test_paraphrase_states_round_trip_and_refuse_a_changed_set(paraphrases, tmp_
         load_states(changed)
 
 
+def test_paraphrase_grid_draws_every_prompt_labelled(paraphrases, tiny_checkpoint, tmp_path):
+    from maskmamba.eval.paraphrase_grid import COLUMNS, LABEL_HEIGHT, TILE, paraphrase_grid
+    from maskmamba.settings import SamplingSettings
+
+    assets = tmp_path / "assets"
+    shutil.copytree(tiny_checkpoint, assets / "maskmamba-serial-half")
+    config = json.loads((assets / "maskmamba-serial-half" / "config.json").read_text())
+    (assets / "maskmamba-serial-half" / "config.json").write_text(json.dumps(config | {"default_cfg": 1.5}))
+    assert SamplingSettings.for_checkpoint(config | {"default_cfg": 1.5}).cfg_scale == 1.5
+    sheet = paraphrase_grid("maskmamba-serial-half", assets, paraphrases, steps=2, prompt_encoder=FakeEncoder())
+    assert sheet.size == (COLUMNS * TILE, TILE + LABEL_HEIGHT)
+    pixels = np.asarray(sheet)
+    assert (pixels[:TILE, : 3 * TILE] != 255).any() and (pixels[:TILE, 3 * TILE :] == 255).all()  # 3 tiles drawn
+    assert (pixels[TILE + 4 :, :TILE] < 128).any()  # a label under the first
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     """Untrained tiny generators (2 classes) per variant (serial-half also stored in int8), serial-half also at

@@ -13,6 +13,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from maskmamba.eval.paraphrases import PARAPHRASES, Paraphrases
+from maskmamba.text_encoder import PromptEncoder
 
 TILE, LABEL_HEIGHT, COLUMNS = 128, 28, 10
 
@@ -30,11 +31,14 @@ def labelled_grid(images: list[Image.Image], labels: list[str], columns: int = C
     return sheet
 
 
-def paraphrase_grid(variant: str, assets: str | Path, paraphrases: str | Path, steps: int, seed: int, device: str) -> Image.Image:
+def paraphrase_grid(
+    variant: str, assets: str | Path, paraphrases: str | Path, steps: int = 12, seed: int = 0, device: str = "cpu",
+    prompt_encoder: PromptEncoder | None = None,
+) -> Image.Image:
     """Every paraphrase prompt drawn by the shipped `variant` at its default CFG, one seed, labelled."""
     from maskmamba.pipeline import Pipeline
 
-    pipeline = Pipeline.from_pretrained(variant, assets=assets, device=device)
+    pipeline = Pipeline.from_pretrained(variant, assets=assets, device=device, prompt_encoder=prompt_encoder)
     para = Paraphrases.load(paraphrases)
     images = [pipeline.generate(prompt=p, steps=steps, seed=seed) for p in para.prompts]
     return labelled_grid(images, para.prompts)
