@@ -9,6 +9,7 @@ import torch
 from safetensors.numpy import save_file
 
 from maskmamba import build_model
+from maskmamba.models import stored_formats
 from maskmamba.data.augment import Augment, augmented, mirror_safe, warp
 from maskmamba.data.captions import caption_texts, is_tag_caption, with_article
 from maskmamba.data.catalog import EmojiRecord
@@ -156,7 +157,7 @@ def test_run_keeps_and_exports_the_best_held_out_ema_in_every_format(augmented_d
     result = train_generator.main([
         "--variant", "transformer", "--size", "tiny", "--data", str(augmented_data), "--out", str(out),
         "--steps", "12", "--batch", "4", "--warmup", "2", "--device", "cpu", "--eval-every", "4", "--log-every", "2",
-        "--dropout", "0.1", "--export", str(export), "--storage", "int8,int4",
+        "--dropout", "0.1", "--export", str(export), "--storage", "int8,int4", "--snapshot-every", "6",
     ])
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     vals = [r for r in records if r["event"] == "val"]
@@ -164,10 +165,37 @@ def test_run_keeps_and_exports_the_best_held_out_ema_in_every_format(augmented_d
     best = min(vals, key=lambda v: v["val_loss"])
     assert result["best_step"] == best["step"]
     training = json.loads((export / "training.json").read_text())
-    assert training["exported_step"] == best["step"] and training["storage"] == "int8"
-    assert (export / "model.int8.safetensors").is_file() and (tmp_path / "export-int4" / "model.int4.safetensors").is_file()
+    assert training["exported_step"] == best["step"] and training["storage"] == ["int8", "int4"]
+    assert stored_formats(export) == ["int8", "int4"]
     assert json.loads((export / "config.json").read_text())["dropout"] == 0.1
     curves = read_curves(out / "log.jsonl")
     assert curves["best"]["step"] == best["step"] and curves["val"][0]["images_seen"] == 4 * 4
     assert (out / "curves.png").stat().st_size > 1000 and json.loads((out / "curves.json").read_text())["batch"] == 4
     assert all(r["lr"] > 0 for r in records if r["event"] == "train")
+    snapshots = sorted(p.relative_to(out / "snapshots").as_posix() for p in (out / "snapshots").glob("*/*"))
+    assert snapshots == ["000006/transformer", "000012/transformer"]
+    assert (out / "snapshots" / "000012" / "transformer" / "classes.json").is_file()
+
+
+def test_scaling_study_collects_points_and_plots(tmp_path):
+    from maskmamba.eval import scaling
+
+    runs = tmp_path / "runs"
+    for variant, size, params, fids in [("transformer", "small", 4e6, [90, 60]), ("transformer", "mid", 8e6, [80, 50]),
+                                        ("uvit", "small", 4.1e6, [85, 55])]:
+        name = f"{variant}@{size}"
+        (runs / name).mkdir(parents=True)
+        log = [{"event": "start", "step": 0, "variant": variant, "params": params, "batch": 512},
+               {"event": "val", "step": 100, "val_loss": 4.2}, {"event": "val", "step": 200, "val_loss": 4.0}]
+        (runs / name / "log.jsonl").write_text("\n".join(map(json.dumps, log)) + "\n")
+        (runs / "eval" / name).mkdir(parents=True)
+        for step, fid in zip((100, 200), fids):
+            result = {"variants": {variant: {"fid": fid, "class_acc": 0.5, "prompt_top5": 0.6, "best_cfg": 2.0}}}
+            (runs / "eval" / name / f"{step:06d}.json").write_text(json.dumps(result))
+    study = scaling.main(["--runs", str(runs), "--out", str(tmp_path / "scaling.json"), "--plots", str(tmp_path)])
+    mid = study["runs"]["transformer@mid"]
+    assert (mid["size"], mid["params"]) == ("mid", 8e6)
+    assert [(p["step"], p["images_seen"], p["fid"], p["val_loss"]) for p in mid["points"]] == [
+        (100, 51_200, 80, 4.2), (200, 102_400, 50, 4.0)]
+    assert json.loads((tmp_path / "scaling.json").read_text()) == study
+    assert all((tmp_path / f).stat().st_size > 1000 for f in ("scaling_fid_vs_images.png", "scaling_fid_vs_params.png"))

@@ -11,6 +11,7 @@ SUBCOMMANDS = {  # subcommand -> module with `main(argv)`
     "fid-fp16": "maskmamba.eval.fid",
     "paraphrase-states": "maskmamba.eval.paraphrases",
     "paraphrase-grid": "maskmamba.eval.paraphrase_grid",
+    "scaling": "maskmamba.eval.scaling",
 }
 
 if __name__ == "__main__":

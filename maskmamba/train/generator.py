@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cond-dropout", type=float, default=0.1)
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--eval-every", type=int, default=500, help="steps between held-out losses (best EMA kept)")
+    p.add_argument("--snapshot-every", type=int, default=0,
+                   help="steps between EMA snapshots in RUNDIR/snapshots/STEP/VARIANT (for evaluation along training; 0: none)")
     p.add_argument("--minutes", type=float, default=9.0, help="wall-clock budget of this invocation")
     p.add_argument("--save-every", type=float, default=3.0, help="minutes between checkpoints")
     p.add_argument("--log-every", type=int, default=100, help="steps between log lines (and step 1)")
@@ -165,8 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eager", action="store_true", help="no CUDA graph for the training step (always eager under DDP)")
     p.add_argument("--export", default=None, help="write the best EMA weights + classes.json here when done")
     p.add_argument("--storage", type=_storages, default=["fp32"],
-                   help=f"comma-separated weight formats to export ({', '.join(FILES)}); the first goes in --export, "
-                        "each other in --export-<format>")
+                   help=f"comma-separated weight formats to export side by side ({', '.join(FILES)})")
     return p
 
 
@@ -240,6 +241,8 @@ def main(argv: list[str]) -> dict:
                       lr=round(cosine_lr(step - 1, args.lr, args.warmup, args.steps, args.min_lr_ratio), 7))
         if rank == 0 and step % args.eval_every == 0:
             last_val = _held_out(ema, val, model.mask_id, device, step, best, out, log)
+        if rank == 0 and args.snapshot_every and step % args.snapshot_every == 0:
+            snapshot(ema, classes, out, step, args.variant)
         if rank == 0 and deadline.save_due():
             _save(out, model, ema, optimizer, step, best)
     bar.close()
@@ -273,6 +276,14 @@ def _held_out(ema, val: Data, mask_id: int, device, step: int, best: dict, out: 
     return current
 
 
+def snapshot(ema: torch.nn.Module, classes: list[str], out: Path, step: int, variant: str) -> Path:
+    """The EMA weights at `step` as an evaluable checkpoint folder, out/snapshots/<step, 6 digits>/<variant>."""
+    folder = out / "snapshots" / f"{step:06d}" / variant
+    save_weights(ema, folder)
+    (folder / "classes.json").write_text(json.dumps(classes))
+    return folder
+
+
 def best_ema(out: Path, ema: torch.nn.Module) -> dict:
     """{'model': the EMA at the best held-out loss (the current EMA when none was recorded), 'step': its step}."""
     state = load_checkpoint(out / BEST, next(ema.parameters()).device)
@@ -283,17 +294,14 @@ def best_ema(out: Path, ema: torch.nn.Module) -> dict:
     return {"model": best, "step": state["step"]}
 
 
-def export(model: torch.nn.Module, classes: list[str], folder: Path, storages: list[str], info: dict) -> list[str]:
-    """Write `model` in each storage format with classes.json and training.json: the first format in `folder`,
-    every other in `folder`-<format> (a serving folder holds one weights file). Returns the folders."""
-    folders = []
-    for i, storage in enumerate(storages):
-        target = folder if i == 0 else folder.with_name(f"{folder.name}-{storage}")
-        save_weights(model, target, storage)
-        (target / "classes.json").write_text(json.dumps(classes))
-        (target / "training.json").write_text(json.dumps(info | {"storage": storage}))
-        folders.append(str(target))
-    return folders
+def export(model: torch.nn.Module, classes: list[str], folder: Path, storages: list[str], info: dict) -> str:
+    """Write `model` in each storage format into `folder` (one weights file each, so the evaluation can score them
+    side by side; copy one of them to ship), with classes.json and training.json."""
+    for storage in storages:
+        save_weights(model, folder, storage)
+    (folder / "classes.json").write_text(json.dumps(classes))
+    (folder / "training.json").write_text(json.dumps(info | {"storage": storages}))
+    return str(folder)
 
 
 @torch.no_grad()
