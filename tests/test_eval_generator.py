@@ -195,7 +195,7 @@ def test_shipped_section_default_cfg_and_storage_side_by_side(data_dir, checkpoi
         "--tokenizer", str(checkpoints / "tokenizer"), "--n", "6", "--sweep", "1,3", "--sweep-n", "4",
         "--steps", "2", "--steps-curve", "", "--batch", "3", "--device", "cpu", "--classifier-epochs", "1",
         "--work", str(tmp_path / "work"), "--out", str(out), "--plots", str(tmp_path / "plots"),
-        "--paraphrases", str(paraphrases), "--paraphrase-samples", "1", "--shipped", "--write-default-cfg",
+        "--paraphrases", str(paraphrases), "--paraphrase-samples", "1", "--shipped", VARIANTS[0], "--write-default-cfg",
         "--compare-storage", "int8",
     ]
     results = evaluation.main(argv, features=StandIn())

@@ -4,7 +4,7 @@ python -m maskmamba.eval generator --data DIR --checkpoints DIR [--variants a,b]
     [--sweep 1,2,3,4,6] [--sweep-n 2000] [--steps 12] [--position-runs head=DIR,middle=DIR,tail=DIR]
     [--device cuda] [--batch 500] [--inception PATH] [--out assets/results/generators.json] [--plots DIR]
     [--paraphrases assets/eval/paraphrases.json] [--storage int8] [--compare-storage int4]
-    [--shipped] [--write-default-cfg]
+    [--shipped a,b] [--write-default-cfg]
 
 Per variant: FID (Inception pool features against the train split) of --sweep-n class-conditioned images
 at each CFG scale of --sweep, then of --n images at the best scale; the top-1 accuracy of a classifier
@@ -20,8 +20,8 @@ cached MiniLM states, see maskmamba.eval.paraphrases), --paraphrase-samples seed
 
 --storage picks the weights file a checkpoint folder is scored in (fp32, fp16, int8, int4; default the most exact
 present); --compare-storage scores the same model in other formats at the same CFG on the same seeds (FID, class
-accuracy and their change). --shipped records the variants under `shipped` (fid, class_acc, prompt_top5,
-paraphrase_top5, best_cfg), for checkpoints that are the files in assets/; --write-default-cfg writes the best
+accuracy and their change). --shipped names the variants to record under `shipped` (fid, class_acc, prompt_top5,
+paraphrase_top5, best_cfg), for checkpoints whose scored files are the ones in assets/; --write-default-cfg writes the best
 scale into each checkpoint's config.json as `default_cfg`, which the demo uses.
 """
 from __future__ import annotations
@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paraphrase-samples", type=int, default=8, help="images (seeds) per paraphrase prompt")
     p.add_argument("--storage", default=None, choices=FILES, help="weights file to score (default: most exact present)")
     p.add_argument("--compare-storage", type=_formats, default=[], help="formats to score side by side (same seeds)")
-    p.add_argument("--shipped", action="store_true", help="record the variants in the `shipped` section")
+    p.add_argument("--shipped", default="", help="comma-separated evaluated variants to record in the `shipped` section")
     p.add_argument("--write-default-cfg", action="store_true", help="write best_cfg into each config.json")
     return p
 
@@ -449,7 +449,7 @@ def main(argv: list[str], features: Features | None = None) -> dict:
         if args.compare_storage:
             entry["storage_compare"] = compare_storage(folder, name, bench, args, entry)
         results["variants"][name] = entry
-        if args.shipped:
+        if name in args.shipped.split(","):
             results.setdefault("shipped", {})[name] = {k: entry[k] for k in SHIPPED_KEYS if k in entry} | {
                 "storage": entry["storage"], "checkpoint": str(folder)}
         if args.write_default_cfg:
