@@ -199,3 +199,93 @@ def test_scaling_study_collects_points_and_plots(tmp_path):
         (100, 51_200, 80, 4.2), (200, 102_400, 50, 4.0)]
     assert json.loads((tmp_path / "scaling.json").read_text()) == study
     assert all((tmp_path / f).stat().st_size > 1000 for f in ("scaling_fid_vs_images.png", "scaling_fid_vs_params.png"))
+
+
+@pytest.fixture()
+def built_data(tmp_path):
+    """4 emoji (a mirrorable apple, a flag; rows 0-2 train, row 3 val), one image each, with a tiny tokenizer."""
+    from PIL import Image
+
+    from maskmamba.data.imaging import encode_webp
+    from maskmamba.data.shards import write_manifest, write_shards
+    from maskmamba.models.tokenizer import VQTokenizer
+
+    images = np.full((4, 128, 128, 3), 255, np.uint8)
+    for i in range(4):
+        images[i, 30:90, 20 + 5 * i : 60 + 5 * i] = (40 * i, 200 - 30 * i, 90)
+    table = [{"hexcode": h, "annotation": a, "group": g, "subgroup": sg, "class_id": c, "split": s, "captions": [a]}
+             for h, a, g, sg, c, s in [("1F34E", "red apple", "food-drink", "food-fruit", 0, "train"),
+                                       ("1F1EB-1F1F7", "flag: France", "flags", "country-flag", 1, "train"),
+                                       ("1F436", "dog face", "animals-nature", "animal-mammal", 0, "train"),
+                                       ("1F1E8-1F1E9", "flag: Chad", "flags", "country-flag", 1, "val")]]
+    for split, rows in (("train", [0, 1, 2]), ("val", [3])):
+        webps = [encode_webp(Image.fromarray(images[r])) for r in rows]
+        rows = np.array(rows)
+        write_shards(tmp_path, split, webps, rows % 2, rows, np.zeros(len(rows), np.int64))
+    write_manifest(tmp_path, {"classes": ["food", "flags"], "emoji": table})
+    torch.manual_seed(0)
+    VQTokenizer(enc_channels=(8, 8, 8, 8), dec_channels=(8, 8, 8, 8), dec_blocks=1).save_pretrained(tmp_path / "tok")
+    return tmp_path
+
+
+def test_tokenize_with_augmented_copies_and_pack_them(built_data, tmp_path):
+    from safetensors.numpy import load_file
+
+    from maskmamba.data.pack import pack
+    from maskmamba.data.tokens import build_token_cache, mirror_flags
+
+    assert mirror_flags(built_data, np.array([0, 1, 2, 3])).tolist() == [True, False, True, False]
+    path = build_token_cache(built_data, built_data / "tok", augment=2, seed=1)
+    arrays = load_file(str(path))
+    assert arrays["train_ids"].shape == (3, 256) and arrays["train_aug_ids"].shape == (3, 2, 256)
+    assert "val_aug_ids" not in arrays  # held-out images stay as they are
+    assert (arrays["train_aug_ids"] != arrays["train_ids"][:, None]).any()
+    again = load_file(str(build_token_cache(built_data, built_data / "tok", augment=2, seed=1)))
+    assert np.array_equal(again["train_aug_ids"], arrays["train_aug_ids"])  # deterministic
+    save_file({"tokens": np.ones((4, 384), np.int8), "scales": np.ones(4, np.float16),
+               "offsets": np.arange(5, dtype=np.int64), "caption_emoji": np.arange(4, dtype=np.int64)},
+              str(built_data / CAPTIONS), metadata={"max_tokens": "16"})
+    bundle = load_file(str(pack(built_data, tmp_path / "bundle", copies=1) / TOKENS))
+    assert bundle["train_aug_ids"].shape == (3, 1, 256) and np.array_equal(bundle["train_aug_ids"][:, 0], arrays["train_aug_ids"][:, 0])
+    assert "train_aug_ids" not in load_file(str(pack(built_data, tmp_path / "plain", copies=0) / TOKENS))
+
+
+def test_recaption_rewrites_manifest_and_cache(built_data, monkeypatch):
+    from maskmamba.data import captions
+    from maskmamba.data.dataset import CaptionBank, load_manifest
+
+    class Encoder:
+        def __init__(self, device):
+            pass
+
+        def encode(self, texts):
+            mask = torch.arange(16)[None] < torch.tensor([[len(t.split()) + 2] for t in texts])
+            return torch.ones(len(texts), 16, 384) * mask[..., None], mask
+
+    monkeypatch.setattr(captions, "PromptEncoder", Encoder)
+    records = [EmojiRecord(e["hexcode"], e["annotation"], e["group"], e["subgroup"], ("red", "fruit"), e["hexcode"])
+               for e in load_manifest(built_data)["emoji"]]
+    count = captions.recaption(built_data, records)
+    manifest = load_manifest(built_data)
+    assert manifest["captions"] == count == sum(len(e["captions"]) for e in manifest["emoji"])
+    assert manifest["emoji"][0]["captions"] == caption_texts(records[0]) and "a red apple" in manifest["emoji"][0]["captions"]
+    bank = CaptionBank(built_data)
+    assert len(bank) == count and len(bank.captions_of(0)) == len(manifest["emoji"][0]["captions"])
+    with pytest.raises(ValueError, match="catalogue lacks"):
+        captions.recaption(built_data, records[:2])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_graphed_step_follows_the_schedule_with_dropout_and_copies(augmented_data, tmp_path):
+    """The CUDA-graphed step with two parameter groups, dropout and an lr read from device tensors."""
+    result = train_generator.main([
+        "--variant", "maskmamba-serial-half", "--size", "tiny", "--data", str(augmented_data), "--out", str(tmp_path),
+        "--steps", "30", "--batch", "8", "--warmup", "5", "--device", "cuda", "--eval-every", "10", "--log-every", "1",
+        "--dropout", "0.1", "--lr", "3e-3",
+    ])
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert records[0]["cuda_graph"] and records[0]["copies"] == 3
+    losses = [r["loss"] for r in records if r["event"] == "train"]
+    assert all(np.isfinite(losses)) and np.mean(losses[-5:]) < np.mean(losses[:5])
+    assert result["done"] and result["best_step"] in (10, 20, 30)
