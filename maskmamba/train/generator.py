@@ -210,7 +210,9 @@ def main(argv: list[str]) -> dict:
             group["capturable"] = graphed  # loading then puts AdamW's step counters where this run needs them
             group["lr"] = torch.tensor(float(group["lr"]), device=device) if graphed else float(group["lr"])
         optimizer.load_state_dict(state["optimizer"])
-        step, best = state["step"], state.get("best", best)
+        step = state["step"]
+    if (kept := load_checkpoint(out / BEST, "cpu")) is not None:  # best.pt is the one record of the best point
+        best = {"val_loss": kept["val_loss"], "step": kept["step"]}
     trained = DistributedDataParallel(model) if world > 1 else model
     train_step = make_train_step(trained, optimizer, args.label_smoothing, device)
     if graphed:
@@ -244,13 +246,13 @@ def main(argv: list[str]) -> dict:
         if rank == 0 and args.snapshot_every and step % args.snapshot_every == 0:
             snapshot(ema, classes, out, step, args.variant)
         if rank == 0 and deadline.save_due():
-            _save(out, model, ema, optimizer, step, best)
+            _save(out, model, ema, optimizer, step)
     bar.close()
     result = {"event": "stop", "step": step, "done": step >= args.steps, "minutes": round(deadline.elapsed() / 60, 2)}
     if rank == 0:
         if last_val is None or last_val["step"] != step:  # the weights this run stops with are judged too
             last_val = _held_out(ema, val, model.mask_id, device, step, best, out, log)
-        _save(out, model, ema, optimizer, step, best)
+        _save(out, model, ema, optimizer, step)
         result |= {"val_loss_ema": round(last_val["val_loss"], 4), "best_val_loss": round(best["val_loss"], 4),
                    "best_step": best["step"]}
         if args.export:  # also when stopped early: training.json records how far it got
@@ -312,9 +314,8 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: f
     torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - d)
 
 
-def _save(out: Path, model, ema, optimizer, step: int, best: dict) -> None:
-    save_checkpoint(out / CKPT, {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                                 "step": step, "best": best})
+def _save(out: Path, model, ema, optimizer, step: int) -> None:
+    save_checkpoint(out / CKPT, {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(), "step": step})
 
 
 class _Logger:
