@@ -176,6 +176,14 @@ def test_run_keeps_and_exports_the_best_held_out_ema_in_every_format(augmented_d
     assert snapshots == ["000006/transformer", "000012/transformer"]
     assert (out / "snapshots" / "000012" / "transformer" / "classes.json").is_file()
 
+    resumed = train_generator.main([
+        "--variant", "transformer", "--size", "tiny", "--data", str(augmented_data), "--out", str(out),
+        "--steps", "16", "--batch", "4", "--warmup", "2", "--device", "cpu", "--eval-every", "4", "--dropout", "0.1",
+    ])
+    vals = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"val"' in line]
+    assert [v["step"] for v in vals] == [4, 8, 12, 16]
+    assert resumed["best_val_loss"] == pytest.approx(min(v["val_loss"] for v in vals), abs=1e-4)  # best.pt carried over
+
 
 def test_scaling_study_collects_points_and_plots(tmp_path):
     from maskmamba.eval import scaling
