@@ -17,7 +17,8 @@ import torch
 from maskmamba import VARIANTS, build_model
 from maskmamba.ops import attention_backend, scan_backend
 from maskmamba.text_encoder import PROMPT_TOKENS, TEXT_DIM
-from maskmamba.train.generator import make_optimizer, make_train_step
+from maskmamba.train.generator import make_train_step
+from maskmamba.train.optim import configure_optimizers
 from maskmamba.graphs import GraphedStep
 
 
@@ -35,7 +36,7 @@ def random_batch(model: torch.nn.Module, batch: int, device: torch.device) -> tu
 
 def images_per_s(variant: str, size: str, batch: int, device: torch.device, graphed: bool, steps: int) -> float:
     model = build_model(variant, size, num_classes=10).to(device)
-    optimizer = make_optimizer(model, 1e-4, 0.05, graphed)
+    optimizer = configure_optimizers(model, 1e-4, 0.05, graphed)
     step = make_train_step(model, optimizer, 0.1, device)
     if graphed:
         step = GraphedStep(step)

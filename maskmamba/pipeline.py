@@ -63,16 +63,19 @@ class Pipeline:
     def from_pretrained(
         cls, variant: str | None = None, path: str | Path | None = None, device: str | torch.device = "cpu",
         assets: str | Path = ASSETS, tokenizer: VQTokenizer | None = None, prompt_encoder: PromptEncoder | None = None,
+        storage: str | None = None,
     ) -> Pipeline:
         """Load `<assets>/<variant>/` (or `path`), with the tokenizer (unless one is given, to share it) and the
-        class list found beside it or in `assets`; the default CFG scale is the checkpoint's `default_cfg`."""
+        class list found beside it or in `assets`; the default CFG scale is the checkpoint's `default_cfg`. The
+        weights may be stored as fp32, fp16, int8 or int4 (told by file name); `storage` picks one where the
+        folder holds several."""
         if path is None and variant is None:
             raise ValueError("give a variant name or a folder")
         assets = Path(assets)
         folder = Path(path) if path is not None else assets / variant
         if not folder.is_dir():
             raise FileNotFoundError(f"no checkpoint folder {folder}")
-        generator = load_generator(folder)
+        generator = load_generator(folder, storage)
         if variant is not None and generator.variant != variant:
             raise ValueError(f"{folder} holds {generator.variant!r}, not {variant!r}")
         tokenizer = tokenizer or VQTokenizer.from_pretrained(_first_existing(folder / "tokenizer", assets / "tokenizer"))

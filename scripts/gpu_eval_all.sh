@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Once runs/train.done exists, evaluate every variant in runs/pack (FID sweep, class and prompt accuracy,
+# paraphrase top-5 on $PARAPHRASES, whose MiniLM states `python -m maskmamba.eval paraphrase-states` caches,
 # curves for maskmamba-serial-half) into runs/eval/generators.json and runs/eval/plots; runs/eval.done marks
 # the end. Start it detached (setsid) like gpu_train_all.sh.
 #
@@ -14,5 +15,6 @@ while [ ! -f runs/train.done ]; do sleep 5; done
 P=runs/pack/maskmamba-serial-half
 python3 -m maskmamba.eval generator --data "$DATA" --checkpoints runs/pack --device cuda --inception "$INCEPTION" \
   --position-runs "head=$P@head,middle=$P,tail=$P@tail" --work runs/eval/work \
-  --out runs/eval/generators.json --plots runs/eval/plots "$@" > runs/eval/eval.log 2>&1
+  --paraphrases "${PARAPHRASES:-assets/eval/paraphrases.json}" --out runs/eval/generators.json --plots runs/eval/plots "$@" \
+  > runs/eval/eval.log 2>&1
 touch runs/eval.done

@@ -19,7 +19,7 @@ train_one() {  # NAME; xargs sets SLOT, the free slot this run took, so each GPU
   local name=$1 variant=${1%@*} position=middle
   [[ $name == *@* ]] && position=${name#*@}
   CUDA_VISIBLE_DEVICES=$(( SLOT % NGPU )) python3 -m maskmamba.train generator --variant "$variant" --cond-position "$position" \
-    --data "$DATA" --out "runs/$name" --steps "$STEPS" --minutes 60 --export "runs/pack/$name" --int8 \
+    --data "$DATA" --out "runs/$name" --steps "$STEPS" --minutes 60 --export "runs/pack/$name" --storage int8 \
     > "runs/logs/$name.log" 2>&1
 }
 export -f train_one

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -10,12 +11,14 @@ import torch
 from PIL import Image
 from safetensors.numpy import save_file
 
-from maskmamba import build_model
+from maskmamba import build_model, load_generator
 from maskmamba.data.dataset import CAPTIONS
 from maskmamba.data.imaging import encode_webp
 from maskmamba.data.shards import write_manifest, write_shards
 from maskmamba.eval import generator as evaluation
 from maskmamba.eval.classifier import topk_accuracy, train_classifier
+from maskmamba.eval.paraphrases import Paraphrases, load_states, write_states
+from maskmamba.models import save_weights
 from maskmamba.models.tokenizer import VQTokenizer
 
 COLOURS = np.array([[220, 40, 40], [40, 60, 220]])  # class 0 red, class 1 blue
@@ -41,27 +44,80 @@ def data_dir(tmp_path_factory):
         rows = np.repeat([r for r, s in enumerate(splits) if s == split], 2)
         webps = [encode_webp(Image.fromarray(x)) for x in coloured_images(classes[rows], 128, len(rows))]
         write_shards(root, split, webps, classes[rows], rows, np.tile([0, 1], len(rows) // 2), shard_size=5)
-    table = [{"class_id": int(c), "split": s, "captions": [f"emoji {r}", f"emoji {r}: tag, tag, tag"]}
+    table = [{"class_id": int(c), "split": s, "annotation": f"emoji {r}",
+              "captions": [f"emoji {r}", f"emoji {r}: tag, tag, tag", f"an emoji {r}"]}
              for r, (c, s) in enumerate(zip(classes, splits))]
-    lengths = np.array([3, 6] * len(table))
+    lengths = np.array([3, 6, 4] * len(table))
     rng = np.random.default_rng(0)
     save_file({
         "tokens": rng.integers(-127, 128, (lengths.sum(), 384), dtype=np.int8),
         "scales": np.full(lengths.sum(), 0.01, dtype=np.float16),
         "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        "caption_emoji": np.repeat(np.arange(len(table)), 2).astype(np.int64),
+        "caption_emoji": np.repeat(np.arange(len(table)), 3).astype(np.int64),
     }, str(root / CAPTIONS), metadata={"max_tokens": "16"})
     write_manifest(root, {"classes": ["red", "blue"], "emoji": table})
     return root
 
 
+class FakeEncoder:
+    """Random prompt states of the MiniLM shape, a prompt's length in words + 2 tokens valid."""
+
+    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = torch.arange(16)[None] < torch.tensor([[len(p.split()) + 2] for p in prompts])
+        return torch.randn(len(prompts), 16, 384) * mask[..., None], mask
+
+
+@pytest.fixture(scope="module")
+def paraphrases(tmp_path_factory):
+    """A 3-prompt paraphrase set (the data v2 format) with its cached states."""
+    path = tmp_path_factory.mktemp("eval") / "paraphrases.json"
+    path.write_text(json.dumps([{"prompt": "a crimson ball", "class": "red", "hexcode": "1F534"},
+                                {"prompt": "navy circle", "class": "blue", "hexcode": "1F535"},
+                                {"prompt": "something red", "class": "red", "hexcode": "1F534"}]))
+    write_states(path, FakeEncoder())
+    return path
+
+
+def test_paraphrase_states_round_trip_and_refuse_a_changed_set(paraphrases, tmp_path):
+    states, mask = load_states(paraphrases)
+    assert states.shape == (3, 16, 384) and mask.sum(1).tolist() == [5, 4, 4]
+    assert (states[~mask] == 0).all() and (states[mask] != 0).any()
+    assert Paraphrases.load(paraphrases).labels(["blue", "red"]).tolist() == [1, 0, 1]
+    with pytest.raises(ValueError, match="not among the model's classes: red"):
+        Paraphrases.load(paraphrases).labels(["blue"])
+    changed = tmp_path / "paraphrases.json"
+    changed.write_text(paraphrases.read_text().replace("navy", "dark blue"))
+    (tmp_path / "paraphrases.states.safetensors").write_bytes(
+        (paraphrases.parent / "paraphrases.states.safetensors").read_bytes())
+    with pytest.raises(ValueError, match="another version"):
+        load_states(changed)
+
+
+def test_paraphrase_grid_draws_every_prompt_labelled(paraphrases, tiny_checkpoint, tmp_path):
+    from maskmamba.eval.paraphrase_grid import COLUMNS, LABEL_HEIGHT, TILE, paraphrase_grid
+    from maskmamba.settings import SamplingSettings
+
+    assets = tmp_path / "assets"
+    shutil.copytree(tiny_checkpoint, assets / "maskmamba-serial-half")
+    config = json.loads((assets / "maskmamba-serial-half" / "config.json").read_text())
+    (assets / "maskmamba-serial-half" / "config.json").write_text(json.dumps(config | {"default_cfg": 1.5}))
+    assert SamplingSettings.for_checkpoint(config | {"default_cfg": 1.5}).cfg_scale == 1.5
+    sheet = paraphrase_grid("maskmamba-serial-half", assets, paraphrases, steps=2, prompt_encoder=FakeEncoder())
+    assert sheet.size == (COLUMNS * TILE, TILE + LABEL_HEIGHT)
+    pixels = np.asarray(sheet)
+    assert (pixels[:TILE, : 3 * TILE] != 255).any() and (pixels[:TILE, 3 * TILE :] == 255).all()  # 3 tiles drawn
+    assert (pixels[TILE + 4 :, :TILE] < 128).any()  # a label under the first
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    """Untrained tiny generators (2 classes) per variant, serial-half also at head and tail, and a tokenizer."""
+    """Untrained tiny generators (2 classes) per variant (serial-half also stored in int8), serial-half also at
+    head and tail, and a tokenizer."""
     root = tmp_path_factory.mktemp("ckpts")
     torch.manual_seed(0)
     for variant in VARIANTS:
         build_model(variant, "tiny", num_classes=2).save_pretrained(root / variant)
+    save_weights(load_generator(root / VARIANTS[0]), root / VARIANTS[0], "int8")
     for position in ("head", "tail"):
         build_model(VARIANTS[0], "tiny", num_classes=2, cond_position=position).save_pretrained(root / f"{VARIANTS[0]}@{position}")
     VQTokenizer(enc_channels=(8, 8, 8, 8), dec_channels=(8, 8, 8, 8), dec_blocks=1).save_pretrained(root / "tokenizer")
@@ -82,7 +138,7 @@ class StandIn:
         return torch.cat(quads, dim=1).double().numpy()
 
 
-def test_cli_end_to_end_writes_finite_results_and_plots(data_dir, checkpoints, tmp_path):
+def test_cli_end_to_end_writes_finite_results_and_plots(data_dir, checkpoints, paraphrases, tmp_path):
     torch.set_num_threads(2)
     out, plots = tmp_path / "results" / "generators.json", tmp_path / "plots"
     serial = checkpoints / VARIANTS[0]
@@ -91,11 +147,13 @@ def test_cli_end_to_end_writes_finite_results_and_plots(data_dir, checkpoints, t
         "--tokenizer", str(checkpoints / "tokenizer"), "--n", "10", "--sweep", "1,3", "--sweep-n", "6",
         "--steps", "2", "--steps-curve", "1,2", "--curve-n", "4", "--batch", "4", "--device", "cpu",
         "--classifier-epochs", "1", "--work", str(tmp_path / "work"), "--out", str(out), "--plots", str(plots),
+        "--paraphrases", str(paraphrases), "--paraphrase-samples", "2",
         "--position-runs", f"head={serial}@head,middle={serial},tail={serial}@tail",
     ]
     features = StandIn()
     results = evaluation.main(argv, features=features)
     assert json.loads(out.read_text()) == results
+    assert list(json.loads(out.read_text()))[:2] == ["classifier_real_acc", "classifier_real_top5"]
     assert 0 <= results["classifier_real_acc"] <= 1
     assert set(results["variants"]) == set(VARIANTS)
     for entry in results["variants"].values():
@@ -106,6 +164,8 @@ def test_cli_end_to_end_writes_finite_results_and_plots(data_dir, checkpoints, t
         assert all(math.isfinite(v) for v in values) and entry["fid"] >= 0
         assert entry["prompt_top5"] == 1.0  # two classes: the true one is always in the top 5
         assert set(entry["prompt_top5_by_split"]) == {"train", "val"}
+        assert entry["paraphrase_top5"] == 1.0 and entry["n_paraphrase_images"] == 6
+        assert entry["storage"] == "fp32"
     assert [p["steps"] for p in results["fid_vs_steps"]["points"]] == [1, 2]
     assert [p["position"] for p in results["fid_vs_position"]["points"]] == ["head", "middle", "tail"]
     curve_fids = [p["fid"] for p in results["fid_vs_steps"]["points"] + results["fid_vs_position"]["points"]]
@@ -116,6 +176,7 @@ def test_cli_end_to_end_writes_finite_results_and_plots(data_dir, checkpoints, t
     assert all(0 < p.stat().st_size < 60_000 for p in plots.glob("*.png"))
     # images seen: 8 real train images, then per variant 2 x 6 (sweep) + 10, then 2 x 4 and 3 x 4 (curves)
     assert features.seen == 8 + 2 * 22 + 8 + 12
+    assert "shipped" not in results and "default_cfg" not in json.loads((serial / "config.json").read_text())
 
     # a second run evaluating nothing reuses the cached classifier and real features and keeps the variants
     again = StandIn()
@@ -123,6 +184,43 @@ def test_cli_end_to_end_writes_finite_results_and_plots(data_dir, checkpoints, t
     assert again.seen == 0
     assert rerun["variants"] == results["variants"]
     assert rerun["classifier_real_acc"] == results["classifier_real_acc"]
+
+
+def test_shipped_section_default_cfg_and_storage_side_by_side(data_dir, checkpoints, paraphrases, tmp_path):
+    torch.set_num_threads(2)
+    serial = checkpoints / VARIANTS[0]
+    out = tmp_path / "generators.json"
+    argv = [
+        "--data", str(data_dir), "--checkpoints", str(checkpoints), "--variants", VARIANTS[0],
+        "--tokenizer", str(checkpoints / "tokenizer"), "--n", "6", "--sweep", "1,3", "--sweep-n", "4",
+        "--steps", "2", "--steps-curve", "", "--batch", "3", "--device", "cpu", "--classifier-epochs", "1",
+        "--work", str(tmp_path / "work"), "--out", str(out), "--plots", str(tmp_path / "plots"),
+        "--paraphrases", str(paraphrases), "--paraphrase-samples", "1", "--shipped", VARIANTS[0], "--write-default-cfg",
+        "--compare-storage", "int8",
+    ]
+    results = evaluation.main(argv, features=StandIn())
+    assert list(json.loads(out.read_text()))[:3] == ["classifier_real_acc", "classifier_real_top5", "shipped"]
+    shipped, entry = results["shipped"][VARIANTS[0]], results["variants"][VARIANTS[0]]
+    assert set(evaluation.SHIPPED_KEYS) <= set(shipped) and shipped["fid"] == entry["fid"]
+    assert json.loads((serial / "config.json").read_text())["default_cfg"] == entry["best_cfg"]
+    compared = entry["storage_compare"]["int8"]
+    assert compared["fid_change"] == pytest.approx(compared["fid"] - entry["fid"], abs=1e-3)
+    assert math.isfinite(compared["fid"]) and 0 <= compared["class_acc"] <= 1
+    assert load_generator(serial).config == load_generator(checkpoints / VARIANTS[0], "int8").config
+
+
+def test_judge_and_real_features_are_rebuilt_for_another_data_set(data_dir, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(data_dir, other)
+    assert evaluation.data_key(str(data_dir)) != evaluation.data_key(str(other))
+    assert evaluation.data_key(str(data_dir), inception="a") != evaluation.data_key(str(data_dir), inception="b")
+    work = tmp_path / "work"
+    first = StandIn()
+    evaluation.real_stats(work, str(data_dir), first, 4, "inception-a")
+    again = StandIn()
+    evaluation.real_stats(work, str(data_dir), again, 4, "inception-a")
+    evaluation.real_stats(work, str(data_dir), again, 4, "inception-b")
+    assert (first.seen, again.seen) == (8, 8)  # reused once, recomputed for other Inception weights
 
 
 def test_missing_checkpoint_stops_before_any_work(data_dir, tmp_path):

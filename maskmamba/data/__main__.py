@@ -1,8 +1,10 @@
 """CLI: python -m maskmamba.data build OUT [--sources noto,openmoji,...] [--limit N] [--no-captions] [--install]
 
 and python -m maskmamba.data sheet OUT PNG [--split train] [--count 64] [--seed 0] [--style S] for a contact sheet,
-and python -m maskmamba.data tokenize OUT --tokenizer assets/tokenizer for the token cache of generator training,
-and python -m maskmamba.data pack OUT BUNDLE [--captions-per-emoji 2] for the bundle that travels to a GPU machine,
+and python -m maskmamba.data tokenize OUT --tokenizer assets/tokenizer [--augment K] for the token cache of generator
+training (K shifted/scaled/mirrored copies of each train image, see maskmamba/data/augment.py),
+and python -m maskmamba.data captions OUT to recompute the captions (and their cache) of a built data set,
+and python -m maskmamba.data pack OUT BUNDLE [--captions-per-emoji 4] [--copies K] for the bundle that travels to a GPU machine,
 and python -m maskmamba.data record OUT [--json assets/results/dataset.json] for the data set's counts and sources.
 """
 from __future__ import annotations
@@ -52,10 +54,17 @@ def parser() -> argparse.ArgumentParser:
     tokens.add_argument("root", type=Path, help="a built data set")
     tokens.add_argument("--tokenizer", type=Path, default=Path("assets/tokenizer"))
     tokens.add_argument("--device", default="cpu")
+    tokens.add_argument("--augment", type=int, default=0, help="augmented copies of each train image to tokenize too")
+    tokens.add_argument("--seed", type=int, default=0, help="seed of the augmentations")
+    recap = commands.add_parser("captions", help="recompute the captions and caption cache of a built data set")
+    recap.add_argument("root", type=Path, help="a built data set")
+    recap.add_argument("--npm-prefix", type=Path, default=default_npm_prefix(), help="where openmoji is installed")
+    recap.add_argument("--device", default="cpu")
     bundle = commands.add_parser("pack", help="token cache + trimmed captions + classes, for GPU training")
     bundle.add_argument("root", type=Path, help="a built and tokenized data set")
     bundle.add_argument("out", type=Path, help="bundle folder")
-    bundle.add_argument("--captions-per-emoji", type=int, default=2)
+    bundle.add_argument("--captions-per-emoji", type=int, default=4)
+    bundle.add_argument("--copies", type=int, default=None, help="augmented token copies per image to keep (default all)")
     record = commands.add_parser("record", help="write the counts and sources of a built data set as JSON")
     record.add_argument("root", type=Path, help="a built data set")
     record.add_argument("--json", type=Path, default=Path("assets/results/dataset.json"))
@@ -86,7 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "tokenize":
         from maskmamba.data.tokens import build_token_cache
 
-        print(f"wrote {build_token_cache(args.root, args.tokenizer, args.device)}")
+        print(f"wrote {build_token_cache(args.root, args.tokenizer, args.device, args.augment, args.seed)}")
+        return 0
+    if args.command == "captions":
+        from maskmamba.data.captions import recaption
+        from maskmamba.data.catalog import load_records
+        from maskmamba.data.sources import openmoji_json
+
+        print(f"{recaption(args.root, load_records(openmoji_json(args.npm_prefix)), args.device)} captions in {args.root}")
         return 0
     if args.command == "record":
         from maskmamba.data.record import write_dataset_record
@@ -96,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "pack":
         from maskmamba.data.pack import pack
 
-        print(f"wrote {pack(args.root, args.out, args.captions_per_emoji)}")
+        print(f"wrote {pack(args.root, args.out, args.captions_per_emoji, args.copies)}")
         return 0
     start = time.perf_counter()
     try:

@@ -1,7 +1,9 @@
 """The generator-training bundle that travels to a GPU machine: token cache, a trimmed caption cache, classes.
 
-Pixels stay behind, and each emoji keeps only its first `captions_per_emoji` captions (the annotation first, then
-tag captions), so the bundle plus the mamba-ssm wheel fit one 64 MiB carry.
+Pixels stay behind, each emoji keeps only its first `captions_per_emoji` captions (in the priority order of
+maskmamba.data.captions: the annotation, tag captions, then the variety), and the token cache keeps at most
+`copies` augmented copies per image, so the bundle plus the mamba-ssm wheel fit one 64 MiB carry. Sizes, roughly:
+512 bytes of tokens per image and copy, 2-4 KB per caption.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
+
+AUG_KEY = "train_aug_ids"
 
 from maskmamba.data.dataset import CAPTIONS, load_manifest
 from maskmamba.data.tokens import TOKENS
@@ -32,11 +36,21 @@ def trim_captions(arrays: dict[str, np.ndarray], per_emoji: int) -> dict[str, np
     }
 
 
-def pack(root: str | Path, out: str | Path, captions_per_emoji: int = 2) -> Path:
-    """Write OUT/tokens.safetensors, OUT/captions.safetensors (trimmed) and OUT/manifest.json (classes only)."""
+def pack(root: str | Path, out: str | Path, captions_per_emoji: int = 4, copies: int | None = None) -> Path:
+    """Write OUT/tokens.safetensors (at most `copies` augmented copies per image; None keeps all),
+    OUT/captions.safetensors (trimmed) and OUT/manifest.json (classes only)."""
     root, out = Path(root), Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(root / TOKENS, out / TOKENS)
+    with safe_open(str(root / TOKENS), framework="numpy") as handle:
+        has_copies, token_metadata = AUG_KEY in handle.keys(), handle.metadata()
+    if copies is None or not has_copies:
+        shutil.copyfile(root / TOKENS, out / TOKENS)
+    else:
+        tokens = load_file(str(root / TOKENS))
+        tokens[AUG_KEY] = np.ascontiguousarray(tokens[AUG_KEY][:, :copies])
+        if not copies:
+            del tokens[AUG_KEY]
+        save_file(tokens, str(out / TOKENS), metadata=token_metadata)
     with safe_open(str(root / CAPTIONS), framework="numpy") as handle:
         metadata = handle.metadata()
     trimmed = trim_captions(load_file(str(root / CAPTIONS)), captions_per_emoji)

@@ -9,6 +9,9 @@ SUBCOMMANDS = {  # subcommand -> module with `main(argv)`
     "tokenizer": "maskmamba.eval.tokenizer",
     "generator": "maskmamba.eval.generator",
     "fid-fp16": "maskmamba.eval.fid",
+    "paraphrase-states": "maskmamba.eval.paraphrases",
+    "paraphrase-grid": "maskmamba.eval.paraphrase_grid",
+    "scaling": "maskmamba.eval.scaling",
 }
 
 if __name__ == "__main__":

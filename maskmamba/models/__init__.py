@@ -8,7 +8,7 @@ from maskmamba.configs import check_variant
 
 from .conditioning import Condition, ConditionEncoder
 from .generator import Generator, GeneratorConfig, MaskedGenerator
-from .quantize import INT8_FILE, load_int8, save_int8
+from .quantize import FILES, load_weights, save_weights, stored_formats
 from .uvit import UViTGenerator
 
 
@@ -30,15 +30,16 @@ def read_config(folder: str | Path) -> dict:
     return json.loads(config_file.read_text())
 
 
-def load_generator(folder: str | Path) -> Generator:
-    """Load a generator from a local folder: config.json + model.safetensors (save_pretrained) or int8 weights."""
-    folder = Path(folder)
+def load_generator(folder: str | Path, storage: str | None = None) -> Generator:
+    """Load a generator from a local folder: config.json beside weights in a storage format (fp32, fp16, int8,
+    int4: see maskmamba.models.quantize); `storage` picks one where a folder holds several (default: the most
+    exact present)."""
     config = GeneratorConfig.from_dict(read_config(folder))
-    cls = generator_class(config.variant)
-    return load_int8(cls(config), folder) if (folder / INT8_FILE).is_file() else cls.from_pretrained(folder)
+    return load_weights(generator_class(config.variant)(config), folder, storage)
 
 
 __all__ = [
     "Condition", "ConditionEncoder", "Generator", "GeneratorConfig", "MaskedGenerator", "UViTGenerator",
-    "build_model", "generator_class", "load_generator", "read_config", "save_int8",
+    "FILES", "build_model", "generator_class", "load_generator", "load_weights", "read_config", "save_weights",
+    "stored_formats",
 ]

@@ -68,6 +68,8 @@ class ConditionEncoder(nn.Module):
         self.null = nn.Parameter(torch.randn(slots, width) * 0.02)
         self.pad = nn.Parameter(torch.randn(width) * 0.02)
         self.slot_pos = nn.Parameter(torch.randn(slots, width) * 0.02)
+        for table in (self.null, self.pad, self.slot_pos):  # learned tokens, not matrices: AdamW leaves them undecayed
+            table._no_weight_decay = True
 
     def forward(self, cond: Condition) -> torch.Tensor:
         b = len(cond)

@@ -14,7 +14,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from maskmamba.configs import COND_POSITIONS, check_size, check_variant
-from maskmamba.modules import SeqLayout, make_block
+from maskmamba.modules import SeqLayout, dropout_layer, make_block
 from maskmamba.text_encoder import PROMPT_TOKENS, TEXT_DIM
 
 from .conditioning import Condition, ConditionEncoder
@@ -24,7 +24,8 @@ from .conditioning import Condition, ConditionEncoder
 class GeneratorConfig:
     """Everything that fixes a generator's shape; saved as its config.json.
 
-    `cond_position` and `d_state` belong to in-context variants only (U-ViT's condition enters by
+    `dropout` (residual branches and embeddings, training only) is a recipe knob stored with the shape so a
+    resumed run keeps it; at 0 the model is exactly the one without it. `cond_position` and `d_state` belong to in-context variants only (U-ViT's condition enters by
     cross-attention and it has no SSM): left None they default to "middle" and 16 there, and must stay None
     for U-ViT.
     """
@@ -41,8 +42,11 @@ class GeneratorConfig:
     text_dim: int = TEXT_DIM
     cond_position: str | None = None
     d_state: int | None = None
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if check_variant(self.variant).backbone == "uvit":
             if self.cond_position is not None or self.d_state is not None:
                 raise ValueError("U-ViT takes no cond_position or d_state: its condition enters by cross-attention")
@@ -94,6 +98,8 @@ class Generator(nn.Module, PyTorchModelHubMixin, library_name="maskmamba"):
         self.tok_emb = nn.Embedding(config.codebook_size + 1, width)
         self.row_pos = nn.Parameter(torch.randn(config.grid, 1, width) * 0.02)
         self.col_pos = nn.Parameter(torch.randn(1, config.grid, width) * 0.02)
+        self.row_pos._no_weight_decay = self.col_pos._no_weight_decay = True  # tables, not matrices (see train.optim)
+        self.emb_drop = dropout_layer(config.dropout)
         self.cond = ConditionEncoder(width, config.num_classes, config.cond_slots, config.text_dim)
         self.build_backbone(config)
         self.norm = nn.LayerNorm(width)
@@ -106,7 +112,7 @@ class Generator(nn.Module, PyTorchModelHubMixin, library_name="maskmamba"):
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, grid*grid) ids -> (B, grid*grid, width) token embeddings plus 2-D positions."""
-        return self.tok_emb(tokens) + (self.row_pos + self.col_pos).flatten(0, 1)
+        return self.emb_drop(self.tok_emb(tokens) + (self.row_pos + self.col_pos).flatten(0, 1))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, grid*grid, width) features -> (B, grid*grid, codebook_size) logits."""
@@ -121,7 +127,9 @@ class MaskedGenerator(Generator):
     def build_backbone(self, config: GeneratorConfig) -> None:
         self.layout = SeqLayout(config.grid, config.cond_slots, config.cond_position)
         kinds = check_variant(config.variant).layers(config.depth)
-        self.blocks = nn.ModuleList(make_block(kind, config.width, config.heads, config.d_state) for kind in kinds)
+        self.blocks = nn.ModuleList(
+            make_block(kind, config.width, config.heads, config.d_state, config.dropout) for kind in kinds
+        )
 
     def forward(self, tokens: torch.Tensor, cond: Condition) -> torch.Tensor:
         x = self.layout.assemble(self.embed(tokens), self.cond(cond))

@@ -5,39 +5,41 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from maskmamba.modules import Block, CrossAttention, Mlp, SelfAttention, count_params, fit_width
+from maskmamba.modules import Block, CrossAttention, Mlp, SelfAttention, count_params, dropout_layer, fit_width
 
 from .conditioning import Condition
 from .generator import Generator, GeneratorConfig
 
 
 class ConvNeXtBlock(nn.Module):
-    """Depthwise 7x7 conv -> LayerNorm -> MLP, residual; on (B, D, H, W) maps."""
+    """Depthwise 7x7 conv -> LayerNorm -> MLP (-> dropout), residual; on (B, D, H, W) maps."""
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, dropout: float = 0.0):
         super().__init__()
         self.dwconv = nn.Conv2d(width, width, 7, padding=3, groups=width)
         self.norm = nn.LayerNorm(width)
         self.mlp = Mlp(width, 4 * width)
+        self.drop = dropout_layer(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.dwconv(x).permute(0, 2, 3, 1)
-        return x + self.mlp(self.norm(y)).permute(0, 3, 1, 2)
+        return x + self.drop(self.mlp(self.norm(y))).permute(0, 3, 1, 2)
 
 
 class CrossBlock(nn.Module):
-    """Self-attention, cross-attention to the condition tokens, MLP; each pre-norm and residual."""
+    """Self-attention, cross-attention to the condition tokens, MLP; each pre-norm and residual (with dropout)."""
 
-    def __init__(self, width: int, heads: int, mlp_hidden: int):
+    def __init__(self, width: int, heads: int, mlp_hidden: int, dropout: float = 0.0):
         super().__init__()
         self.norm1, self.attn = nn.LayerNorm(width), SelfAttention(width, heads)
         self.norm2, self.xattn = nn.LayerNorm(width), CrossAttention(width, heads)
         self.norm3, self.mlp = nn.LayerNorm(width), Mlp(width, mlp_hidden)
+        self.drop = dropout_layer(dropout)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        x = x + self.xattn(self.norm2(x), context)
-        return x + self.mlp(self.norm3(x))
+        x = x + self.drop(self.attn(self.norm1(x)))
+        x = x + self.drop(self.xattn(self.norm2(x), context))
+        return x + self.drop(self.mlp(self.norm3(x)))
 
 
 class UViTGenerator(Generator):
@@ -50,13 +52,15 @@ class UViTGenerator(Generator):
 
     def build_backbone(self, config: GeneratorConfig) -> None:
         width, grid = config.width, config.grid
-        self.stem = ConvNeXtBlock(width)
+        drop = config.dropout
+        self.stem = ConvNeXtBlock(width, drop)
         self.down = nn.Conv2d(width, width, 2, stride=2)
         self.inner_pos = nn.Parameter(torch.randn((grid // 2) ** 2, width) * 0.02)
+        self.inner_pos._no_weight_decay = True  # a position table (see maskmamba.train.optim)
         hidden = _fit_stack_mlp(width, config.depth, config.heads, grid)
-        self.stack = nn.ModuleList(CrossBlock(width, config.heads, hidden) for _ in range(max(1, config.depth // 2)))
+        self.stack = nn.ModuleList(CrossBlock(width, config.heads, hidden, drop) for _ in range(max(1, config.depth // 2)))
         self.up = nn.ConvTranspose2d(width, width, 2, stride=2)
-        self.tail = ConvNeXtBlock(width)
+        self.tail = ConvNeXtBlock(width, drop)
 
     def forward(self, tokens: torch.Tensor, cond: Condition) -> torch.Tensor:
         b, g = tokens.shape[0], self.grid

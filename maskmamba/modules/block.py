@@ -65,23 +65,31 @@ def make_mixer(kind: str, width: int, heads: int, d_state: int) -> nn.Module:
     raise ValueError(f"unknown mixer kind {kind!r}")
 
 
-class Block(nn.Module):
-    """x + mixer(norm(x)), then x + mlp(norm(x))."""
+def dropout_layer(p: float) -> nn.Module:
+    """Dropout with probability p, or the identity at p = 0 (no kernel launched; no parameters either way)."""
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {p}")
+    return nn.Dropout(p) if p > 0 else nn.Identity()
 
-    def __init__(self, mixer: nn.Module, width: int, mlp_hidden: int):
+
+class Block(nn.Module):
+    """x + drop(mixer(norm(x))), then x + drop(mlp(norm(x))): residual dropout on each branch (GPT-2's)."""
+
+    def __init__(self, mixer: nn.Module, width: int, mlp_hidden: int, dropout: float = 0.0):
         super().__init__()
         self.norm1, self.mixer = nn.LayerNorm(width), mixer
         self.norm2, self.mlp = nn.LayerNorm(width), Mlp(width, mlp_hidden)
+        self.drop = dropout_layer(dropout)
 
     def forward(self, x: torch.Tensor, layout: SeqLayout) -> torch.Tensor:
-        x = x + self.mixer(self.norm1(x), layout)
-        return x + self.mlp(self.norm2(x))
+        x = x + self.drop(self.mixer(self.norm1(x), layout))
+        return x + self.drop(self.mlp(self.norm2(x)))
 
 
-def make_block(kind: str, width: int, heads: int, d_state: int) -> Block:
+def make_block(kind: str, width: int, heads: int, d_state: int, dropout: float = 0.0) -> Block:
     """A layer whose parameter count matches a Transformer layer of the same width (see the module docstring)."""
     with torch.device("meta"):
         target = count_params(Block(SelfAttention(width, heads), width, 4 * width))
         mixer_params = count_params(make_mixer(kind, width, heads, d_state))
     mlp_hidden = fit_width(lambda h: Mlp(width, h), target - mixer_params - 4 * width)
-    return Block(make_mixer(kind, width, heads, d_state), width, mlp_hidden)
+    return Block(make_mixer(kind, width, heads, d_state), width, mlp_hidden, dropout)

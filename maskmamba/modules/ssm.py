@@ -32,6 +32,8 @@ class MultiScan(nn.Module):
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # softplus(dt_bias) = dt at init
         self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(channels, 1))
         self.D = nn.Parameter(torch.ones(channels))
+        for param in (self.dt_bias, self.A_log, self.D):  # as state-spaces/mamba: AdamW leaves these undecayed
+            param._no_weight_decay = True
 
     def _conv(self, u: torch.Tensor) -> torch.Tensor:
         k = self.d_conv

@@ -1,13 +1,19 @@
 """Train a generator (any registry variant) for class AND prompt conditioning, resumably, on 1..N devices.
 
 python -m maskmamba.train generator --variant NAME --data DIR --out RUNDIR [--size small] [--steps 6000]
-    [--batch 256] [--minutes 9] [--export DIR]
+    [--batch 256] [--minutes 9] [--export DIR] [--storage int8,int4]
 torchrun --nproc-per-node 2 -m maskmamba.train generator ...      (DistributedDataParallel; batch is per device)
 
-DIR needs tokens.safetensors (`python -m maskmamba.data tokenize DIR`), captions.safetensors and
+DIR needs tokens.safetensors (`python -m maskmamba.data tokenize DIR [--augment K]`), captions.safetensors and
 manifest.json: pixels never travel. MaskGIT objective: a cosine-distributed mask ratio, cross-entropy on the
 masked tokens; each sample is conditioned on its class or (with --prompt-frac) on one of its captions, and
 dropped to the null condition with --cond-dropout for classifier-free guidance. bf16 autocast on CUDA.
+
+The recipe: AdamW with weight decay on matrices only (maskmamba.train.optim), linear warm-up then cosine decay
+of the lr to --min-lr-ratio, label smoothing, optional dropout, an EMA whose decay warms up, and each sample
+drawn among its image's tokenizations (the original and its augmented copies). Every --eval-every steps the
+EMA's held-out masked-token loss is logged, and the EMA weights at the best such loss are kept (best.pt) and
+exported; curves.json and curves.png in the run folder show train and held-out loss against images seen.
 """
 from __future__ import annotations
 
@@ -28,27 +34,42 @@ from tqdm import tqdm
 
 from maskmamba.configs import COND_POSITIONS
 from maskmamba.data.dataset import CaptionBank, load_manifest
-from maskmamba.data.tokens import load_tokens
-from maskmamba.models import Condition, build_model, save_int8
+from maskmamba.data.tokens import load_token_copies, load_tokens
+from maskmamba.graphs import GraphedStep
+from maskmamba.models import Condition, build_model, save_weights
+from maskmamba.models.quantize import FILES, check_storage
 from maskmamba.schedule import mask_ratio
 from maskmamba.train.checkpoint import Deadline, load_checkpoint, save_checkpoint
-from maskmamba.graphs import GraphedStep
+from maskmamba.train.curves import write_curves
+from maskmamba.train.optim import configure_optimizers, cosine_lr, set_lr
 
-CKPT, LOG = "ckpt.pt", "log.jsonl"
+CKPT, BEST, LOG = "ckpt.pt", "best.pt", "log.jsonl"
 
 
 @dataclass
 class Data:
-    """A split's token ids, classes and emoji rows, plus the caption bank, all on the training device."""
+    """A split's tokenizations (N, copies, grid*grid), the original first; classes; emoji rows; caption bank;
+    all on the training device."""
 
-    ids: torch.Tensor
+    copies: torch.Tensor
     classes: torch.Tensor
     emoji: torch.Tensor
     captions: CaptionBank
 
     @classmethod
     def load(cls, root: str | Path, split: str, device: torch.device) -> Data:
-        return cls(*load_tokens(root, split, device), CaptionBank(root, device))
+        _, classes, emoji = load_tokens(root, split, device)
+        return cls(load_token_copies(root, split, device), classes, emoji, CaptionBank(root, device))
+
+    @property
+    def ids(self) -> torch.Tensor:
+        """The originals' token ids (N, grid*grid)."""
+        return self.copies[:, 0]
+
+    def sample(self, rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Token ids of `rows`, each from a uniformly drawn tokenization of its image."""
+        pick = torch.randint(self.copies.shape[1], rows.shape, generator=generator, device=rows.device)
+        return self.copies[rows, pick]
 
 
 def mask_batch(ids: torch.Tensor, mask_id: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,15 +122,6 @@ def _autocast(device: torch.device):
     return torch.autocast("cpu", enabled=False)
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, graphed: bool) -> torch.optim.AdamW:
-    """The training AdamW; for a CUDA-graphed step, capturable and reading its lr from a device tensor."""
-    device = next(model.parameters()).device
-    return torch.optim.AdamW(
-        model.parameters(), lr=torch.tensor(lr, device=device) if graphed else lr,
-        betas=(0.9, 0.95), weight_decay=weight_decay, capturable=graphed,
-    )
-
-
 def make_train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, smoothing: float, device: torch.device):
     """One optimizer step on a batch given as plain tensors (so that a CUDA graph can hold it); returns the loss."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -137,20 +149,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=256, help="per device")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=300)
-    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--min-lr-ratio", type=float, default=0.1, help="cosine floor as a fraction of --lr")
+    p.add_argument("--weight-decay", type=float, default=0.05, help="on matrices only (see maskmamba.train.optim)")
+    p.add_argument("--dropout", type=float, default=0.0, help="residual and embedding dropout (a config field)")
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--prompt-frac", type=float, default=0.5, help="share of samples conditioned on a caption")
     p.add_argument("--cond-dropout", type=float, default=0.1)
     p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--eval-every", type=int, default=500, help="steps between held-out losses (best EMA kept)")
+    p.add_argument("--snapshot-every", type=int, default=0,
+                   help="steps between EMA snapshots in RUNDIR/snapshots/STEP/VARIANT (for evaluation along training; 0: none)")
     p.add_argument("--minutes", type=float, default=9.0, help="wall-clock budget of this invocation")
     p.add_argument("--save-every", type=float, default=3.0, help="minutes between checkpoints")
     p.add_argument("--log-every", type=int, default=100, help="steps between log lines (and step 1)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eager", action="store_true", help="no CUDA graph for the training step (always eager under DDP)")
-    p.add_argument("--export", default=None, help="write the EMA weights + classes.json here when done")
-    p.add_argument("--int8", action="store_true", help="export weight-only int8 (what ships in assets/)")
+    p.add_argument("--export", default=None, help="write the best EMA weights + classes.json here when done")
+    p.add_argument("--storage", type=_storages, default=["fp32"],
+                   help=f"comma-separated weight formats to export side by side ({', '.join(FILES)})")
     return p
+
+
+def _storages(text: str) -> list[str]:
+    try:
+        return [check_storage(s) for s in dict.fromkeys(text.split(",")) if s]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _setup_distributed(device_arg: str) -> tuple[int, int, torch.device]:
@@ -166,13 +191,6 @@ def _setup_distributed(device_arg: str) -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
-def _lr(step: int, args: argparse.Namespace) -> float:
-    if step < args.warmup:
-        return args.lr * (step + 1) / args.warmup
-    progress = (step - args.warmup) / max(1, args.steps - args.warmup)
-    return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
 def main(argv: list[str]) -> dict:
     args = build_parser().parse_args(argv)
     rank, world, device = _setup_distributed(args.device)
@@ -180,11 +198,11 @@ def main(argv: list[str]) -> dict:
     classes = load_manifest(args.data)["classes"]
     torch.manual_seed(args.seed)  # same initial weights on every rank
     position = {} if args.cond_position is None else {"cond_position": args.cond_position}
-    model = build_model(args.variant, args.size, num_classes=len(classes), **position).to(device)
+    model = build_model(args.variant, args.size, num_classes=len(classes), dropout=args.dropout, **position).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     graphed = device.type == "cuda" and world == 1 and not args.eager
-    optimizer = make_optimizer(model, args.lr, args.weight_decay, graphed)
-    step = 0
+    optimizer = configure_optimizers(model, args.lr, args.weight_decay, graphed)
+    step, best = 0, {"val_loss": math.inf, "step": 0}
     if (state := load_checkpoint(out / CKPT, device)) is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
@@ -193,6 +211,8 @@ def main(argv: list[str]) -> dict:
             group["lr"] = torch.tensor(float(group["lr"]), device=device) if graphed else float(group["lr"])
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
+    if (kept := load_checkpoint(out / BEST, "cpu")) is not None:  # best.pt is the one record of the best point
+        best = {"val_loss": kept["val_loss"], "step": kept["step"]}
     trained = DistributedDataParallel(model) if world > 1 else model
     train_step = make_train_step(trained, optimizer, args.label_smoothing, device)
     if graphed:
@@ -201,16 +221,16 @@ def main(argv: list[str]) -> dict:
     deadline = Deadline(args.minutes, args.save_every)
     log = _Logger(out / LOG if rank == 0 else None)
     log.write(event="start", step=step, world=world, variant=args.variant, params=sum(p.numel() for p in model.parameters()),
-              cuda_graph=graphed)
+              cuda_graph=graphed, batch=args.batch * world, copies=train.copies.shape[1])
     bar = tqdm(total=args.steps, initial=step, desc=args.variant, disable=rank != 0, mininterval=5)
-    start_time, start_step = time.perf_counter(), step
+    start_time, start_step, last_val = time.perf_counter(), step, None
     while step < args.steps and not deadline.expired():
         generator = torch.Generator(device).manual_seed(args.seed * 1_000_003 + step * 1009 + rank)
-        rows = torch.randint(len(train.ids), (args.batch,), generator=generator, device=device)
-        ids = train.ids[rows]
+        rows = torch.randint(len(train.classes), (args.batch,), generator=generator, device=device)
+        ids = train.sample(rows, generator)
         inputs, mask = mask_batch(ids, model.mask_id, generator)
         cond = condition_batch(train, rows, args.prompt_frac, args.cond_dropout, generator)
-        _set_lr(optimizer, _lr(step, args))
+        set_lr(optimizer, cosine_lr(step, args.lr, args.warmup, args.steps, args.min_lr_ratio))
         loss = train_step(ids, inputs, mask, cond.class_ids, cond.text, cond.text_mask)
         update_ema(ema, model, step, args.ema)
         step += 1
@@ -219,31 +239,71 @@ def main(argv: list[str]) -> dict:
             value = loss.item()
             rate = (step - start_step) * args.batch * world / (time.perf_counter() - start_time)
             bar.set_postfix(loss=f"{value:.3f}", img_s=f"{rate:.0f}")
-            log.write(event="train", step=step, loss=round(value, 4), images_per_s=round(rate, 1))
+            log.write(event="train", step=step, loss=round(value, 4), images_per_s=round(rate, 1),
+                      lr=round(cosine_lr(step - 1, args.lr, args.warmup, args.steps, args.min_lr_ratio), 7))
+        if rank == 0 and step % args.eval_every == 0:
+            last_val = _held_out(ema, val, model.mask_id, device, step, best, out, log)
+        if rank == 0 and args.snapshot_every and step % args.snapshot_every == 0:
+            snapshot(ema, classes, out, step, args.variant)
         if rank == 0 and deadline.save_due():
             _save(out, model, ema, optimizer, step)
     bar.close()
     result = {"event": "stop", "step": step, "done": step >= args.steps, "minutes": round(deadline.elapsed() / 60, 2)}
     if rank == 0:
+        if last_val is None or last_val["step"] != step:  # the weights this run stops with are judged too
+            last_val = _held_out(ema, val, model.mask_id, device, step, best, out, log)
         _save(out, model, ema, optimizer, step)
-        result["val_loss_ema"] = round(validation_loss(ema, val, model.mask_id, device), 4)
+        result |= {"val_loss_ema": round(last_val["val_loss"], 4), "best_val_loss": round(best["val_loss"], 4),
+                   "best_step": best["step"]}
         if args.export:  # also when stopped early: training.json records how far it got
-            _export(ema, classes, Path(args.export), args.int8)
-            (Path(args.export) / "training.json").write_text(json.dumps(result | {"batch": args.batch * world, "steps_planned": args.steps}))
-            result["exported"] = args.export
+            exported = best_ema(out, ema)
+            info = result | {"batch": args.batch * world, "steps_planned": args.steps, "exported_step": exported["step"]}
+            result["exported"] = export(exported["model"], classes, Path(args.export), args.storage, info)
         log.write(**result)
+        write_curves(out / LOG, out, f"{args.variant} ({args.size})")
         print("TRAINING COMPLETE" if result["done"] else "NOT DONE: run the same command again to resume")
     if world > 1:
         dist.destroy_process_group()
     return result
 
 
-def _set_lr(optimizer: torch.optim.Optimizer, value: float) -> None:
-    for group in optimizer.param_groups:
-        if torch.is_tensor(group["lr"]):
-            group["lr"].fill_(value)
-        else:
-            group["lr"] = value
+def _held_out(ema, val: Data, mask_id: int, device, step: int, best: dict, out: Path, log) -> dict:
+    """Log the EMA's held-out loss and return it with its step; when it is the best so far, update `best` in
+    place and keep the EMA weights in best.pt."""
+    current = {"val_loss": validation_loss(ema, val, mask_id, device), "step": step}
+    log.write(event="val", step=step, val_loss=round(current["val_loss"], 4))
+    if current["val_loss"] < best["val_loss"]:
+        best.update(current)
+        save_checkpoint(out / BEST, {"ema": ema.state_dict(), **best})
+    return current
+
+
+def snapshot(ema: torch.nn.Module, classes: list[str], out: Path, step: int, variant: str) -> Path:
+    """The EMA weights at `step` as an evaluable checkpoint folder, out/snapshots/<step, 6 digits>/<variant>."""
+    folder = out / "snapshots" / f"{step:06d}" / variant
+    save_weights(ema, folder)
+    (folder / "classes.json").write_text(json.dumps(classes))
+    return folder
+
+
+def best_ema(out: Path, ema: torch.nn.Module) -> dict:
+    """{'model': the EMA at the best held-out loss (the current EMA when none was recorded), 'step': its step}."""
+    state = load_checkpoint(out / BEST, next(ema.parameters()).device)
+    if state is None:
+        return {"model": ema, "step": None}
+    best = copy.deepcopy(ema)
+    best.load_state_dict(state["ema"])
+    return {"model": best, "step": state["step"]}
+
+
+def export(model: torch.nn.Module, classes: list[str], folder: Path, storages: list[str], info: dict) -> str:
+    """Write `model` in each storage format into `folder` (one weights file each, so the evaluation can score them
+    side by side; copy one of them to ship), with classes.json and training.json."""
+    for storage in storages:
+        save_weights(model, folder, storage)
+    (folder / "classes.json").write_text(json.dumps(classes))
+    (folder / "training.json").write_text(json.dumps(info | {"storage": storages}))
+    return str(folder)
 
 
 @torch.no_grad()
@@ -256,12 +316,6 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: f
 
 def _save(out: Path, model, ema, optimizer, step: int) -> None:
     save_checkpoint(out / CKPT, {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(), "step": step})
-
-
-def _export(model: torch.nn.Module, classes: list[str], folder: Path, int8: bool) -> None:
-    """EMA weights (config.json + float32 or int8 safetensors) and the class list."""
-    save_int8(model, folder) if int8 else model.save_pretrained(folder)
-    (folder / "classes.json").write_text(json.dumps(classes))
 
 
 class _Logger:

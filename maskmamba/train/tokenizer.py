@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from tqdm import tqdm
 from maskmamba.eval.tokenizer import codebook_usage, load_split, psnr_db, reconstruct
 from maskmamba.models.tokenizer import VQTokenizer, uint8_to_input
 from maskmamba.train.checkpoint import Deadline, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from maskmamba.train.optim import cosine_lr
 
 CKPT = "ckpt.pt"
 LOG = "log.jsonl"
@@ -107,12 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def lr_at(step: int, args: argparse.Namespace) -> float:
     """Linear warm-up, then constant or cosine decay to `min_lr_ratio * lr` at `steps`."""
-    if step < args.warmup:
-        return args.lr * (step + 1) / args.warmup
-    if args.schedule == "constant":
+    if args.schedule == "constant" and step >= args.warmup:
         return args.lr
-    progress = min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup))
-    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return cosine_lr(step, args.lr, args.warmup, args.steps, args.min_lr_ratio)
 
 
 def shift_on_white(x: torch.Tensor, max_shift: int) -> torch.Tensor:

@@ -1,0 +1,61 @@
+"""A labelled picture of every paraphrase prompt drawn by one shipped variant (what the README shows).
+
+python -m maskmamba.eval paraphrase-grid --variant V [--assets assets] [--out assets/results/V_paraphrases.png]
+    [--paraphrases assets/eval/paraphrases.json] [--steps 12] [--seed 0] [--device cpu]
+
+Seed 0 for every prompt, CFG at the checkpoint's default (`default_cfg` in its config.json), 12 iterations.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from maskmamba.eval.paraphrases import PARAPHRASES, Paraphrases
+from maskmamba.text_encoder import PromptEncoder
+
+TILE, LABEL_HEIGHT, COLUMNS = 128, 28, 10
+
+
+def labelled_grid(images: list[Image.Image], labels: list[str], columns: int = COLUMNS) -> Image.Image:
+    """Tiles of TILE pixels, each with its label underneath, `columns` to a row, on white."""
+    rows = -(-len(images) // columns)
+    sheet = Image.new("RGB", (columns * TILE, rows * (TILE + LABEL_HEIGHT)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        x, y = (i % columns) * TILE, (i // columns) * (TILE + LABEL_HEIGHT)
+        sheet.paste(image.convert("RGB").resize((TILE, TILE)), (x, y))
+        text = label if len(label) <= 22 else label[:21] + "…"
+        draw.text((x + 3, y + TILE + 7), text, fill="black")
+    return sheet
+
+
+def paraphrase_grid(
+    variant: str, assets: str | Path, paraphrases: str | Path, steps: int = 12, seed: int = 0, device: str = "cpu",
+    prompt_encoder: PromptEncoder | None = None,
+) -> Image.Image:
+    """Every paraphrase prompt drawn by the shipped `variant` at its default CFG, one seed, labelled."""
+    from maskmamba.pipeline import Pipeline
+
+    pipeline = Pipeline.from_pretrained(variant, assets=assets, device=device, prompt_encoder=prompt_encoder)
+    para = Paraphrases.load(paraphrases)
+    images = [pipeline.generate(prompt=p, steps=steps, seed=seed) for p in para.prompts]
+    return labelled_grid(images, para.prompts)
+
+
+def main(argv: list[str]) -> Path:
+    p = argparse.ArgumentParser(prog="python -m maskmamba.eval paraphrase-grid", description=paraphrase_grid.__doc__)
+    p.add_argument("--variant", required=True)
+    p.add_argument("--assets", default="assets")
+    p.add_argument("--paraphrases", default=str(PARAPHRASES))
+    p.add_argument("--out", default=None, help="PNG path (default assets/results/<variant>_paraphrases.png)")
+    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    out = Path(args.out or f"assets/results/{args.variant}_paraphrases.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    paraphrase_grid(args.variant, args.assets, args.paraphrases, args.steps, args.seed, args.device).save(out, optimize=True)
+    print(f"wrote {out}")
+    return out

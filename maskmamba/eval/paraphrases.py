@@ -1,0 +1,92 @@
+"""The paraphrase prompt set (assets/eval/paraphrases.json): its classes, its MiniLM states, and its picture.
+
+The set is a JSON list of {"prompt", "class", "hexcode"} entries: prompts that no caption contains verbatim, each
+with the class (CLDR subgroup) and emoji it should produce. The generator evaluation conditions on the prompts'
+MiniLM states; they are cached beside the set (`<name>.states.safetensors`, keyed on the set's SHA-256), so the
+GPU machine needs no text encoder once `python -m maskmamba.eval paraphrase-states` has written the cache here.
+
+python -m maskmamba.eval paraphrase-states [--paraphrases assets/eval/paraphrases.json]
+(the picture of a variant's paraphrases: maskmamba.eval.paraphrase_grid)
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
+
+from maskmamba.data.shards import dequantise_rows, quantise_rows
+from maskmamba.text_encoder import PromptEncoder
+
+PARAPHRASES = Path("assets/eval/paraphrases.json")
+
+
+@dataclass
+class Paraphrases:
+    """The prompts, the class name each should produce, and the file's SHA-256."""
+
+    prompts: list[str]
+    classes: list[str]
+    sha256: str
+
+    @classmethod
+    def load(cls, path: str | Path) -> Paraphrases:
+        raw = Path(path).read_bytes()
+        entries = json.loads(raw)
+        bad = [e for e in entries if not isinstance(e, dict) or not {"prompt", "class"} <= set(e)]
+        if not entries or bad:
+            raise ValueError(f"{path}: expected a non-empty list of {{'prompt', 'class', 'hexcode'}} entries")
+        return cls([e["prompt"] for e in entries], [e["class"] for e in entries], hashlib.sha256(raw).hexdigest())
+
+    def labels(self, class_names: list[str]) -> torch.Tensor:
+        """Class ids of the prompts in a model's class list; a ValueError names classes the list lacks."""
+        index = {name: i for i, name in enumerate(class_names)}
+        unknown = sorted(set(self.classes) - set(index))
+        if unknown:
+            raise ValueError(f"paraphrase classes not among the model's classes: {', '.join(unknown)}")
+        return torch.tensor([index[c] for c in self.classes], dtype=torch.long)
+
+
+def states_path(path: str | Path) -> Path:
+    return Path(path).with_name(Path(path).stem + ".states.safetensors")
+
+
+def write_states(path: str | Path, encoder: PromptEncoder | None = None) -> Path:
+    """Encode the set's prompts with MiniLM and write the int8 states cache beside it."""
+    para = Paraphrases.load(path)
+    states, mask = (encoder or PromptEncoder()).encode(para.prompts)
+    tokens, scales = quantise_rows(states.reshape(-1, states.shape[-1]).cpu().numpy())
+    out = states_path(path)
+    save_file({"tokens": tokens.reshape(states.shape), "scales": scales.reshape(mask.shape), "mask": mask.cpu().numpy()},
+              str(out), metadata={"sha256": para.sha256})
+    return out
+
+
+def load_states(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cached prompt states (P, K, D) float32 and mask (P, K); refuses a cache of another version of the set."""
+    para, cache = Paraphrases.load(path), states_path(path)
+    if not cache.is_file():
+        raise FileNotFoundError(f"no prompt states for {path}: run python -m maskmamba.eval paraphrase-states --paraphrases {path}")
+    with safe_open(str(cache), framework="numpy") as handle:
+        if handle.metadata().get("sha256") != para.sha256:
+            raise ValueError(f"{cache} was written for another version of {path}: run paraphrase-states again")
+    arrays = load_file(str(cache))
+    p, k, d = arrays["tokens"].shape
+    states = dequantise_rows(arrays["tokens"].reshape(-1, d), arrays["scales"].reshape(-1)).reshape(p, k, d)
+    return torch.from_numpy(states), torch.from_numpy(arrays["mask"])
+
+
+def main(argv: list[str]) -> Path:
+    p = argparse.ArgumentParser(prog="python -m maskmamba.eval paraphrase-states", description=write_states.__doc__)
+    p.add_argument("--paraphrases", default=str(PARAPHRASES))
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    out = write_states(args.paraphrases, PromptEncoder(args.device))
+    print(f"wrote {out}")
+    return out
