@@ -62,16 +62,20 @@ def latency_frame(series: dict[str, list[float]]) -> pd.DataFrame:
 
 
 def pixel_mask(layers: list[Image.Image], size: tuple[int, int]) -> np.ndarray:
-    """Union of painted layers -> (H, W) bool. Alpha marks paint where a layer has it, else any non-black pixel."""
+    """Union of painted layers -> (H, W) bool.
+
+    A layer with some transparency (the editor's brush strokes) is painted where alpha > 0; an opaque one (a
+    mask file in mode L or RGB, which the editor hands over as RGBA with alpha 255 everywhere) is painted at
+    every non-black pixel."""
     mask = np.zeros((size[1], size[0]), dtype=bool)
     for layer in layers:
         if layer.size != size:
             raise ValueError(f"the mask is {layer.width}x{layer.height} but the image is {size[0]}x{size[1]}")
-        if "A" in layer.getbands():
-            painted = np.asarray(layer.getchannel("A")) > 0
+        alpha = np.asarray(layer.getchannel("A")) if "A" in layer.getbands() else None
+        if alpha is not None and (alpha < 255).any():
+            mask |= alpha > 0
         else:
-            painted = np.asarray(layer.convert("L")) > 0
-        mask |= painted
+            mask |= np.asarray(layer.convert("RGB")).max(axis=-1) > 0
     return mask
 
 
