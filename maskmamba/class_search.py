@@ -8,12 +8,14 @@ The index maps each class to its emoji as (annotation, tags), from OpenMoji's `d
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 INDEX_FILE = "class_index.json"
+SHIPPED_INDEX = Path(__file__).resolve().parent.parent / "assets" / INDEX_FILE
 WORD = re.compile(r"[a-z0-9]+")
 MIN_PREFIX = 3  # a query word this long also matches longer words it starts ("heart" -> "hearts")
 
@@ -51,6 +53,12 @@ class ClassIndex:
         """Read an index written by `build`."""
         return cls(json.loads(Path(path).read_text(encoding="utf-8")))
 
+    @classmethod
+    def for_assets(cls, assets: str | Path) -> ClassIndex:
+        """The index in an assets folder, else the one shipped in the repository's assets/."""
+        own = Path(assets) / INDEX_FILE
+        return cls.load(own if own.is_file() else SHIPPED_INDEX)
+
     def search(self, query: str, classes: list[str] | None = None, limit: int = 5) -> list[Suggestion]:
         """Classes whose name, emoji annotations or tags contain every word of `query`, best first.
 
@@ -72,6 +80,15 @@ class ClassIndex:
                 shown = tuple(a for _, a in sorted(examples, key=lambda e: e[0]))  # annotation hits first
                 found.append(Suggestion(name, shown, score))
         return sorted(found, key=lambda s: (-s.score, s.class_name))[:limit]
+
+
+def unknown_class_message(name: str, classes: list[str], index: ClassIndex) -> str:
+    """`unknown class 'dog'; classes with 'dog': animal-mammal (dog face, dog, guide dog), ...`, else near names."""
+    found = index.search(name, classes, limit=3)
+    if found:
+        return f"unknown class {name!r}; classes with {name.strip()!r}: {'; '.join(s.label() for s in found)}"
+    near = difflib.get_close_matches(name.strip().lower(), classes, n=3)
+    return f"unknown class {name!r}" + (f"; did you mean {', '.join(near)}?" if near else "")
 
 
 def build(openmoji_json: str | Path, classes: list[str]) -> dict[str, list[tuple[str, str]]]:
