@@ -96,6 +96,12 @@ def editor_parts(editor: dict | None) -> tuple[Image.Image, np.ndarray]:
     return background, media.pixel_mask(layers, background.size)
 
 
+def editor_value(image: Image.Image) -> dict:
+    """An image -> an ImageEditor value with it, enlarged, as the background and no paint."""
+    big = image.convert("RGB").resize((EDITOR_SIDE, EDITOR_SIDE), Image.NEAREST)
+    return {"background": big, "layers": [], "composite": big}
+
+
 class Handlers:
     """The demo's endpoints over one Runtime."""
 
@@ -152,7 +158,7 @@ class Handlers:
             last = result.step == result.total
             png, gif = (media.save_png(result.image), media.progression_gif(frames)) if last else (None, None)
             chart = media.latency_chart({variant: latencies}, result.total)
-            yield result.image, chart, status, png, gif, order.image(result.total)
+            yield result.image, chart, status, png, gif, order.image(result.total, f"{variant} · decoding order")
 
     def _compare(self, left: str, right: str, choice: tuple) -> Iterator[tuple]:
         chosen = self._settings((left, right), choice)
@@ -166,7 +172,7 @@ class Handlers:
             tracked.setdefault(variant, media.DecodeOrder(result.mask.shape[0])).record(result.mask, result.step)
             latencies[variant].append(result.latency_ms)
             images[variant] = result.image
-            orders[variant] = tracked[variant].image(result.total)
+            orders[variant] = tracked[variant].image(result.total, f"{variant} · decoding order")
             lines[variant] = status_line(result, latencies[variant], started, variant)
             chart = media.latency_chart(latencies, result.total)
             yield images[left], images[right], chart, "\n\n".join(lines.values()), orders[left], orders[right]
@@ -183,7 +189,7 @@ class Handlers:
             png = media.save_png(result.image) if result.step == result.total else None
             status = status_line(result, latencies, started, variant)
             chart = media.latency_chart({variant: latencies}, result.total)
-            yield result.image, overlay, chart, status, png, order.image(result.total)
+            yield result.image, overlay, chart, status, png, order.image(result.total, "Decoding order of the repainted tokens")
 
     def mask_preview(self, editor: dict | None, variant: str) -> tuple[Image.Image | None, str]:
         """(token overlay, caption) for what the brush covers; empty while there is no image."""
@@ -200,13 +206,14 @@ class Handlers:
         tokens = self.runtime.token_mask(variant, model_mask(mask))
         return media.token_overlay(model_image(image), tokens), tokens
 
-    @staticmethod
-    def editor_value(image: Image.Image | None) -> dict:
-        """An image -> an ImageEditor value with it, enlarged, as the background and no paint."""
+    def use_image(self, image: Image.Image | None, variant: str) -> tuple:
+        """Load an image into the editor: (editor value, token overlay, caption). Without one (nothing generated
+        yet), a warning that says so and the editor unchanged."""
         if image is None:
-            raise gr.Error(NO_IMAGE_YET, print_exception=False)
-        big = image.convert("RGB").resize((EDITOR_SIDE, EDITOR_SIDE), Image.NEAREST)
-        return {"background": big, "layers": [], "composite": big}
+            gr.Warning(NO_IMAGE_YET)
+            return gr.skip(), gr.skip(), f"⚠️ {NO_IMAGE_YET}."
+        value = editor_value(image)
+        return value, *self.mask_preview(value, variant)
 
     @staticmethod
     def pick_seed(seed: float, randomise: bool) -> int:

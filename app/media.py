@@ -174,6 +174,8 @@ def bar_chart(rows: list[dict], field: str, title: str) -> PlotData:
 
 GIVEN = -1  # a token held fixed (inpainting), never decoded
 ORDER_CELL = 18
+ORDER_TOP = 24  # the title band above the grid
+ORDER_TITLE = "Decoding order: the step of each token"
 ORDER_COLORMAP = "viridis"
 UNDECIDED = (215, 215, 215)
 GIVEN_FILL = (255, 255, 255)
@@ -191,44 +193,44 @@ class DecodeOrder:
         """Mark the tokens that are no longer masked after `step` (and were not decided before)."""
         self.step[(self.step == 0) & ~still_masked] = step
 
-    def image(self, total: int) -> Image.Image:
+    def image(self, total: int, title: str = ORDER_TITLE) -> Image.Image:
         """The order as a picture (see `order_image`)."""
-        return order_image(self.step, total)
+        return order_image(self.step, total, title)
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def order_image(order: np.ndarray, total: int, cell: int = ORDER_CELL) -> Image.Image:
-    """A (grid, grid) decoding order as a heatmap: each cell coloured by its step (1 = first) with a colour bar.
-
-    Still-masked cells are grey, tokens held fixed are white; with few steps every cell shows its number."""
+def order_image(order: np.ndarray, total: int, title: str = ORDER_TITLE, cell: int = ORDER_CELL) -> Image.Image:
+    """A (grid, grid) decoding order as a heatmap under `title`: each cell coloured by the step that decided it
+    (1 = first) with a colour bar; still-masked cells grey, tokens held fixed white; with few steps every cell
+    shows its number. Cell (r, c) starts at (c * cell, ORDER_TOP + r * cell)."""
     if total < 1:
         raise ValueError(f"total steps must be at least 1, got {total}")
     grid = order.shape[0]
     side, bar_x, legend_h = grid * cell, grid * cell + 14, 22
-    canvas = Image.new("RGB", (bar_x + 70, side + legend_h), "white")
+    canvas = Image.new("RGB", (bar_x + 70, ORDER_TOP + side + legend_h), "white")
     draw = ImageDraw.Draw(canvas)
     palette = colormaps[ORDER_COLORMAP]
-    small = _font(10)
+    small, label = _font(10), _font(12)
+    draw.text((0, ORDER_TOP / 2), title, fill="black", font=_font(13), anchor="lm")
 
     def color(step: int) -> tuple[int, int, int]:
         return tuple(int(255 * c) for c in palette((step - 1) / max(total - 1, 1))[:3])
 
     for (row, col), step in np.ndenumerate(order):
-        box = (col * cell, row * cell, (col + 1) * cell - 1, (row + 1) * cell - 1)
+        box = (col * cell, ORDER_TOP + row * cell, (col + 1) * cell - 1, ORDER_TOP + (row + 1) * cell - 1)
         fill = UNDECIDED if step == 0 else GIVEN_FILL if step == GIVEN else color(int(step))
         draw.rectangle(box, fill=fill, outline=(235, 235, 235) if step == GIVEN else None)
         if step > 0 and total <= FEW_STEPS:
             ink = "black" if sum(fill[:2]) > 300 else "white"
             draw.text(((box[0] + box[2]) / 2 + 0.5, (box[1] + box[3]) / 2 + 0.5), str(step), fill=ink, font=small, anchor="mm")
     for y in range(side):  # colour bar: step 1 at the top, the last step at the bottom
-        draw.line((bar_x, y, bar_x + 12, y), fill=color(1 + round((total - 1) * y / max(side - 1, 1))))
-    label = _font(12)
-    draw.text((bar_x + 16, 0), "step 1", fill="black", font=label, anchor="lt")
-    draw.text((bar_x + 16, side), f"step {total}", fill="black", font=label, anchor="lb")
-    y = side + legend_h / 2
+        draw.line((bar_x, ORDER_TOP + y, bar_x + 12, ORDER_TOP + y), fill=color(1 + round((total - 1) * y / max(side - 1, 1))))
+    draw.text((bar_x + 16, ORDER_TOP), "step 1", fill="black", font=label, anchor="lt")
+    draw.text((bar_x + 16, ORDER_TOP + side), f"step {total}", fill="black", font=label, anchor="lb")
+    y = ORDER_TOP + side + legend_h / 2
     draw.rectangle((0, y - 6, 11, y + 5), fill=UNDECIDED)
     draw.text((16, y), "still masked", fill="black", font=label, anchor="lm")
     if (order == GIVEN).any():

@@ -110,8 +110,8 @@ def _latency_plot(label: str) -> gr.Plot:
 
 
 def _order_image(label: str, elem_id: str) -> gr.Image:
-    return gr.Image(label=label, type="pil", format="png", interactive=False, height=280, elem_id=elem_id,
-                    buttons=["fullscreen"])
+    return gr.Image(label=label, show_label=False, type="pil", format="png", interactive=False, height=280,
+                    elem_id=elem_id, buttons=["fullscreen"])  # the picture carries its own title
 
 
 def _with_downloads(start: gr.events.Dependency, buttons: list[gr.DownloadButton], run: dict) -> gr.events.Dependency:
@@ -132,9 +132,6 @@ def _start(button: gr.Button, c: ConditionControls) -> gr.events.Dependency:
     return button.click(Handlers.pick_seed, [c.seed, c.randomise], c.seed, queue=False, api_visibility="private")
 
 
-ORDER_LABEL = "Decoding order: the step each token was decided"
-
-
 def generate_tab(h: Handlers, variants: list[str], classes: list[str]) -> gr.Image:
     with gr.Row():
         with gr.Column(scale=2):
@@ -146,7 +143,7 @@ def generate_tab(h: Handlers, variants: list[str], classes: list[str]) -> gr.Ima
                 image = gr.Image(label="Live decoding", type="pil", format="png", interactive=False,
                                  height=280, elem_id="gen-image", elem_classes="pixelated",
                                  buttons=["download", "fullscreen"])
-                order = _order_image(ORDER_LABEL, "gen-order")
+                order = _order_image(media.ORDER_TITLE, "gen-order")
             status = gr.Markdown(label="status", elem_id="gen-status")
             plot = _latency_plot("Per-step latency")
             with gr.Row():
@@ -225,10 +222,12 @@ def inpaint_tab(h: Handlers, variants: list[str], classes: list[str], generated:
             png = gr.DownloadButton("Download PNG", interactive=False, elem_id="inpaint-png")
     preview = dict(fn=h.mask_preview, inputs=[editor, variant], outputs=[overlay, coverage], trigger_mode="always_last",
                    concurrency_id="preview", concurrency_limit=MODEL_CONCURRENCY, api_visibility="private")
-    # an editor value set by a function fires no change event, so loading an image refreshes the overlay itself;
-    # queued, so that "no generated image yet" reaches the page as a message
-    use_last.click(h.editor_value, generated, editor, api_visibility="private").success(**preview)
-    picked.change(h.editor_value, picked, editor, queue=False, api_visibility="private").then(**preview)
+    # an editor value set by a function fires no change event, so loading an image draws the overlay itself;
+    # queued, so that the warning "no generated image yet" reaches the page
+    load = dict(fn=h.use_image, outputs=[editor, overlay, coverage], concurrency_id="preview",
+                concurrency_limit=MODEL_CONCURRENCY, api_visibility="private")
+    use_last.click(inputs=[generated, variant], **load)
+    picked.change(inputs=[picked, variant], **load)
     editor.change(**preview)
     event = _with_downloads(_start(run, c), [png], dict(
         fn=h.inpaint, inputs=[editor, variant, *c.inputs()], outputs=[result, overlay, plot, status, png, order],

@@ -104,12 +104,12 @@ def order_steps(path: str, total: int) -> set[int]:
     """Which steps a decoding-order picture shows: the viridis colours of its 16x16 cells, matched to steps."""
     pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
     cell = media.ORDER_CELL
-    palette = {step: np.array(media.order_image(np.full((16, 16), step), total).getpixel((1, 1)))
+    palette = {step: np.array(media.order_image(np.full((16, 16), step), total).getpixel((1, media.ORDER_TOP + 1)))
                for step in range(1, total + 1)}
     seen = set()
     for row in range(16):
         for col in range(16):
-            colour = pixels[row * cell + 1, col * cell + 1]
+            colour = pixels[media.ORDER_TOP + row * cell + 1, col * cell + 1]
             seen |= {step for step, ref in palette.items() if np.abs(colour - ref).max() <= 2}
     return seen
 
@@ -161,7 +161,7 @@ def test_inpaint_changes_only_the_painted_tokens(client, files, condition):
     out, original = np.asarray(Image.open(result).convert("RGB")), np.asarray(Image.open(files["image"]).convert("RGB"))
     assert np.array_equal(out[~painted], original[~painted])
     assert Image.open(overlay).size == (256, 256) and png is not None
-    assert Image.open(order).getpixel((1, 1)) == media.GIVEN_FILL  # the top-left token was kept
+    assert Image.open(order).getpixel((1, media.ORDER_TOP + 1)) == media.GIVEN_FILL  # the top-left token was kept
 
 
 def tinted_tokens(overlay: str, image: Path) -> np.ndarray:
@@ -245,9 +245,13 @@ def test_stopped_status_says_where_it_stopped():
     assert stopped_status("") == stopped_status(None) == "**Stopped** before the first step."
 
 
-def test_use_last_generated_image_before_any_is_a_readable_error():
-    with pytest.raises(gr.Error, match="no generated image yet: generate one in the Generate tab first"):
-        Handlers.editor_value(None)
+def test_use_last_generated_image_before_any_warns_and_keeps_the_editor(runtime):
+    handlers = Handlers(runtime)
+    with pytest.warns(UserWarning, match="no generated image yet: generate one in the Generate tab first"):
+        editor_update, overlay, caption = handlers.use_image(None, "uvit")
+    assert editor_update == overlay == gr.skip() and caption.startswith("⚠️ no generated image yet")
+    value, overlay, caption = handlers.use_image(Image.new("RGB", (128, 128), "white"), "uvit")
+    assert value["background"].size == (512, 512) and overlay.size == (256, 256) and "covers **0 of 256**" in caption
 
 
 def test_class_search_suggests_classes_for_a_word(runtime):
@@ -348,7 +352,9 @@ def test_decode_order_records_the_first_step_each_token_is_decided():
     assert order.step.tolist() == [[-1] * 4, [1] * 4, [2] * 4, [2] * 4]
     picture = order.image(2)
     cell = media.ORDER_CELL
-    assert picture.getpixel((1, 1)) == media.GIVEN_FILL and picture.getpixel((1, cell + 1)) != picture.getpixel((1, 2 * cell + 1))
+    top = media.ORDER_TOP
+    assert picture.getpixel((1, top + 1)) == media.GIVEN_FILL
+    assert picture.getpixel((1, top + cell + 1)) != picture.getpixel((1, top + 2 * cell + 1))
     with pytest.raises(ValueError, match="at least 1"):
         media.order_image(order.step, 0)
 
