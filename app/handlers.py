@@ -11,9 +11,10 @@ import logging
 import math
 import random
 import re
+import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import gradio as gr
 import numpy as np
@@ -32,6 +33,7 @@ EDITOR_SIDE = 512  # backgrounds are enlarged to this so brush strokes can follo
 SPEED_FILES = (Path("results") / "bench.json", Path("results") / "speed.json")  # the first that holds speed rows
 SPEED_REFERENCE = "transformer"
 NO_IMAGE_YET = "no generated image yet: generate one in the Generate tab first"
+LIVE_REDRAWS = 24  # charts and order pictures redraw at most about this often per run: long runs stay smooth
 STEP = re.compile(r"step \*\*(\d+) / (\d+)\*\*")
 
 
@@ -58,6 +60,12 @@ def status_line(result: StepResult, latencies: list[float], started: float, labe
         f"**{label}** · step **{result.step} / {result.total}** · {result.mask.sum()} tokens still masked (grey) · "
         f"this step {result.latency_ms:.1f} ms · model total **{sum(latencies):.0f} ms** · wall {wall:.2f} s"
     )
+
+
+def redraw(result: StepResult) -> bool:
+    """Whether this step redraws the charts and order pictures: the first, the last and every total/LIVE_REDRAWS-th."""
+    every = math.ceil(result.total / LIVE_REDRAWS)
+    return result.step in (1, result.total) or result.step % every == 0
 
 
 def stopped_status(status: str | None) -> str:
@@ -102,38 +110,78 @@ def editor_value(image: Image.Image) -> dict:
     return {"background": big, "layers": [], "composite": big}
 
 
+class StopRequests:
+    """Stop clicks per (session, tab). A run watches the count it started with and ends, saying so in its status,
+    at its next step after the count changes: gradio's own cancelling would end it with no last word."""
+
+    def __init__(self):
+        self._counts: dict[tuple[str | None, str], int] = {}
+        self._lock = threading.Lock()
+
+    def request(self, session: str | None, tab: str) -> None:
+        with self._lock:
+            self._counts[session, tab] = self._counts.get((session, tab), 0) + 1
+
+    def watch(self, session: str | None, tab: str) -> Callable[[], bool]:
+        """A test of whether Stop was clicked in this session's tab since now."""
+        start = self._counts.get((session, tab), 0)
+        return lambda: self._counts.get((session, tab), 0) != start
+
+
+def _session(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None)
+
+
 class Handlers:
     """The demo's endpoints over one Runtime."""
 
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
         self.class_index = ClassIndex.for_assets(runtime.assets)
+        self.stops = StopRequests()
+
+    def stop(self, tab: str, request: gr.Request | None = None) -> None:
+        """Ask the run in this session's `tab` to stop after its current step."""
+        self.stops.request(_session(request), tab)
+
+    def _until_stopped(self, updates: Iterator[tuple], tab: str, request: gr.Request | None, status_at: int) -> Iterator[tuple]:
+        """Pass `updates` on until Stop is clicked; then one last update whose status says where it stopped."""
+        stopped = self.stops.watch(_session(request), tab)
+        for update in updates:
+            if stopped():
+                yield tuple(stopped_status(v) if i == status_at else v for i, v in enumerate(update))
+                updates.close()
+                return
+            yield update
 
     def generate(
         self, variant: str, mode: str, class_name: str, prompt: str, cfg_scale: float, steps: int, seed: int,
-        temperature: float,
+        temperature: float, request: gr.Request | None = None,
     ) -> Iterator[tuple]:
         """Stream (image, latency chart, status, PNG path, GIF path, decoding order); files come with the last step."""
         with _guarded():
-            yield from self._generate(variant, (mode, class_name, prompt, cfg_scale, steps, seed, temperature))
+            updates = self._generate(variant, (mode, class_name, prompt, cfg_scale, steps, seed, temperature))
+            yield from self._until_stopped(updates, "generate", request, status_at=2)
 
     def compare(
         self, left: str, right: str, mode: str, class_name: str, prompt: str, cfg_scale: float, steps: int, seed: int,
-        temperature: float,
+        temperature: float, request: gr.Request | None = None,
     ) -> Iterator[tuple]:
         """Stream (left image, right image, latency chart of both, status, left order, right order), one model step
         per update."""
         with _guarded():
-            yield from self._compare(left, right, (mode, class_name, prompt, cfg_scale, steps, seed, temperature))
+            updates = self._compare(left, right, (mode, class_name, prompt, cfg_scale, steps, seed, temperature))
+            yield from self._until_stopped(updates, "compare", request, status_at=3)
 
     def inpaint(
         self, editor: dict, variant: str, mode: str, class_name: str, prompt: str, cfg_scale: float, steps: int,
-        seed: int, temperature: float,
+        seed: int, temperature: float, request: gr.Request | None = None,
     ) -> Iterator[tuple]:
         """Stream (image, token overlay, latency chart, status, PNG path, decoding order) while the painted tokens
         are regenerated."""
         with _guarded():
-            yield from self._inpaint(editor, variant, (mode, class_name, prompt, cfg_scale, steps, seed, temperature))
+            updates = self._inpaint(editor, variant, (mode, class_name, prompt, cfg_scale, steps, seed, temperature))
+            yield from self._until_stopped(updates, "inpaint", request, status_at=3)
 
     def _settings(self, variants: tuple[str, ...], choice: tuple) -> Settings:
         """The UI's values checked; an unknown class names the classes whose emoji match the word."""
@@ -157,6 +205,9 @@ class Handlers:
             status = status_line(result, latencies, started, variant)
             last = result.step == result.total
             png, gif = (media.save_png(result.image), media.progression_gif(frames)) if last else (None, None)
+            if not redraw(result):
+                yield result.image, gr.skip(), status, png, gif, gr.skip()
+                continue
             chart = media.latency_chart({variant: latencies}, result.total)
             yield result.image, chart, status, png, gif, order.image(result.total, f"{variant} · decoding order")
 
@@ -172,10 +223,14 @@ class Handlers:
             tracked.setdefault(variant, media.DecodeOrder(result.mask.shape[0])).record(result.mask, result.step)
             latencies[variant].append(result.latency_ms)
             images[variant] = result.image
-            orders[variant] = tracked[variant].image(result.total, f"{variant} · decoding order")
             lines[variant] = status_line(result, latencies[variant], started, variant)
+            status = "\n\n".join(lines.values())
+            if not redraw(result):
+                yield images[left], images[right], gr.skip(), status, gr.skip(), gr.skip()
+                continue
+            orders[variant] = tracked[variant].image(result.total, f"{variant} · decoding order")
             chart = media.latency_chart(latencies, result.total)
-            yield images[left], images[right], chart, "\n\n".join(lines.values()), orders[left], orders[right]
+            yield images[left], images[right], chart, status, orders[left], orders[right]
 
     def _inpaint(self, editor: dict, variant: str, choice: tuple) -> Iterator[tuple]:
         chosen = self._settings((variant,), choice)
@@ -188,6 +243,9 @@ class Handlers:
             latencies.append(result.latency_ms)
             png = media.save_png(result.image) if result.step == result.total else None
             status = status_line(result, latencies, started, variant)
+            if not redraw(result):
+                yield result.image, overlay, gr.skip(), status, png, gr.skip()
+                continue
             chart = media.latency_chart({variant: latencies}, result.total)
             yield result.image, overlay, chart, status, png, order.image(result.total, "Decoding order of the repainted tokens")
 
@@ -229,7 +287,8 @@ class Handlers:
         if not query or not query.strip():
             return gr.update(choices=[], value=None, visible=False)
         found = self.class_index.search(query, self.runtime.class_names(variant), limit=6)
-        info = f"{len(found)} matching classes: pick one" if found else f"no class has an emoji named or tagged {query.strip()!r}"
+        info = (f"{len(found)} matching class{'es' if len(found) > 1 else ''}: pick one" if found
+                else f"no class has an emoji named or tagged {query.strip()!r}")
         return gr.update(choices=[(s.label(), s.class_name) for s in found], value=None, visible=True, info=info)
 
     def speed_results(self) -> tuple[list[dict] | None, str]:

@@ -94,6 +94,7 @@ def _chart(spec: dict) -> PlotData:
     """A Vega-Lite spec as a gr.Plot value: as wide as its box, legend and labels inside the drawing."""
     spec = {"$schema": VEGA_LITE, "width": "container", "height": CHART_HEIGHT,
             "autosize": {"type": "fit-x", "contains": "padding"}, "padding": {"left": 4, "right": 16, "top": 8, "bottom": 4},
+            "usermeta": {"embedOptions": {"renderer": "svg"}},  # sharp text, and legends a test can read
             "config": {"legend": {"orient": "bottom", "labelLimit": 0, "title": None, "symbolType": "stroke"},
                        "axis": {"labelFontSize": 11, "titleFontSize": 12}}} | spec
     return PlotData(type="altair", plot=json.dumps(spec, allow_nan=False))

@@ -8,7 +8,7 @@ import gradio as gr
 from PIL import Image
 
 from app import media
-from app.handlers import EDITOR_SIDE, MODES, SPEED_REFERENCE, Handlers, downloads_ready, stopped_status
+from app.handlers import EDITOR_SIDE, MODES, SPEED_REFERENCE, Handlers, downloads_ready
 from app.runtime import MAX_SEED, Runtime
 from maskmamba.class_search import SHIPPED_INDEX
 from maskmamba.configs import VARIANTS
@@ -105,8 +105,8 @@ def _run_buttons(label: str) -> tuple[gr.Button, gr.Button]:
         return gr.Button(label, variant="primary", scale=3), gr.Button("Stop", variant="stop", scale=1)
 
 
-def _latency_plot(label: str) -> gr.Plot:
-    return gr.Plot(label=label, elem_classes="chart")
+def _latency_plot(label: str, elem_id: str) -> gr.Plot:
+    return gr.Plot(label=label, elem_classes="chart", elem_id=elem_id)
 
 
 def _order_image(label: str, elem_id: str) -> gr.Image:
@@ -114,17 +114,19 @@ def _order_image(label: str, elem_id: str) -> gr.Image:
                     elem_id=elem_id, buttons=["fullscreen"])  # the picture carries its own title
 
 
-def _with_downloads(start: gr.events.Dependency, buttons: list[gr.DownloadButton], run: dict) -> gr.events.Dependency:
-    """Disable the download buttons, run, then enable those that got a file; returns the run's event."""
+def _with_downloads(start: gr.events.Dependency, buttons: list[gr.DownloadButton], run: dict) -> None:
+    """Disable the download buttons, run, then enable those that got a file."""
     private = dict(queue=False, api_visibility="private")
-    event = start.then(lambda: downloads_ready(*[None] * len(buttons)), None, buttons, **private).then(**run)
-    event.then(downloads_ready, buttons, buttons, **private)
-    return event
+    start.then(lambda: downloads_ready(*[None] * len(buttons)), None, buttons, **private).then(**run).then(
+        downloads_ready, buttons, buttons, **private)
 
 
-def _stop(stop: gr.Button, event: gr.events.Dependency, status: gr.Markdown) -> None:
-    """Stop cancels the run and says so in its status."""
-    stop.click(stopped_status, status, status, cancels=[event], queue=False, api_visibility="private")
+def _stop(h: Handlers, stop: gr.Button, tab: str) -> None:
+    """Stop ends the tab's run after its current step; the run's last update says where it stopped."""
+    def request_stop(request: gr.Request) -> None:
+        h.stop(tab, request)
+
+    stop.click(request_stop, None, None, queue=False, api_visibility="private")
 
 
 def _start(button: gr.Button, c: ConditionControls) -> gr.events.Dependency:
@@ -145,15 +147,15 @@ def generate_tab(h: Handlers, variants: list[str], classes: list[str]) -> gr.Ima
                                  buttons=["download", "fullscreen"])
                 order = _order_image(media.ORDER_TITLE, "gen-order")
             status = gr.Markdown(label="status", elem_id="gen-status")
-            plot = _latency_plot("Per-step latency")
+            plot = _latency_plot("Per-step latency", "gen-plot")
             with gr.Row():
                 png = gr.DownloadButton("Download PNG", interactive=False, elem_id="gen-png")
                 gif = gr.DownloadButton("Download progression (GIF)", interactive=False, elem_id="gen-gif")
     variant.change(h.variant_chosen, variant, [variant, c.class_name], queue=False, api_visibility="private")
-    event = _with_downloads(_start(run, c), [png, gif], dict(
+    _with_downloads(_start(run, c), [png, gif], dict(
         fn=h.generate, inputs=[variant, *c.inputs()], outputs=[image, plot, status, png, gif, order],
         api_name="generate", concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY))
-    _stop(stop, event, status)
+    _stop(h, stop, "generate")
     return image
 
 
@@ -178,11 +180,11 @@ def compare_tab(h: Handlers, variants: list[str], classes: list[str]) -> None:
                 left_order = _order_image("Left: decoding order", "compare-left-order")
                 right_order = _order_image("Right: decoding order", "compare-right-order")
             status = gr.Markdown(label="status", elem_id="compare-status")
-            plot = _latency_plot("Per-step latency, both models")
+            plot = _latency_plot("Per-step latency, both models", "compare-plot")
     outputs = [left_image, right_image, plot, status, left_order, right_order]
-    event = _start(run, c).then(h.compare, [left, right, *c.inputs()], outputs,
-                                api_name="compare", concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY)
-    _stop(stop, event, status)
+    _start(run, c).then(h.compare, [left, right, *c.inputs()], outputs,
+                        api_name="compare", concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY)
+    _stop(h, stop, "compare")
 
 
 def _example_images(assets: Path) -> list[str]:
@@ -218,7 +220,7 @@ def inpaint_tab(h: Handlers, variants: list[str], classes: list[str], generated:
                               elem_id="inpaint-result", elem_classes="pixelated")
             status = gr.Markdown(label="status", elem_id="inpaint-status")
             order = _order_image("Decoding order of the repainted tokens", "inpaint-order")
-            plot = _latency_plot("Per-step latency")
+            plot = _latency_plot("Per-step latency", "inpaint-plot")
             png = gr.DownloadButton("Download PNG", interactive=False, elem_id="inpaint-png")
     preview = dict(fn=h.mask_preview, inputs=[editor, variant], outputs=[overlay, coverage], trigger_mode="always_last",
                    concurrency_id="preview", concurrency_limit=MODEL_CONCURRENCY, api_visibility="private")
@@ -229,10 +231,10 @@ def inpaint_tab(h: Handlers, variants: list[str], classes: list[str], generated:
     use_last.click(inputs=[generated, variant], **load)
     picked.change(inputs=[picked, variant], **load)
     editor.change(**preview)
-    event = _with_downloads(_start(run, c), [png], dict(
+    _with_downloads(_start(run, c), [png], dict(
         fn=h.inpaint, inputs=[editor, variant, *c.inputs()], outputs=[result, overlay, plot, status, png, order],
         api_name="inpaint", concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY))
-    _stop(stop, event, status)
+    _stop(h, stop, "inpaint")
 
 
 def speed_tab(h: Handlers) -> None:

@@ -364,3 +364,14 @@ def test_app_without_checkpoints_exits_naming_the_folder(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert f"no checkpoints in {tmp_path}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_stop_ends_a_run_with_a_status_that_says_so(runtime):
+    handlers = Handlers(runtime)
+    updates = handlers.generate("uvit", *CLASS, 3.0, 6, 0, 1.0)
+    assert "step **1 / 6**" in next(updates)[2]
+    handlers.stop("compare")  # another tab's Stop leaves this run alone
+    assert "step **2 / 6**" in next(updates)[2]
+    handlers.stop("generate")
+    rest = list(updates)
+    assert len(rest) == 1 and "**stopped** at step **3 / 6**" in rest[0][2] and rest[0][3] is None
