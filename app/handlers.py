@@ -144,7 +144,9 @@ class Handlers:
         """Ask the run in this session's `tab` to stop after its current step."""
         self.stops.request(_session(request), tab)
 
-    def _until_stopped(self, updates: Iterator[tuple], tab: str, request: gr.Request | None, status_at: int) -> Iterator[tuple]:
+    def _until_stopped(
+        self, updates: Iterator[tuple], tab: str, request: gr.Request | None, status_at: int
+    ) -> Iterator[tuple]:
         """Pass `updates` on until Stop is clicked; then one last update whose status says where it stopped."""
         stopped = self.stops.watch(_session(request), tab)
         for update in updates:
@@ -247,7 +249,8 @@ class Handlers:
                 yield result.image, overlay, gr.skip(), status, png, gr.skip()
                 continue
             chart = media.latency_chart({variant: latencies}, result.total)
-            yield result.image, overlay, chart, status, png, order.image(result.total, "Decoding order of the repainted tokens")
+            picture = order.image(result.total, "Decoding order of the repainted tokens")
+            yield result.image, overlay, chart, status, png, picture
 
     def mask_preview(self, editor: dict | None, variant: str) -> tuple[Image.Image | None, str]:
         """(token overlay, caption) for what the brush covers; empty while there is no image."""
@@ -309,7 +312,8 @@ class Handlers:
                 note = f"Measured on **{data.get('device', 'unknown device')}** with `{data.get('command', '?')}`."
                 return rows, " ".join([note, *problems])
         missing = " or ".join(f"`{self.runtime.assets / n}`" for n in SPEED_FILES)
-        return None, " ".join(problems) or f"No benchmark results shipped: {missing} is missing. The speed benchmark writes it."
+        missing = f"No benchmark results shipped: {missing} is missing. The speed benchmark writes it."
+        return None, " ".join(problems) or missing
 
     @staticmethod
     def speed_ratios(rows: list[dict], reference: str = SPEED_REFERENCE) -> tuple[list[dict], str]:

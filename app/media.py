@@ -93,7 +93,8 @@ FEW_STEPS = 16  # up to this many steps, every step gets its own tick
 def _chart(spec: dict) -> PlotData:
     """A Vega-Lite spec as a gr.Plot value: as wide as its box, legend and labels inside the drawing."""
     spec = {"$schema": VEGA_LITE, "width": "container", "height": CHART_HEIGHT,
-            "autosize": {"type": "fit-x", "contains": "padding"}, "padding": {"left": 4, "right": 16, "top": 8, "bottom": 4},
+            "autosize": {"type": "fit-x", "contains": "padding"},
+            "padding": {"left": 4, "right": 16, "top": 36, "bottom": 4},  # top: room for the block's label
             "usermeta": {"embedOptions": {"renderer": "svg"}},  # sharp text, and legends a test can read
             "config": {"legend": {"orient": "bottom", "labelLimit": 0, "title": None, "symbolType": "stroke"},
                        "axis": {"labelFontSize": 11, "titleFontSize": 12}}} | spec
@@ -108,7 +109,8 @@ def latency_chart(series: dict[str, list[float]], total: int) -> PlotData:
     """Per-step model latency of one or more models, the step axis fixed to 1..total with whole-number ticks.
 
     Every model is in the legend from the first update, before it has steps."""
-    rows = [{"step": i + 1, "ms": round(ms, 3), "model": model} for model, values in series.items() for i, ms in enumerate(values)]
+    rows = [{"step": i + 1, "ms": round(ms, 3), "model": model}
+            for model, values in series.items() for i, ms in enumerate(values)]
     ticks = {"values": list(range(1, total + 1))} if total <= FEW_STEPS else {"tickMinStep": 1}
     return _chart({
         "data": {"values": rows},
@@ -226,9 +228,11 @@ def order_image(order: np.ndarray, total: int, title: str = ORDER_TITLE, cell: i
         draw.rectangle(box, fill=fill, outline=(235, 235, 235) if step == GIVEN else None)
         if step > 0 and total <= FEW_STEPS:
             ink = "black" if sum(fill[:2]) > 300 else "white"
-            draw.text(((box[0] + box[2]) / 2 + 0.5, (box[1] + box[3]) / 2 + 0.5), str(step), fill=ink, font=small, anchor="mm")
+            centre = ((box[0] + box[2]) / 2 + 0.5, (box[1] + box[3]) / 2 + 0.5)
+            draw.text(centre, str(step), fill=ink, font=small, anchor="mm")
     for y in range(side):  # colour bar: step 1 at the top, the last step at the bottom
-        draw.line((bar_x, ORDER_TOP + y, bar_x + 12, ORDER_TOP + y), fill=color(1 + round((total - 1) * y / max(side - 1, 1))))
+        shade = 1 + round((total - 1) * y / max(side - 1, 1))
+        draw.line((bar_x, ORDER_TOP + y, bar_x + 12, ORDER_TOP + y), fill=color(shade))
     draw.text((bar_x + 16, ORDER_TOP), "step 1", fill="black", font=label, anchor="lt")
     draw.text((bar_x + 16, ORDER_TOP + side), f"step {total}", fill="black", font=label, anchor="lb")
     y = ORDER_TOP + side + legend_h / 2

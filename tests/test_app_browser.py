@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -49,6 +50,8 @@ def artifacts() -> Path:
 def url(tmp_path_factory):
     """`python app.py` on a free loopback port, over tiny dev assets; stopped after the module."""
     assets = make_dev_assets(tmp_path_factory.mktemp("dev-assets"))
+    (assets / "results").mkdir()
+    shutil.copy(REPO / "assets" / "results" / "speed.json", assets / "results")  # the Speed tab's charts
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -87,16 +90,6 @@ def _done(page, status: str, steps: int = 12) -> None:
     sync_api.expect(page.locator(status)).to_contain_text(f"step {steps} / {steps}", timeout=RUN_TIMEOUT_MS)
 
 
-def _inside(page, inner: str, outer: str) -> bool:
-    """Whether every element matching `inner` is drawn within the box of `outer` (not clipped by it)."""
-    return page.evaluate("""([inner, outer]) => {
-        const box = document.querySelector(outer).getBoundingClientRect();
-        const parts = [...document.querySelectorAll(inner)];
-        return parts.length > 0 && parts.every(el => { const r = el.getBoundingClientRect();
-            return r.width > 0 && r.left >= box.left && r.right <= box.right && r.top >= box.top && r.bottom <= box.bottom; });
-    }""", [inner, outer])
-
-
 def _legend_shows(page, plot: str, names: list[str]) -> None:
     """Each name is a text of the chart's (SVG) drawing, inside the plot's box."""
     for name in names:
@@ -110,7 +103,8 @@ def _legend_shows(page, plot: str, names: list[str]) -> None:
 def test_use_last_image_before_any_says_so(page):
     page.get_by_role("tab", name="Inpaint").click()
     page.get_by_role("button", name="Use the last generated image").click()
-    sync_api.expect(page.locator("#coverage")).to_contain_text("no generated image yet: generate one in the Generate tab first")
+    message = "no generated image yet: generate one in the Generate tab first"
+    sync_api.expect(page.locator("#coverage")).to_contain_text(message)
     sync_api.expect(page.get_by_text("no generated image yet").first).to_be_visible()
     assert page.locator("#inpaint-editor").get_by_text("Error", exact=True).count() == 0
     page.get_by_role("tab", name="Generate").click()
@@ -198,8 +192,10 @@ def test_inpaint_an_example_image_with_a_painted_stroke(page, artifacts):
     page.screenshot(path=artifacts / "inpaint.png", full_page=True)
 
 
-def test_speed_tab_bar_labels_are_whole(page):
+def test_speed_tab_legends_and_bar_labels_are_whole(page):
     page.get_by_role("tab", name="Speed").click()
+    _legend_shows(page, "#speed-chart", ["transformer", "maskmamba-serial-half", "bimamba-v2"])
+    _legend_shows(page, "#ratio-chart", ["maskmamba-serial-half", "bimamba-v2"])
     page.get_by_role("button", name=re.compile("Run a small CPU timing")).click()
     _legend_shows(page, "#live-bars", ["maskmamba-serial-half", "maskmamba-parallel-2", "uvit"])
 
@@ -217,7 +213,8 @@ def test_stop_cancels_a_long_run_and_says_so(page):
     page.get_by_role("button", name="Generate", exact=True).click()
     running = re.compile(r"step ([3-9]|\d\d+) / 256")
     sync_api.expect(page.locator("#gen-status")).to_contain_text(running, timeout=RUN_TIMEOUT_MS)
-    page.get_by_role("button", name="Stop", exact=True).first.dispatch_event("click")  # no scrolling: the page is busy decoding
+    stop = page.get_by_role("button", name="Stop", exact=True).first
+    stop.dispatch_event("click")  # no scrolling into view: the page is busy drawing the steps
     sync_api.expect(page.locator("#gen-status")).to_contain_text(re.compile(r"stopped at step \d+ / 256"))
     stopped, status = _step(page)
     page.wait_for_timeout(2000)
