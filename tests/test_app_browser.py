@@ -215,7 +215,8 @@ def test_stop_cancels_a_long_run_and_says_so(page):
     sync_api.expect(page.locator("#gen-status")).to_contain_text(running, timeout=RUN_TIMEOUT_MS)
     stop = page.get_by_role("button", name="Stop", exact=True).first
     stop.dispatch_event("click")  # no scrolling into view: the page is busy drawing the steps
-    sync_api.expect(page.locator("#gen-status")).to_contain_text(re.compile(r"stopped at step \d+ / 256"))
+    stopped_at = re.compile(r"stopped at step \d+ / 256")  # the page may lag behind the stream: allow it time
+    sync_api.expect(page.locator("#gen-status")).to_contain_text(stopped_at, timeout=RUN_TIMEOUT_MS)
     stopped, status = _step(page)
     page.wait_for_timeout(2000)
     assert _step(page) == (stopped, status) and stopped < 256
