@@ -10,7 +10,6 @@ from PIL import Image
 from app import media
 from app.handlers import EDITOR_SIDE, MODES, SPEED_REFERENCE, Handlers, downloads_ready
 from app.runtime import MAX_SEED, Runtime
-from maskmamba.class_search import SHIPPED_INDEX
 from maskmamba.configs import VARIANTS
 from maskmamba.sampler import MAX_STEPS
 
@@ -77,9 +76,8 @@ def condition_controls(h: Handlers, classes: list[str], variant: gr.Dropdown) ->
         default = DEFAULT_CLASS if DEFAULT_CLASS in classes else (classes[0] if classes else None)
         class_name = gr.Dropdown(classes, value=default, label="Class", filterable=True, allow_custom_value=True,
                                  info="CLDR emoji subgroups; type to filter the names")
-        search = gr.Textbox(label="Find a class by word", placeholder="e.g. dog, pizza, heart", max_lines=1,
-                            elem_classes="class-search")
-        found = gr.Radio([], label="Classes with emoji of that name", visible=False, elem_classes="class-found")
+        search = gr.Textbox(label="Find a class by word", placeholder="e.g. dog, pizza, heart", max_lines=1)
+        found = gr.Radio([], label="Classes with emoji of that name", visible=False)
     with gr.Column(visible=False) as prompt_box:
         prompt = gr.Textbox(label="Prompt", placeholder="e.g. grinning face", max_lines=2)
     mode.change(_show_for_mode, mode, [class_box, prompt_box], queue=False, api_visibility="private")
@@ -188,9 +186,7 @@ def compare_tab(h: Handlers, variants: list[str], classes: list[str]) -> None:
 
 
 def _example_images(assets: Path) -> list[str]:
-    """The assets' example images, else those shipped in the repository."""
-    own = sorted((assets / "examples").glob("*.png"))
-    return [str(p) for p in own or sorted((SHIPPED_INDEX.parent / "examples").glob("*.png"))]
+    return [str(p) for p in sorted((assets / "examples").glob("*.png"))]
 
 
 def inpaint_tab(h: Handlers, variants: list[str], classes: list[str], generated: gr.Image) -> None:
