@@ -7,7 +7,8 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from app.handlers import EDITOR_SIDE, MODES, Handlers
+from app import media
+from app.handlers import EDITOR_SIDE, MODES, SPEED_REFERENCE, Handlers, downloads_ready
 from maskmamba.configs import VARIANTS
 from maskmamba.serving import Runtime
 from maskmamba.settings import MAX_SEED, MAX_STEPS, SamplingSettings
@@ -15,11 +16,16 @@ from maskmamba.settings import MAX_SEED, MAX_STEPS, SamplingSettings
 MODEL_CONCURRENCY = 4  # streams advance one model step at a time under the runtime's lock
 MAX_UPLOAD = "10mb"
 QUEUE = dict(default_concurrency_limit=2, max_size=48)
-PROMPT_EXAMPLES = ["a red apple", "smiling face with heart eyes", "a sunflower", "a cat face", "a rocket in the sky"]
+DEFAULT_CLASS = "face-smiling"  # the shipped models draw smileys, hearts and cat faces best
+EXAMPLES = [  # (mode, class, prompt): what the shipped models draw well
+    ("Class", "face-smiling", ""), ("Class", "heart", ""), ("Class", "cat-face", ""),
+    ("Prompt", None, "grinning face"), ("Prompt", None, "red heart"), ("Prompt", None, "a cat face"),
+]
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="rose")
 CSS = """
 .pixelated img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
 #kernels { font-size: 0.9em; opacity: 0.85; }
+.chart [data-testid=altair] > div:first-child { width: 100%; }
 """
 
 
@@ -55,20 +61,33 @@ class ConditionControls:
 
 
 def _show_for_mode(mode: str) -> tuple[dict, dict]:
-    """Visibility of (class dropdown, prompt box with its examples) for a mode."""
+    """Visibility of (class column, prompt column) for a mode."""
     prompt = mode == "Prompt"
     return gr.update(visible=not prompt), gr.update(visible=prompt)
 
 
-def condition_controls(classes: list[str]) -> ConditionControls:
-    """Mode radio, class dropdown (filterable) or prompt box with examples, CFG, iterations, seed, temperature."""
+def condition_controls(h: Handlers, classes: list[str], variant: gr.Dropdown) -> ConditionControls:
+    """Mode radio, class dropdown with a word search (or prompt box), examples, CFG, iterations, seed, temperature.
+
+    The class and prompt widgets sit in columns that are shown or hidden: an example click resets a
+    component's own props, a column's stay."""
     mode = gr.Radio(list(MODES), value=MODES[0], label="Condition on", container=False)
-    class_name = gr.Dropdown(classes, value=classes[0] if classes else None, label="Class", filterable=True,
-                             allow_custom_value=True, info="Type to filter")
-    with gr.Column(visible=False) as prompt_box:  # hide the column: an example click resets the textbox's own props
-        prompt = gr.Textbox(label="Prompt", placeholder="e.g. a red apple", max_lines=2)
-        gr.Examples(PROMPT_EXAMPLES, inputs=prompt, label="Example prompts")
-    mode.change(_show_for_mode, mode, [class_name, prompt_box], queue=False, api_visibility="private")
+    with gr.Column() as class_box:
+        default = DEFAULT_CLASS if DEFAULT_CLASS in classes else (classes[0] if classes else None)
+        class_name = gr.Dropdown(classes, value=default, label="Class", filterable=True, allow_custom_value=True,
+                                 info="CLDR emoji subgroups; type to filter the names")
+        search = gr.Textbox(label="Find a class by word", placeholder="e.g. dog, pizza, heart", max_lines=1)
+        found = gr.Radio([], label="Classes with emoji of that name", visible=False)
+    with gr.Column(visible=False) as prompt_box:
+        prompt = gr.Textbox(label="Prompt", placeholder="e.g. grinning face", max_lines=2)
+    mode.change(_show_for_mode, mode, [class_box, prompt_box], queue=False, api_visibility="private")
+    search.change(h.find_classes, [search, variant], found, queue=False, trigger_mode="always_last",
+                  api_visibility="private")
+    found.input(lambda name: name, found, class_name, queue=False, api_visibility="private")
+    shown = [e for e in EXAMPLES if e[1] is None or e[1] in classes]
+    if shown:
+        gr.Examples([[m, c or default, p] for m, c, p in shown], inputs=[mode, class_name, prompt],
+                    label="Examples: click one, then run", example_labels=[c or f"“{p}”" for _, c, p in shown])
     defaults = SamplingSettings()
     with gr.Row():
         cfg_scale = gr.Slider(0, 10, value=defaults.cfg_scale, step=0.5, label="CFG scale")
@@ -85,9 +104,28 @@ def _run_buttons(label: str) -> tuple[gr.Button, gr.Button]:
         return gr.Button(label, variant="primary", scale=3), gr.Button("Stop", variant="stop", scale=1)
 
 
-def _latency_plot(label: str, by_model: bool = False) -> gr.LinePlot:
-    return gr.LinePlot(x="step", y="ms", color="model" if by_model else None, label=label, x_title="step",
-                       y_title="ms", height=320 if by_model else 220)
+def _latency_plot(label: str, elem_id: str) -> gr.Plot:
+    return gr.Plot(label=label, elem_classes="chart", elem_id=elem_id)
+
+
+def _order_image(label: str, elem_id: str) -> gr.Image:
+    return gr.Image(label=label, show_label=False, type="pil", format="png", interactive=False, height=280,
+                    elem_id=elem_id, buttons=["fullscreen"])  # the picture carries its own title
+
+
+def _with_downloads(start: gr.events.Dependency, buttons: list[gr.DownloadButton], run: dict) -> None:
+    """Disable the download buttons, run, then enable those that got a file."""
+    private = dict(queue=False, api_visibility="private")
+    start.then(lambda: downloads_ready(*[None] * len(buttons)), None, buttons, **private).then(**run).then(
+        downloads_ready, buttons, buttons, **private)
+
+
+def _stop(h: Handlers, stop: gr.Button, tab: str) -> None:
+    """Stop ends the tab's run after its current step; the run's last update says where it stopped."""
+    def request_stop(request: gr.Request) -> None:
+        h.stop(tab, request)
+
+    stop.click(request_stop, None, None, queue=False, api_visibility="private")
 
 
 def _start(button: gr.Button, c: ConditionControls) -> gr.events.Dependency:
@@ -99,22 +137,24 @@ def generate_tab(h: Handlers, variants: list[str], classes: list[str]) -> gr.Ima
     with gr.Row():
         with gr.Column(scale=2):
             variant = gr.Dropdown(variants, value=variants[0], label="Model variant", info=VARIANTS[variants[0]].description)
-            c = condition_controls(classes)
+            c = condition_controls(h, classes, variant)
             run, stop = _run_buttons("Generate")
         with gr.Column(scale=3):
             with gr.Row():
                 image = gr.Image(label="Live decoding", type="pil", format="png", interactive=False,
-                                 height=320, elem_id="gen-image", elem_classes="pixelated",
+                                 height=280, elem_id="gen-image", elem_classes="pixelated",
                                  buttons=["download", "fullscreen"])
-                plot = _latency_plot("Per-step latency")
+                order = _order_image(media.ORDER_TITLE, "gen-order")
             status = gr.Markdown(label="status", elem_id="gen-status")
+            plot = _latency_plot("Per-step latency", "gen-plot")
             with gr.Row():
-                png = gr.DownloadButton("Download PNG")
-                gif = gr.DownloadButton("Download progression (GIF)")
+                png = gr.DownloadButton("Download PNG", interactive=False, elem_id="gen-png")
+                gif = gr.DownloadButton("Download progression (GIF)", interactive=False, elem_id="gen-gif")
     variant.change(h.variant_chosen, variant, [variant, c.class_name], queue=False, api_visibility="private")
-    event = _start(run, c).then(h.generate, [variant, *c.inputs()], [image, plot, status, png, gif],
-                                api_name="generate", concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY)
-    stop.click(None, cancels=[event], queue=False, api_visibility="private")
+    _with_downloads(_start(run, c), [png, gif], dict(
+        fn=h.generate, inputs=[variant, *c.inputs()], outputs=[image, plot, status, png, gif, order],
+        api_name="generate", concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY))
+    _stop(h, stop, "generate")
     return image
 
 
@@ -127,19 +167,23 @@ def compare_tab(h: Handlers, variants: list[str], classes: list[str]) -> None:
             with gr.Row():
                 left = gr.Dropdown(variants, value=left_default, label="Left model")
                 right = gr.Dropdown(variants, value=right_default, label="Right model")
-            c = condition_controls(classes)
+            c = condition_controls(h, classes, left)
             run, stop = _run_buttons("Compare")
         with gr.Column(scale=3):
             with gr.Row():
-                left_image = gr.Image(label="Left", type="pil", format="png", interactive=False, height=300,
+                left_image = gr.Image(label="Left", type="pil", format="png", interactive=False, height=260,
                                       elem_id="compare-left", elem_classes="pixelated")
-                right_image = gr.Image(label="Right", type="pil", format="png", interactive=False, height=300,
+                right_image = gr.Image(label="Right", type="pil", format="png", interactive=False, height=260,
                                        elem_id="compare-right", elem_classes="pixelated")
+            with gr.Row():
+                left_order = _order_image("Left: decoding order", "compare-left-order")
+                right_order = _order_image("Right: decoding order", "compare-right-order")
             status = gr.Markdown(label="status", elem_id="compare-status")
-            plot = _latency_plot("Per-step latency, both models", by_model=True)
-    event = _start(run, c).then(h.compare, [left, right, *c.inputs()], [left_image, right_image, plot, status],
-                                api_name="compare", concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY)
-    stop.click(None, cancels=[event], queue=False, api_visibility="private")
+            plot = _latency_plot("Per-step latency, both models", "compare-plot")
+    outputs = [left_image, right_image, plot, status, left_order, right_order]
+    _start(run, c).then(h.compare, [left, right, *c.inputs()], outputs,
+                        api_name="compare", concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY)
+    _stop(h, stop, "compare")
 
 
 def _example_images(assets: Path) -> list[str]:
@@ -157,47 +201,58 @@ def inpaint_tab(h: Handlers, variants: list[str], classes: list[str], generated:
                 eraser=gr.Eraser(default_size=48),
             )
             use_last = gr.Button("Use the last generated image", size="sm")
-            examples = _example_images(h.runtime.assets)
             picked = gr.Image(type="pil", visible=False)
+            examples = _example_images(h.runtime.assets)
             if examples:
-                gr.Examples(examples, inputs=picked, label="Example images")
+                gr.Examples(examples, inputs=picked, label="Example images: click one, then paint")
             overlay = gr.Image(label="Tokens the mask covers (16x16 grid)", interactive=False, height=256,
                                elem_classes="pixelated", format="png")
             coverage = gr.Markdown("Load an image, then paint over the part to regenerate.", elem_id="coverage")
         with gr.Column(scale=2):
             variant = gr.Dropdown(variants, value=variants[0], label="Model variant")
-            c = condition_controls(classes)
+            c = condition_controls(h, classes, variant)
             run, stop = _run_buttons("Inpaint")
         with gr.Column(scale=2):
-            result = gr.Image(label="Inpainted", type="pil", format="png", interactive=False, height=300,
+            result = gr.Image(label="Inpainted", type="pil", format="png", interactive=False, height=260,
                               elem_id="inpaint-result", elem_classes="pixelated")
             status = gr.Markdown(label="status", elem_id="inpaint-status")
-            plot = _latency_plot("Per-step latency")
-            png = gr.DownloadButton("Download PNG")
+            order = _order_image("Decoding order of the repainted tokens", "inpaint-order")
+            plot = _latency_plot("Per-step latency", "inpaint-plot")
+            png = gr.DownloadButton("Download PNG", interactive=False, elem_id="inpaint-png")
     preview = dict(fn=h.mask_preview, inputs=[editor, variant], outputs=[overlay, coverage], trigger_mode="always_last",
                    concurrency_id="preview", concurrency_limit=MODEL_CONCURRENCY, api_visibility="private")
-    # an editor value set by a function fires no change event, so loading an image refreshes the overlay itself
-    use_last.click(h.editor_value, generated, editor, queue=False, api_visibility="private").then(**preview)
-    picked.change(h.editor_value, picked, editor, queue=False, api_visibility="private").then(**preview)
+    # an editor value set by a function fires no change event, so loading an image draws the overlay itself;
+    # queued, so that the warning "no generated image yet" reaches the page
+    load = dict(fn=h.use_image, outputs=[editor, overlay, coverage], concurrency_id="preview",
+                concurrency_limit=MODEL_CONCURRENCY, api_visibility="private")
+    use_last.click(inputs=[generated, variant], **load)
+    picked.change(inputs=[picked, variant], **load)
     editor.change(**preview)
-    event = _start(run, c).then(h.inpaint, [editor, variant, *c.inputs()], [result, overlay, plot, status, png],
-                                api_name="inpaint", concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY)
-    stop.click(None, cancels=[event], queue=False, api_visibility="private")
+    _with_downloads(_start(run, c), [png], dict(
+        fn=h.inpaint, inputs=[editor, variant, *c.inputs()], outputs=[result, overlay, plot, status, png, order],
+        api_name="inpaint", concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY))
+    _stop(h, stop, "inpaint")
 
 
 def speed_tab(h: Handlers) -> None:
-    frame, note = h.speed_results()
+    rows, note = h.speed_results()
     gr.Markdown("### Speed against resolution\n" + note)
-    if frame is not None:
-        gr.LinePlot(frame, x="side", y="ms", color="model", x_title="image side (pixels)", y_title="ms per step",
-                    label="Speed against resolution", height=320)
+    if rows is not None:
+        ratios, table = h.speed_ratios(rows)
+        with gr.Row():
+            gr.Plot(media.speed_chart(rows), label="ms per step against image side (log-log)", elem_classes="chart",
+                    elem_id="speed-chart")
+            if ratios:
+                gr.Plot(media.ratio_chart(ratios, SPEED_REFERENCE), label=f"Speed relative to the {SPEED_REFERENCE}",
+                        elem_classes="chart", elem_id="ratio-chart")
+        if table:
+            gr.Markdown(f"{table}\n\nAbove 1x: faster than the {SPEED_REFERENCE} at that side.")
     on_gpu = h.runtime.device.type == "cuda"
     label = "Run a live benchmark: 12 iterations with CFG per loaded variant" if on_gpu else \
         "Run a small CPU timing (no GPU on this server): 12 iterations with CFG per loaded variant"
     gr.Markdown("### Live timing of the loaded variants")
     button = gr.Button(label)
-    bars = gr.BarPlot(x="model", y="ms_per_step", label="ms per step (median)", y_title="ms per step", y_lim=[0, None],
-                      height=260)
+    bars = gr.Plot(label="ms per step (median)", elem_classes="chart", elem_id="live-bars")
     table = gr.Markdown()
     button.click(lambda: h.live_benchmark(repeats=3 if on_gpu else 1), None, [bars, table],
                  concurrency_id="benchmark", concurrency_limit=1, api_visibility="private")

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from maskmamba.class_search import ClassIndex, unknown_class_message  # noqa: F401  (the app reaches the library through here)
 from maskmamba.configs import VARIANTS
 from maskmamba.models.tokenizer import VQTokenizer
 from maskmamba.ops import attention_backend, scan_backend
