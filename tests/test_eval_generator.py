@@ -71,9 +71,10 @@ class FakeEncoder:
 def paraphrases(tmp_path_factory):
     """A 3-prompt paraphrase set (the data v2 format) with its cached states."""
     path = tmp_path_factory.mktemp("eval") / "paraphrases.json"
-    path.write_text(json.dumps([{"prompt": "a crimson ball", "class": "red", "hexcode": "1F534"},
-                                {"prompt": "navy circle", "class": "blue", "hexcode": "1F535"},
-                                {"prompt": "something red", "class": "red", "hexcode": "1F534"}]))
+    path.write_text(json.dumps({"prompts": [
+        {"prompt": "a crimson ball", "class": "red", "hexcode": "1F534", "annotation": "red circle"},
+        {"prompt": "navy circle", "class": "blue", "hexcode": "1F535", "annotation": "blue circle"},
+        {"prompt": "something red", "class": "red", "hexcode": "1F534", "annotation": "red circle"}]}))
     write_states(path, FakeEncoder())
     return path
 

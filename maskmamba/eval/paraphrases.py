@@ -1,7 +1,7 @@
 """The paraphrase prompt set (assets/eval/paraphrases.json): its classes, its MiniLM states, and its picture.
 
-The set is a JSON list of {"prompt", "class", "hexcode"} entries: prompts that no caption contains verbatim, each
-with the class (CLDR subgroup) and emoji it should produce. The generator evaluation conditions on the prompts'
+The set is read by maskmamba.data.paraphrases (prompts that no caption contains verbatim, each with the class
+(CLDR subgroup) and emoji it should produce). The generator evaluation conditions on the prompts'
 MiniLM states; they are cached beside the set (`<name>.states.safetensors`, keyed on the set's SHA-256), so the
 GPU machine needs no text encoder once `python -m maskmamba.eval paraphrase-states` has written the cache here.
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +20,11 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
+from maskmamba.data.paraphrases import PARAPHRASES_JSON, load_paraphrases
 from maskmamba.data.shards import dequantise_rows, quantise_rows
 from maskmamba.text_encoder import PromptEncoder
 
-PARAPHRASES = Path("assets/eval/paraphrases.json")
+PARAPHRASES = PARAPHRASES_JSON
 
 
 @dataclass
@@ -37,12 +37,14 @@ class Paraphrases:
 
     @classmethod
     def load(cls, path: str | Path) -> Paraphrases:
-        raw = Path(path).read_bytes()
-        entries = json.loads(raw)
-        bad = [e for e in entries if not isinstance(e, dict) or not {"prompt", "class"} <= set(e)]
-        if not entries or bad:
-            raise ValueError(f"{path}: expected a non-empty list of {{'prompt', 'class', 'hexcode'}} entries")
-        return cls([e["prompt"] for e in entries], [e["class"] for e in entries], hashlib.sha256(raw).hexdigest())
+        try:
+            entries = load_paraphrases(path)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: not a paraphrase set ({err!r})") from err
+        if not entries:
+            raise ValueError(f"{path}: the paraphrase set is empty")
+        sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return cls([e.prompt for e in entries], [e.class_name for e in entries], sha)
 
     def labels(self, class_names: list[str]) -> torch.Tensor:
         """Class ids of the prompts in a model's class list; a ValueError names classes the list lacks."""
