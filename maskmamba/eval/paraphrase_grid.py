@@ -13,6 +13,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from maskmamba.eval.paraphrases import PARAPHRASES, Paraphrases
+from maskmamba.settings import SamplingSettings
 from maskmamba.text_encoder import PromptEncoder
 
 TILE, LABEL_HEIGHT, COLUMNS = 128, 28, 10
@@ -32,7 +33,7 @@ def labelled_grid(images: list[Image.Image], labels: list[str], columns: int = C
 
 
 def paraphrase_grid(
-    variant: str, assets: str | Path, paraphrases: str | Path, steps: int = 12, seed: int = 0, device: str = "cpu",
+    variant: str, assets: str | Path, paraphrases: str | Path, steps: int = SamplingSettings.steps, seed: int = 0, device: str = "cpu",
     prompt_encoder: PromptEncoder | None = None,
 ) -> Image.Image:
     """Every paraphrase prompt drawn by the shipped `variant` at its default CFG, one seed, labelled."""
@@ -50,7 +51,7 @@ def main(argv: list[str]) -> Path:
     p.add_argument("--assets", default="assets")
     p.add_argument("--paraphrases", default=str(PARAPHRASES))
     p.add_argument("--out", default=None, help="PNG path (default assets/results/<variant>_paraphrases.png)")
-    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--steps", type=int, default=SamplingSettings.steps)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
