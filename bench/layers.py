@@ -93,7 +93,7 @@ def scan_alone(width: int, heads: int, d_state: int, tokens: int, repeats: int) 
     bf = dict(device="cuda", dtype=torch.bfloat16)
     x, gate = torch.randn(1, tokens, E, **bf), torch.randn(1, tokens, E, **bf)
     delta = torch.randn(1, tokens, n, E, **bf) * 0.5 - 4.0
-    B, C = torch.randn(1, tokens, n, N, **bf), torch.randn(1, tokens, n, N, **bf)
+    B, C = (torch.randn(1, n, N, tokens, **bf).permute(0, 3, 1, 2) for _ in range(2))  # time-contiguous, as mixers
     params = dict(conv_w=torch.randn(n * E, 3, device="cuda") * 0.3, conv_b=torch.zeros(n * E, device="cuda"),
                   A=-torch.arange(1, N + 1, device="cuda").float().repeat(n * E, 1), D=torch.ones(n * E, device="cuda"),
                   dt_bias=torch.zeros(n * E, device="cuda"))
