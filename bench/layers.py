@@ -17,6 +17,7 @@ import math
 import shlex
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,6 +77,32 @@ def time_layer(kind: str, width: int, heads: int, d_state: int, tokens: int, bat
     finally:
         del block, x
         torch.cuda.empty_cache()
+
+
+def profile_layers(width: int, heads: int, d_state: int) -> None:
+    """Where a layer's time goes: torch.profiler's CUDA kernel table, and CPU time per forward (launch cost)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for kind, tokens, batch in (("bimamba_v2", 1024, 8), ("bimamba_v2", 16384, 1), ("attn", 1024, 8)):
+        grid = math.isqrt(tokens)
+        layout = SeqLayout(grid=grid, slots=0).cuda()
+        block = make_block(kind, width, heads, d_state).cuda().to(torch.bfloat16).eval()
+        x = torch.randn(batch, tokens, width, device="cuda", dtype=torch.bfloat16)
+        with torch.no_grad():
+            for _ in range(3):
+                block(x, layout)
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(10):
+                block(x, layout)
+            cpu_ms = (time.perf_counter() - start) * 100  # per forward, before waiting for the GPU
+            torch.cuda.synchronize()
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for _ in range(5):
+                    block(x, layout)
+                torch.cuda.synchronize()
+        print(f"== {kind}, {tokens} tokens x {batch}: CPU {cpu_ms:.3f} ms per forward to launch; CUDA kernels x5:")
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=60))
 
 
 def copy_bandwidth() -> float:
@@ -182,6 +209,7 @@ def main() -> None:
     parser.add_argument("--out", default="assets/results")
     parser.add_argument("--replot", default="", help="only redraw the plots from this bench.json")
     parser.add_argument("--scan-only", action="store_true", help="only the fused scan at 16,384 tokens (for ncu)")
+    parser.add_argument("--profile", action="store_true", help="only the kernel breakdown of a few layers")
     args = parser.parse_args()
     if args.replot:
         replot(Path(args.replot))
@@ -189,6 +217,9 @@ def main() -> None:
     size = SIZES[args.size]
     if args.scan_only:
         print(scan_alone(size.width, size.heads, size.d_state, 16384, args.repeats))
+        return
+    if args.profile:
+        profile_layers(size.width, size.heads, size.d_state)
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ log="$OUT/check.log"
   echo "== parity tests (compiled) =="
   timeout 200 python3 -m pytest -q -s -m gpu tests/test_fused_scan.py tests/test_models_gpu.py 2>&1 | tail -40
   echo "== bench.layers =="
-  timeout 170 python3 -m bench.layers --size xl --out "$OUT"
+  timeout 160 python3 -m bench.layers --size xl --out "$OUT"
   echo "== Nsight Compute: the fused scan's kernels at 16,384 tokens, batch 1, xl (pipe and memory use) =="
   if command -v ncu >/dev/null; then
     timeout 50 ncu --kernel-name regex:"_fwd_|_carry" --launch-skip 4 --launch-count 3 \
@@ -28,8 +28,10 @@ log="$OUT/check.log"
   else
     echo "ncu not found"
   fi
+  echo "== where a layer's time goes (torch.profiler) =="
+  timeout 40 python3 -m bench.layers --profile 2>&1 | grep -v "^STAGE:" | tail -80
   echo "== bench.speed_vs_resolution =="
-  timeout 110 python3 -m bench.speed_vs_resolution --size xl --sides 1024,2048,4096 --repeats 3 \
+  timeout 100 python3 -m bench.speed_vs_resolution --size xl --sides 1024,2048,4096 --repeats 3 \
     --out "$OUT/speed.json" --bench-json "$OUT/bench.json"
 } > "$log" 2>&1
 tail -60 "$log"
