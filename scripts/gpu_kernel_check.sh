@@ -17,7 +17,7 @@ log="$OUT/check.log"
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
   python3 -c "import mamba_ssm; print('mamba-ssm', mamba_ssm.__version__)" 2>/dev/null || echo "mamba-ssm: not importable"
   echo "== parity tests (compiled) =="
-  timeout 200 python3 -m pytest -q -s -m gpu tests/test_fused_scan.py tests/test_models_gpu.py 2>&1 | tail -40
+  timeout 180 python3 -m pytest -q -s -m gpu tests/test_fused_scan.py tests/test_models_gpu.py 2>&1 | tail -40
   echo "== bench.layers =="
   timeout 160 python3 -m bench.layers --size xl --out "$OUT"
   echo "== Nsight Compute: the fused scan's kernels at 16,384 tokens, batch 1, xl (pipe and memory use) =="
