@@ -66,15 +66,16 @@ def _tile_rows(c, L, rev, CHUNK: tl.constexpr):
 
 
 @triton.jit
-def _input(x_ptr, w_ptr, cb_ptr, bi, d, t, e, ch, L, rev, emask,
+def _input(x_ptr, w_ptr, cb_ptr, bi, dd, t, e, ch, L, rev, emask,
            sx_b, sx_t, sx_d, sx_e, K: tl.constexpr, PAD: tl.constexpr):
+    xb = x_ptr + (bi * sx_b + dd * sx_d)  # a 64-bit scalar base keeps the per-element offsets 32-bit
     """Pre-activation of the depthwise conv at scan positions t, fp32; tap k reads scan position t + k - PAD."""
     pre = tl.load(cb_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :]
     for k in tl.static_range(K):
         tk = t + (k - PAD)
         ok = (tk >= 0) & (tk < L)
         mk = _memory_index(tk, L, rev)
-        xv = tl.load(x_ptr + bi * sx_b + mk[:, None] * sx_t + d * sx_d + e[None, :] * sx_e,
+        xv = tl.load(xb + mk[:, None] * sx_t + e[None, :] * sx_e,
                      mask=ok[:, None] & emask[None, :], other=0.0).to(tl.float32)
         wk = tl.load(w_ptr + ch * K + k, mask=emask, other=0.0).to(tl.float32)
         pre += wk[None, :] * xv
@@ -82,20 +83,20 @@ def _input(x_ptr, w_ptr, cb_ptr, bi, d, t, e, ch, L, rev, emask,
 
 
 @triton.jit
-def _delta(dt_ptr, bias_ptr, bi, d, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e):
+def _delta(dt_ptr, bias_ptr, bi, dd, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e):
     """(raw + bias, softplus(raw + bias)) at scan positions t; delta is 0 outside [0, L)."""
     ok = ((t >= 0) & (t < L))[:, None] & emask[None, :]
     m = _memory_index(t, L, rev)
-    raw = tl.load(dt_ptr + bi * sd_b + m[:, None] * sd_t + d * sd_d + e[None, :] * sd_e, mask=ok, other=0.0)
+    raw = tl.load(dt_ptr + (bi * sd_b + dd * sd_d) + m[:, None] * sd_t + e[None, :] * sd_e, mask=ok, other=0.0)
     raw = raw.to(tl.float32) + tl.load(bias_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :]
     delta = tl.where(raw > 20.0, raw, tl.log(1.0 + tl.exp(tl.minimum(raw, 20.0))))
     return raw, tl.where(ok, delta, 0.0)
 
 
 @triton.jit
-def _state_vec(bc_ptr, bi, d, n, m, inside, s_b, s_t, s_d, s_n):
+def _state_vec(bc_ptr, bi, dd, n, m, inside, s_b, s_t, s_d, s_n):
     """B or C of state n at memory indices m, fp32, 0 where not inside the sequence."""
-    return tl.load(bc_ptr + bi * s_b + m * s_t + d * s_d + n * s_n, mask=inside, other=0.0).to(tl.float32)
+    return tl.load(bc_ptr + (bi * s_b + dd * s_d + n * s_n) + m * s_t, mask=inside, other=0.0).to(tl.float32)
 
 
 @_jit
@@ -109,13 +110,14 @@ def _fwd_chunk_summary(
     """Per chunk: the sum of delta and, per state, the state the chunk leaves behind from a zero start."""
     c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     d, eb = de // NEB, de % NEB
+    dd = d.to(tl.int64)  # scales the direction strides, which reach 2^31 too
     rev = (d % 2) * REV_ODD
     t, m, inside = _tile_rows(c, L, rev, CHUNK)
     e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
     ch = d * E + e
-    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, t, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
-    _, delta = _delta(dt_ptr, bias_ptr, bi, d, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, dd, t, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    _, delta = _delta(dt_ptr, bias_ptr, bi, dd, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
     du = delta * pre * tl.sigmoid(pre)
     total = tl.sum(delta, axis=0)
     after = total[None, :] - tl.cumsum(delta, axis=0)  # delta summed over the chunk's later positions
@@ -123,7 +125,7 @@ def _fwd_chunk_summary(
     tl.store(dsum_ptr + row * E + e, total, mask=emask)
     for n in range(N):
         a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0) * LOG2E
-        b_n = _state_vec(B_ptr, bi, d, n, m, inside, sB_b, sB_t, sB_d, sB_n)
+        b_n = _state_vec(B_ptr, bi, dd, n, m, inside, sB_b, sB_t, sB_d, sB_n)
         s = tl.sum(tl.exp2(after * a_n[None, :]) * du * b_n[:, None], axis=0)
         tl.store(S_ptr + (row * N + n) * E + e, s, mask=emask)
 
@@ -169,6 +171,7 @@ def _fwd_output(
     """
     c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     d, eb = de // NEB, de % NEB
+    dd = d.to(tl.int64)  # scales the direction strides, which reach 2^31 too
     ndir = tl.num_programs(1) // NEB
     rev = (d % 2) * REV_ODD
     t, m, inside = _tile_rows(c, L, rev, CHUNK)
@@ -176,23 +179,23 @@ def _fwd_output(
     emask = e < E
     tile = inside[:, None] & emask[None, :]
     ch = d * E + e
-    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, t, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, dd, t, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
     u = pre * tl.sigmoid(pre)
-    _, delta = _delta(dt_ptr, bias_ptr, bi, d, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
+    _, delta = _delta(dt_ptr, bias_ptr, bi, dd, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
     du = delta * u
     row = (bi * ndir + d) * NCHUNK + c
     y = tl.load(D_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :] * u
     for n in range(N):
         a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0) * LOG2E
-        b_n = _state_vec(B_ptr, bi, d, n, m, inside, sB_b, sB_t, sB_d, sB_n)
+        b_n = _state_vec(B_ptr, bi, dd, n, m, inside, sB_b, sB_t, sB_d, sB_n)
         h_in = tl.load(H_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
         h = _scan(tl.exp2(delta * a_n[None, :]), du * b_n[:, None], h_in, False)
-        y += h * _state_vec(C_ptr, bi, d, n, m, inside, sC_b, sC_t, sC_d, sC_n)[:, None]
-    out = y_ptr + bi * sy_b + m[:, None] * sy_t + e[None, :] * sy_e
-    tl.store(out + d * sy_d, y.to(y_ptr.dtype.element_ty), mask=tile)
+        y += h * _state_vec(C_ptr, bi, dd, n, m, inside, sC_b, sC_t, sC_d, sC_n)[:, None]
+    out = y_ptr + bi * sy_b + (m[:, None] * sy_t + e[None, :] * sy_e)
+    tl.store(out + dd * sy_d, y.to(y_ptr.dtype.element_ty), mask=tile)
     if GATE:
         if d == 0:
-            z = tl.load(z_ptr + bi * sz_b + m[:, None] * sz_t + e[None, :] * sz_e, mask=tile, other=0.0)
+            z = tl.load(z_ptr + bi * sz_b + (m[:, None] * sz_t + e[None, :] * sz_e), mask=tile, other=0.0)
             z = z.to(tl.float32)
             tl.store(out + ndir * sy_d, (z * tl.sigmoid(z)).to(y_ptr.dtype.element_ty), mask=tile)
 
@@ -208,20 +211,21 @@ def _bwd_chunk_summary(
     delta_{t+1} over the chunk, and g at the chunk's first row from a zero carry."""
     c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     d, eb = de // NEB, de % NEB
+    dd = d.to(tl.int64)  # scales the direction strides, which reach 2^31 too
     rev = (d % 2) * REV_ODD
     t, m, inside = _tile_rows(c, L, rev, CHUNK)
     e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
     ch = d * E + e
-    _, nxt = _delta(dt_ptr, bias_ptr, bi, d, t + 1, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
-    dy = tl.load(g_ptr + bi * sg_b + m[:, None] * sg_t + d * sg_d + e[None, :] * sg_e,
+    _, nxt = _delta(dt_ptr, bias_ptr, bi, dd, t + 1, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
+    dy = tl.load(g_ptr + (bi * sg_b + dd * sg_d) + m[:, None] * sg_t + e[None, :] * sg_e,
                  mask=inside[:, None] & emask[None, :], other=0.0).to(tl.float32)
     before = tl.cumsum(nxt, axis=0) - nxt  # delta_{s+1..t}, s the chunk's first position
     row = (bi * (tl.num_programs(1) // NEB) + d) * NCHUNK + c
     tl.store(dsum_ptr + row * E + e, tl.sum(nxt, axis=0), mask=emask)
     for n in range(N):
         a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0) * LOG2E
-        c_n = _state_vec(C_ptr, bi, d, n, m, inside, sC_b, sC_t, sC_d, sC_n)
+        c_n = _state_vec(C_ptr, bi, dd, n, m, inside, sC_b, sC_t, sC_d, sC_n)
         s = tl.sum(tl.exp2(before * a_n[None, :]) * dy * c_n[:, None], axis=0)
         tl.store(S_ptr + (row * N + n) * E + e, s, mask=emask)
 
@@ -243,6 +247,7 @@ def _bwd_main(
     """
     c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     d, eb = de // NEB, de % NEB
+    dd = d.to(tl.int64)  # scales the direction strides, which reach 2^31 too
     ndir = tl.num_programs(1) // NEB
     rev = (d % 2) * REV_ODD
     t, m, inside = _tile_rows(c, L, rev, CHUNK)
@@ -250,11 +255,11 @@ def _bwd_main(
     emask = e < E
     ch = d * E + e
     tile = inside[:, None] & emask[None, :]
-    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, t, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, dd, t, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
     u = pre * tl.sigmoid(pre)
-    _, delta = _delta(dt_ptr, bias_ptr, bi, d, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
-    _, nxt = _delta(dt_ptr, bias_ptr, bi, d, t + 1, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
-    dy = tl.load(g_ptr + bi * sg_b + m[:, None] * sg_t + d * sg_d + e[None, :] * sg_e,
+    _, delta = _delta(dt_ptr, bias_ptr, bi, dd, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
+    _, nxt = _delta(dt_ptr, bias_ptr, bi, dd, t + 1, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
+    dy = tl.load(g_ptr + (bi * sg_b + dd * sg_d) + m[:, None] * sg_t + e[None, :] * sg_e,
                  mask=tile, other=0.0).to(tl.float32)
     du_total = tl.load(D_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :] * dy
     ddelta = tl.zeros([CHUNK, BLOCK_E], dtype=tl.float32)
@@ -262,8 +267,8 @@ def _bwd_main(
     du = delta * u
     for n in range(N):
         a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0)
-        b_n = _state_vec(B_ptr, bi, d, n, m, inside, sB_b, sB_t, sB_d, sB_n)
-        c_n = _state_vec(C_ptr, bi, d, n, m, inside, sC_b, sC_t, sC_d, sC_n)
+        b_n = _state_vec(B_ptr, bi, dd, n, m, inside, sB_b, sB_t, sB_d, sB_n)
+        c_n = _state_vec(C_ptr, bi, dd, n, m, inside, sC_b, sC_t, sC_d, sC_n)
         h_in = tl.load(H_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
         g_in = tl.load(G_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
         a = tl.exp2(delta * (a_n * LOG2E)[None, :])
@@ -279,21 +284,21 @@ def _bwd_main(
         tl.atomic_add(dA_ptr + ch * N + n, tl.sum(gh * delta, axis=0), mask=emask)
     tl.atomic_add(dD_ptr + ch, tl.sum(dy * u, axis=0), mask=emask)
     # the conv pre-activation and raw delta are recomputed rather than kept live through the state loop
-    raw, _ = _delta(dt_ptr, bias_ptr, bi, d, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
-    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, t, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    raw, _ = _delta(dt_ptr, bias_ptr, bi, dd, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, dd, t, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
     sp = tl.sigmoid(pre)
     ddraw = tl.where(tile, ddelta * tl.sigmoid(raw), 0.0)
-    tl.store(ddt_ptr + bi * sd_b + m[:, None] * sd_t + d * sd_d + e[None, :] * sd_e,
+    tl.store(ddt_ptr + (bi * sd_b + dd * sd_d) + m[:, None] * sd_t + e[None, :] * sd_e,
              ddraw.to(ddt_ptr.dtype.element_ty), mask=tile)
     tl.atomic_add(dbias_ptr + ch, tl.sum(ddraw, axis=0), mask=emask)
     dpre = tl.where(tile, du_total * sp * (1.0 + pre * (1.0 - sp)), 0.0)
-    tl.store(dpre_ptr + bi * sp_b + m[:, None] * sp_t + d * sp_d + e[None, :] * sp_e, dpre, mask=tile)
-    _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, t, e, ch, L, rev, emask,
+    tl.store(dpre_ptr + (bi * sp_b + dd * sp_d) + m[:, None] * sp_t + e[None, :] * sp_e, dpre, mask=tile)
+    _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, dd, t, e, ch, L, rev, emask,
                       sx_b, sx_t, sx_d, sx_e, K, PAD)
 
 
 @triton.jit
-def _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, t, e, ch, L, rev, emask,
+def _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, dd, t, e, ch, L, rev, emask,
                       sx_b, sx_t, sx_d, sx_e, K: tl.constexpr, PAD: tl.constexpr):
     """Accumulate the conv weight and bias gradients of one tile from d(pre-activation), atomically."""
     tl.atomic_add(dcb_ptr + ch, tl.sum(dpre, axis=0), mask=emask)
@@ -301,7 +306,7 @@ def _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, t, e, ch, L, rev, ema
         tk = t + (k - PAD)
         ok = (tk >= 0) & (tk < L)
         mk = _memory_index(tk, L, rev)
-        xv = tl.load(x_ptr + bi * sx_b + mk[:, None] * sx_t + d * sx_d + e[None, :] * sx_e,
+        xv = tl.load(x_ptr + (bi * sx_b + dd * sx_d) + mk[:, None] * sx_t + e[None, :] * sx_e,
                      mask=ok[:, None] & emask[None, :], other=0.0).to(tl.float32)
         tl.atomic_add(dw_ptr + ch * K + k, tl.sum(dpre * xv, axis=0), mask=emask)
 
@@ -317,23 +322,24 @@ def _conv_silu(
     and the conv weight and bias gradients."""
     c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     d, eb = de // NEB, de % NEB
+    dd = d.to(tl.int64)  # scales the direction strides, which reach 2^31 too
     rev = (d % 2) * REV_ODD
     t, m, inside = _tile_rows(c, L, rev, CHUNK)
     e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
     ch = d * E + e
     tile = inside[:, None] & emask[None, :]
-    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, t, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, dd, t, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
     sp = tl.sigmoid(pre)
-    uptrs = bi * su_b + m[:, None] * su_t + d * su_d + e[None, :] * su_e
+    ubase, urows = bi * su_b + dd * su_d, m[:, None] * su_t + e[None, :] * su_e
     if BACKWARD:
-        du = tl.load(du_ptr + uptrs, mask=tile, other=0.0).to(tl.float32)
+        du = tl.load(du_ptr + ubase + urows, mask=tile, other=0.0).to(tl.float32)
         dpre = tl.where(tile, du * sp * (1.0 + pre * (1.0 - sp)), 0.0)
-        tl.store(dpre_ptr + bi * sp_b + m[:, None] * sp_t + d * sp_d + e[None, :] * sp_e, dpre, mask=tile)
-        _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, t, e, ch, L, rev, emask,
+        tl.store(dpre_ptr + (bi * sp_b + dd * sp_d) + m[:, None] * sp_t + e[None, :] * sp_e, dpre, mask=tile)
+        _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, dd, t, e, ch, L, rev, emask,
                           sx_b, sx_t, sx_d, sx_e, K, PAD)
     else:
-        tl.store(u_ptr + uptrs, (pre * sp).to(u_ptr.dtype.element_ty), mask=tile)
+        tl.store(u_ptr + ubase + urows, (pre * sp).to(u_ptr.dtype.element_ty), mask=tile)
 
 
 @_jit
