@@ -17,6 +17,7 @@ import math
 import shlex
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,6 +79,32 @@ def time_layer(kind: str, width: int, heads: int, d_state: int, tokens: int, bat
         torch.cuda.empty_cache()
 
 
+def profile_layers(width: int, heads: int, d_state: int) -> None:
+    """Where a layer's time goes: torch.profiler's CUDA kernel table, and CPU time per forward (launch cost)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for kind, tokens, batch in (("bimamba_v2", 1024, 8), ("bimamba_v2", 16384, 1), ("attn", 1024, 8)):
+        grid = math.isqrt(tokens)
+        layout = SeqLayout(grid=grid, slots=0).cuda()
+        block = make_block(kind, width, heads, d_state).cuda().to(torch.bfloat16).eval()
+        x = torch.randn(batch, tokens, width, device="cuda", dtype=torch.bfloat16)
+        with torch.no_grad():
+            for _ in range(3):
+                block(x, layout)
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(10):
+                block(x, layout)
+            cpu_ms = (time.perf_counter() - start) * 100  # per forward, before waiting for the GPU
+            torch.cuda.synchronize()
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for _ in range(5):
+                    block(x, layout)
+                torch.cuda.synchronize()
+        print(f"== {kind}, {tokens} tokens x {batch}: CPU {cpu_ms:.3f} ms per forward to launch; CUDA kernels x5:")
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=60))
+
+
 def copy_bandwidth() -> float:
     """Measured device-to-device copy bandwidth in GB/s (bytes read plus bytes written)."""
     src = torch.empty(2**28, device="cuda", dtype=torch.float32)  # 1 GiB
@@ -93,7 +120,7 @@ def scan_alone(width: int, heads: int, d_state: int, tokens: int, repeats: int) 
     bf = dict(device="cuda", dtype=torch.bfloat16)
     x, gate = torch.randn(1, tokens, E, **bf), torch.randn(1, tokens, E, **bf)
     delta = torch.randn(1, tokens, n, E, **bf) * 0.5 - 4.0
-    B, C = torch.randn(1, tokens, n, N, **bf), torch.randn(1, tokens, n, N, **bf)
+    B, C = (torch.randn(1, n, N, tokens, device="cuda").permute(0, 3, 1, 2) for _ in range(2))  # as mixers give them
     params = dict(conv_w=torch.randn(n * E, 3, device="cuda") * 0.3, conv_b=torch.zeros(n * E, device="cuda"),
                   A=-torch.arange(1, N + 1, device="cuda").float().repeat(n * E, 1), D=torch.ones(n * E, device="cuda"),
                   dt_bias=torch.zeros(n * E, device="cuda"))
@@ -119,7 +146,7 @@ def scan_alone(width: int, heads: int, d_state: int, tokens: int, repeats: int) 
 def sweep_scan_configs(width: int, heads: int, d_state: int, tokens: int, repeats: int) -> list[dict]:
     """The fused scan alone under a few tile configurations; leaves the fastest in triton_scan.CONFIG."""
     results = []
-    for chunk, block_e, warps in [(32, 32, 1), (32, 64, 2), (16, 32, 1), (64, 32, 1)]:
+    for chunk, block_e, warps in [(32, 32, 1), (32, 64, 2), (16, 32, 1)]:
         triton_scan.CONFIG = ScanConfig(chunk, block_e, warps)
         try:
             r = scan_alone(width, heads, d_state, tokens, repeats)
@@ -182,6 +209,7 @@ def main() -> None:
     parser.add_argument("--out", default="assets/results")
     parser.add_argument("--replot", default="", help="only redraw the plots from this bench.json")
     parser.add_argument("--scan-only", action="store_true", help="only the fused scan at 16,384 tokens (for ncu)")
+    parser.add_argument("--profile", action="store_true", help="only the kernel breakdown of a few layers")
     args = parser.parse_args()
     if args.replot:
         replot(Path(args.replot))
@@ -189,6 +217,9 @@ def main() -> None:
     size = SIZES[args.size]
     if args.scan_only:
         print(scan_alone(size.width, size.heads, size.d_state, 16384, args.repeats))
+        return
+    if args.profile:
+        profile_layers(size.width, size.heads, size.d_state)
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -219,7 +250,7 @@ def main() -> None:
                     label = kind if backend is None else f"{kind} [{backend}]"
                     rows.append({"kind": kind, "scan": backend, "label": label, "tokens": tokens, "batch": batch, **r})
                     print(f"{tokens:6d} x{batch}  {label:28s} {r['ms']} ms  {r['peak_mb']} MB", flush=True)
-        write_results(out / "bench.json", header, rows, bw)  # after every length, in case a time limit cuts the run
+            write_results(out / "bench.json", header, rows, bw)  # as it goes, in case a time limit cuts the run
     for batch in map(int, args.batches.split(",")):
         plot(rows, out, batch)
 

@@ -17,19 +17,21 @@ log="$OUT/check.log"
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
   python3 -c "import mamba_ssm; print('mamba-ssm', mamba_ssm.__version__)" 2>/dev/null || echo "mamba-ssm: not importable"
   echo "== parity tests (compiled) =="
-  timeout 110 python3 -m pytest -q -s -m gpu tests/test_fused_scan.py tests/test_models_gpu.py 2>&1 | tail -40
+  timeout 180 python3 -m pytest -q -s -m gpu tests/test_fused_scan.py tests/test_models_gpu.py 2>&1 | tail -40
   echo "== bench.layers =="
-  timeout 190 python3 -m bench.layers --size xl --out "$OUT"
+  timeout 160 python3 -m bench.layers --size xl --out "$OUT"
   echo "== Nsight Compute: the fused scan's kernels at 16,384 tokens, batch 1, xl (pipe and memory use) =="
   if command -v ncu >/dev/null; then
-    timeout 60 ncu --kernel-name regex:"_fwd_|_carry" --launch-skip 4 --launch-count 3 \
+    timeout 50 ncu --kernel-name regex:"_fwd_|_carry" --launch-skip 4 --launch-count 3 \
       --section SpeedOfLight --section ComputeWorkloadAnalysis --section Occupancy \
       python3 -m bench.layers --scan-only --repeats 2 2>&1 | grep -v "^==PROF==" | tail -120
   else
     echo "ncu not found"
   fi
+  echo "== where a layer's time goes (torch.profiler) =="
+  timeout 40 python3 -m bench.layers --profile 2>&1 | grep -v "^STAGE:" | tail -80
   echo "== bench.speed_vs_resolution =="
-  timeout 140 python3 -m bench.speed_vs_resolution --size xl --sides 1024,2048,4096 --repeats 3 \
+  timeout 100 python3 -m bench.speed_vs_resolution --size xl --sides 1024,2048,4096 --repeats 3 \
     --out "$OUT/speed.json" --bench-json "$OUT/bench.json"
 } > "$log" 2>&1
 tail -60 "$log"

@@ -86,7 +86,8 @@ class MultiScan(nn.Module):
         u = conv_silu(x, weight, self.conv.bias, n, causal=self.causal, reverse_odd=reverse_odd)  # (n, b, L, E)
         # projections transposed, (n, channels, b*L): B and C come out time-contiguous, as the kernel reads them
         proj = torch.bmm(self.x_proj.to(u.dtype).transpose(1, 2), u.view(n, b * length, e).transpose(1, 2))
-        dt, B, C = proj.split([self.dt_rank, self.d_state, self.d_state], dim=1)
+        dt = proj[:, : self.dt_rank]
+        B, C = proj[:, self.dt_rank :].float().split(self.d_state, dim=1)  # fp32: the kernel reads each 16x
         delta = torch.bmm(dt.transpose(1, 2), self.dt_proj.to(dt.dtype))  # (n, b*L, E)
 
         def per_branch(t: torch.Tensor, channels_last: bool) -> torch.Tensor:  # -> (b, L, n, c) view

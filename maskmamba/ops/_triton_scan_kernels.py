@@ -2,14 +2,15 @@
 
 Imported only when a fused scan runs, so that `TRITON_INTERPRET=1` set by a test takes effect.
 
-Every scan kernel works on one tile of CHUNK consecutive memory positions x BLOCK_E channels of one direction
-and loops over the N states. A reversed direction (odd d with REV_ODD) walks the same memory tile the other way:
-its recurrence runs from the tile's last row to its first (see `_scan`), its conv
-taps are mirrored, and its chunks chain from right to left, so nothing is ever flipped in memory.
+Every scan kernel works on one tile of CHUNK consecutive positions *in its direction's scan order* x BLOCK_E
+channels of one direction, and loops over the N states. Scan position t of a reversed direction (odd d with
+REV_ODD) lives at memory index L-1-t (`_memory_index`): every load and store goes through that map, so nothing is
+ever flipped in memory and every recurrence inside a tile runs from its first row (the adjoint one from its last).
 
 The row strides (`*_t`) are not specialised: with channels contiguous but rows of unknown alignment, Triton
 (3.6 and 3.9 alike) lays tiles out one channel per lane, unvectorised, keeping each lane's CHUNK positions in its
-own registers, so the scans along the chunk run inside each thread instead of across lanes and warps.
+own registers, so the scans along the chunk run inside each thread instead of across lanes and warps. The batch
+index is widened to 64 bits before it scales a stride: batch offsets pass 2^31 elements at 65,536 tokens.
 """
 from __future__ import annotations
 
@@ -33,33 +34,48 @@ def _combine(a1, x1, a2, x2):
 
 
 @triton.jit
-def _scan(a, x, h0, backwards):
+def _scan(a, x, h0, BACKWARDS: tl.constexpr):
     """h_t = a_t h_{t-1} + x_t along axis 0 from h_{-1} = h0 (a row vector), starting at the first row or, if
-    backwards, at the last.
+    BACKWARDS, at the last.
 
-    Backwards flips, scans and flips back: with the axis inside each thread the flips are free, whereas
-    `reverse=True` reverses through lane shuffles. The carry enters at the scan's first row, a row known at
+    BACKWARDS flips, scans and flips back: with the axis inside each thread the flips are register renaming,
+    whereas `reverse=True` reverses through lane shuffles. The carry enters at the scan's first row, known at
     compile time, so only that row pays for it.
     """
     first = (tl.arange(0, a.shape[0]) == 0)[:, None]
-    if backwards:
+    if BACKWARDS:
         a, x = tl.flip(a, 0), tl.flip(x, 0)
     x += tl.where(first, a * h0[None, :], 0.0)
     _, h = tl.associative_scan((a, x), 0, _combine)
-    if backwards:
+    if BACKWARDS:
         h = tl.flip(h, 0)
     return h
 
 
 @triton.jit
-def _input(x_ptr, w_ptr, cb_ptr, bi, d, m, e, ch, L, sgn, emask,
+def _memory_index(t, L, rev):
+    """Memory index of scan position t: t, or L-1-t in a reversed direction."""
+    return t + rev * (L - 1 - 2 * t)
+
+
+@triton.jit
+def _tile_rows(c, L, rev, CHUNK: tl.constexpr):
+    """Scan positions t of chunk c, their memory indices, and which are inside the sequence."""
+    t = c * CHUNK + tl.arange(0, CHUNK)
+    return t, _memory_index(t, L, rev), t < L
+
+
+@triton.jit
+def _input(x_ptr, w_ptr, cb_ptr, bi, dd, t, e, ch, L, rev, emask,
            sx_b, sx_t, sx_d, sx_e, K: tl.constexpr, PAD: tl.constexpr):
-    """Pre-activation of the depthwise conv at memory positions m, fp32; tap k reads m + sgn (k - PAD)."""
+    xb = x_ptr + (bi * sx_b + dd * sx_d)  # a 64-bit scalar base keeps the per-element offsets 32-bit
+    """Pre-activation of the depthwise conv at scan positions t, fp32; tap k reads scan position t + k - PAD."""
     pre = tl.load(cb_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :]
     for k in tl.static_range(K):
-        mk = m + sgn * (k - PAD)
-        ok = (mk >= 0) & (mk < L)
-        xv = tl.load(x_ptr + bi * sx_b + mk[:, None] * sx_t + d * sx_d + e[None, :] * sx_e,
+        tk = t + (k - PAD)
+        ok = (tk >= 0) & (tk < L)
+        mk = _memory_index(tk, L, rev)
+        xv = tl.load(xb + mk[:, None] * sx_t + e[None, :] * sx_e,
                      mask=ok[:, None] & emask[None, :], other=0.0).to(tl.float32)
         wk = tl.load(w_ptr + ch * K + k, mask=emask, other=0.0).to(tl.float32)
         pre += wk[None, :] * xv
@@ -67,19 +83,20 @@ def _input(x_ptr, w_ptr, cb_ptr, bi, d, m, e, ch, L, sgn, emask,
 
 
 @triton.jit
-def _delta(dt_ptr, bias_ptr, bi, d, m, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e):
-    """(raw + bias, softplus(raw + bias)) at memory positions m; delta is 0 outside [0, L)."""
-    ok = ((m >= 0) & (m < L))[:, None] & emask[None, :]
-    raw = tl.load(dt_ptr + bi * sd_b + m[:, None] * sd_t + d * sd_d + e[None, :] * sd_e, mask=ok, other=0.0)
+def _delta(dt_ptr, bias_ptr, bi, dd, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e):
+    """(raw + bias, softplus(raw + bias)) at scan positions t; delta is 0 outside [0, L)."""
+    ok = ((t >= 0) & (t < L))[:, None] & emask[None, :]
+    m = _memory_index(t, L, rev)
+    raw = tl.load(dt_ptr + (bi * sd_b + dd * sd_d) + m[:, None] * sd_t + e[None, :] * sd_e, mask=ok, other=0.0)
     raw = raw.to(tl.float32) + tl.load(bias_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :]
     delta = tl.where(raw > 20.0, raw, tl.log(1.0 + tl.exp(tl.minimum(raw, 20.0))))
     return raw, tl.where(ok, delta, 0.0)
 
 
 @triton.jit
-def _state_vec(bc_ptr, bi, d, n, m, L, s_b, s_t, s_d, s_n):
-    """B or C of state n at memory positions m, fp32, 0 outside [0, L)."""
-    return tl.load(bc_ptr + bi * s_b + m * s_t + d * s_d + n * s_n, mask=m < L, other=0.0).to(tl.float32)
+def _state_vec(bc_ptr, bi, dd, n, m, inside, s_b, s_t, s_d, s_n):
+    """B or C of state n at memory indices m, fp32, 0 where not inside the sequence."""
+    return tl.load(bc_ptr + (bi * s_b + dd * s_d + n * s_n) + m * s_t, mask=inside, other=0.0).to(tl.float32)
 
 
 @_jit
@@ -91,55 +108,51 @@ def _fwd_chunk_summary(
     CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
 ):
     """Per chunk: the sum of delta and, per state, the state the chunk leaves behind from a zero start."""
-    c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     d, eb = de // NEB, de % NEB
+    dd = d.to(tl.int64)  # scales the direction strides, which reach 2^31 too
     rev = (d % 2) * REV_ODD
-    m = c * CHUNK + tl.arange(0, CHUNK)
+    t, m, inside = _tile_rows(c, L, rev, CHUNK)
     e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
     ch = d * E + e
-    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, m, e, ch, L, 1 - 2 * rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
-    _, delta = _delta(dt_ptr, bias_ptr, bi, d, m, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, dd, t, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    _, delta = _delta(dt_ptr, bias_ptr, bi, dd, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
     du = delta * pre * tl.sigmoid(pre)
     total = tl.sum(delta, axis=0)
-    cum = tl.cumsum(delta, axis=0)
-    # the delta summed over the positions the scan visits after this one, inside the chunk
-    after = tl.where(rev == 1, cum - delta, total[None, :] - cum)
+    after = total[None, :] - tl.cumsum(delta, axis=0)  # delta summed over the chunk's later positions
     row = (bi * (tl.num_programs(1) // NEB) + d) * NCHUNK + c  # (b, direction, chunk)
     tl.store(dsum_ptr + row * E + e, total, mask=emask)
     for n in range(N):
         a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0) * LOG2E
-        b_n = _state_vec(B_ptr, bi, d, n, m, L, sB_b, sB_t, sB_d, sB_n)
+        b_n = _state_vec(B_ptr, bi, dd, n, m, inside, sB_b, sB_t, sB_d, sB_n)
         s = tl.sum(tl.exp2(after * a_n[None, :]) * du * b_n[:, None], axis=0)
         tl.store(S_ptr + (row * N + n) * E + e, s, mask=emask)
 
 
 @triton.jit
-def _carry(dsum_ptr, S_ptr, A_ptr, E, NCHUNK, N: tl.constexpr, REV_ODD: tl.constexpr, ADJOINT: tl.constexpr,
+def _carry(dsum_ptr, S_ptr, A_ptr, E, NCHUNK, N: tl.constexpr, ADJOINT: tl.constexpr,
            NC: tl.constexpr, LANES: tl.constexpr):
-    """Chain the chunk summaries in place: S[c] <- the state entering chunk c in its direction's order.
+    """Chain the chunk summaries in place: S[c] <- the state entering chunk c.
 
-    h_in[c] = exp(A dsum[p]) h_in[p] + S[p], p the chunk before c in the chain (c-1 left to right, or c+1
-    right to left: reversed directions, and the adjoint pass of forward ones), as one scan over the chunk axis
-    (NC >= NCHUNK rows) per lane j of the (state, channel) pairs of one direction: n = j // E, e = j % E.
+    h_in[c] = exp(A dsum[p]) h_in[p] + S[p], p = c-1 (or c+1 for the ADJOINT, which runs against the scan
+    order), as one scan over the chunk axis (NC >= NCHUNK rows) per lane j of the (state, channel) pairs of one
+    direction: n = j // E, e = j % E.
     """
-    jb, d, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    leftward = ((d % 2) * REV_ODD + ADJOINT) % 2
+    jb, d, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     j = jb * LANES + tl.arange(0, LANES)
     jmask = j < N * E
     ch = d * E + j % E
     A = tl.load(A_ptr + ch * N + j // E, mask=jmask, other=0.0)
     c = tl.arange(0, NC)
-    p = c - 1 + 2 * leftward
+    p = c - 1 + 2 * ADJOINT
     ok = ((p >= 0) & (p < NCHUNK))[:, None] & jmask[None, :]
     base = (bi * tl.num_programs(1) + d) * NCHUNK
     ds = tl.load(dsum_ptr + (base + p)[:, None] * E + (j % E)[None, :], mask=ok, other=0.0)
     s = tl.load(S_ptr + (base + p)[:, None] * (N * E) + j[None, :], mask=ok, other=0.0)
     a = tl.where(ok, tl.exp(A[None, :] * ds), 1.0)
-    if leftward == 1:  # the chunk axis spans lanes and warps here, so reverse=True is the cheap way round
-        _, h = tl.associative_scan((a, s), 0, _combine, reverse=True)
-    else:
-        _, h = tl.associative_scan((a, s), 0, _combine)
+    # the chunk axis spans lanes and warps here, so reverse=True (not a flip) is the cheap way round
+    _, h = tl.associative_scan((a, s), 0, _combine, reverse=ADJOINT == 1)
     tl.store(S_ptr + (base + c)[:, None] * (N * E) + j[None, :], h, mask=(c < NCHUNK)[:, None] & jmask[None, :])
 
 
@@ -156,35 +169,33 @@ def _fwd_output(
 
     With GATE, the programs of direction 0 also write silu(z) as output slot n (the last E columns).
     """
-    c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     d, eb = de // NEB, de % NEB
+    dd = d.to(tl.int64)  # scales the direction strides, which reach 2^31 too
     ndir = tl.num_programs(1) // NEB
     rev = (d % 2) * REV_ODD
-    lt = tl.arange(0, CHUNK)
-    m = c * CHUNK + lt
+    t, m, inside = _tile_rows(c, L, rev, CHUNK)
     e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
-    tile = (m < L)[:, None] & emask[None, :]
+    tile = inside[:, None] & emask[None, :]
     ch = d * E + e
-    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, m, e, ch, L, 1 - 2 * rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, dd, t, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
     u = pre * tl.sigmoid(pre)
-    _, delta = _delta(dt_ptr, bias_ptr, bi, d, m, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
+    _, delta = _delta(dt_ptr, bias_ptr, bi, dd, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
     du = delta * u
     row = (bi * ndir + d) * NCHUNK + c
     y = tl.load(D_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :] * u
     for n in range(N):
         a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0) * LOG2E
-        b_n = _state_vec(B_ptr, bi, d, n, m, L, sB_b, sB_t, sB_d, sB_n)
-        c_n = _state_vec(C_ptr, bi, d, n, m, L, sC_b, sC_t, sC_d, sC_n)
+        b_n = _state_vec(B_ptr, bi, dd, n, m, inside, sB_b, sB_t, sB_d, sB_n)
         h_in = tl.load(H_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
-        a = tl.exp2(delta * a_n[None, :])
-        h = _scan(a, du * b_n[:, None], h_in, rev == 1)
-        y += h * c_n[:, None]
-    out = y_ptr + bi * sy_b + m[:, None] * sy_t + e[None, :] * sy_e
-    tl.store(out + d * sy_d, y.to(y_ptr.dtype.element_ty), mask=tile)
+        h = _scan(tl.exp2(delta * a_n[None, :]), du * b_n[:, None], h_in, False)
+        y += h * _state_vec(C_ptr, bi, dd, n, m, inside, sC_b, sC_t, sC_d, sC_n)[:, None]
+    out = y_ptr + bi * sy_b + (m[:, None] * sy_t + e[None, :] * sy_e)
+    tl.store(out + dd * sy_d, y.to(y_ptr.dtype.element_ty), mask=tile)
     if GATE:
         if d == 0:
-            z = tl.load(z_ptr + bi * sz_b + m[:, None] * sz_t + e[None, :] * sz_e, mask=tile, other=0.0)
+            z = tl.load(z_ptr + bi * sz_b + (m[:, None] * sz_t + e[None, :] * sz_e), mask=tile, other=0.0)
             z = z.to(tl.float32)
             tl.store(out + ndir * sy_d, (z * tl.sigmoid(z)).to(y_ptr.dtype.element_ty), mask=tile)
 
@@ -196,29 +207,26 @@ def _bwd_chunk_summary(
     sd_b, sd_t, sd_d, sd_e, sC_b, sC_t, sC_d, sC_n, sg_b, sg_t, sg_d, sg_e,
     N: tl.constexpr, REV_ODD: tl.constexpr, CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
 ):
-    """Per chunk, for the adjoint g_t = C_t dy_t + exp(delta_{t'} A) g_{t'} (t' the position the forward scan
-    visits after t): the sum of delta_{t'} over the chunk, and g at the chunk's last row in adjoint order
-    (its first row in the forward scan's order) from a zero carry."""
-    c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    """Per chunk, for the adjoint g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} (t in scan order): the sum of
+    delta_{t+1} over the chunk, and g at the chunk's first row from a zero carry."""
+    c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     d, eb = de // NEB, de % NEB
+    dd = d.to(tl.int64)  # scales the direction strides, which reach 2^31 too
     rev = (d % 2) * REV_ODD
-    m = c * CHUNK + tl.arange(0, CHUNK)
+    t, m, inside = _tile_rows(c, L, rev, CHUNK)
     e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
     ch = d * E + e
-    _, nxt = _delta(dt_ptr, bias_ptr, bi, d, m + 1 - 2 * rev, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
-    dy = tl.load(g_ptr + bi * sg_b + m[:, None] * sg_t + d * sg_d + e[None, :] * sg_e,
-                 mask=(m < L)[:, None] & emask[None, :], other=0.0).to(tl.float32)
-    total = tl.sum(nxt, axis=0)
-    cum = tl.cumsum(nxt, axis=0)
-    # the delta_{t'} summed over the positions the adjoint visits after this one, inside the chunk
-    after = tl.where(rev == 1, total[None, :] - cum, cum - nxt)
+    _, nxt = _delta(dt_ptr, bias_ptr, bi, dd, t + 1, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
+    dy = tl.load(g_ptr + (bi * sg_b + dd * sg_d) + m[:, None] * sg_t + e[None, :] * sg_e,
+                 mask=inside[:, None] & emask[None, :], other=0.0).to(tl.float32)
+    before = tl.cumsum(nxt, axis=0) - nxt  # delta_{s+1..t}, s the chunk's first position
     row = (bi * (tl.num_programs(1) // NEB) + d) * NCHUNK + c
-    tl.store(dsum_ptr + row * E + e, total, mask=emask)
+    tl.store(dsum_ptr + row * E + e, tl.sum(nxt, axis=0), mask=emask)
     for n in range(N):
         a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0) * LOG2E
-        c_n = _state_vec(C_ptr, bi, d, n, m, L, sC_b, sC_t, sC_d, sC_n)
-        s = tl.sum(tl.exp2(after * a_n[None, :]) * dy * c_n[:, None], axis=0)
+        c_n = _state_vec(C_ptr, bi, dd, n, m, inside, sC_b, sC_t, sC_d, sC_n)
+        s = tl.sum(tl.exp2(before * a_n[None, :]) * dy * c_n[:, None], axis=0)
         tl.store(S_ptr + (row * N + n) * E + e, s, mask=emask)
 
 
@@ -232,28 +240,26 @@ def _bwd_main(
     N: tl.constexpr, K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr,
     CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
 ):
-    """Per chunk: recompute h (from the forward checkpoint H) and g (from the carried G), then every gradient.
+    """Per chunk: recompute h (from the chunk states H) and g (from the carried G), then every gradient.
 
     Writes d(delta raw) in delta's layout and d(conv pre-activation) (b, L, dirs, E) fp32; accumulates
     dB, dC (fp32, (b, dirs, N, L)), dA, dD, d(dt bias), the conv weight and bias atomically.
     """
-    c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     d, eb = de // NEB, de % NEB
+    dd = d.to(tl.int64)  # scales the direction strides, which reach 2^31 too
     ndir = tl.num_programs(1) // NEB
     rev = (d % 2) * REV_ODD
-    sgn = 1 - 2 * rev
-    lt = tl.arange(0, CHUNK)
-    m = c * CHUNK + lt
+    t, m, inside = _tile_rows(c, L, rev, CHUNK)
     e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
     ch = d * E + e
-    valid = m < L
-    tile = valid[:, None] & emask[None, :]
-    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, m, e, ch, L, sgn, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    tile = inside[:, None] & emask[None, :]
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, dd, t, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
     u = pre * tl.sigmoid(pre)
-    _, delta = _delta(dt_ptr, bias_ptr, bi, d, m, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
-    _, nxt = _delta(dt_ptr, bias_ptr, bi, d, m + sgn, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
-    dy = tl.load(g_ptr + bi * sg_b + m[:, None] * sg_t + d * sg_d + e[None, :] * sg_e,
+    _, delta = _delta(dt_ptr, bias_ptr, bi, dd, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
+    _, nxt = _delta(dt_ptr, bias_ptr, bi, dd, t + 1, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
+    dy = tl.load(g_ptr + (bi * sg_b + dd * sg_d) + m[:, None] * sg_t + e[None, :] * sg_e,
                  mask=tile, other=0.0).to(tl.float32)
     du_total = tl.load(D_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :] * dy
     ddelta = tl.zeros([CHUNK, BLOCK_E], dtype=tl.float32)
@@ -261,46 +267,46 @@ def _bwd_main(
     du = delta * u
     for n in range(N):
         a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0)
-        b_n = _state_vec(B_ptr, bi, d, n, m, L, sB_b, sB_t, sB_d, sB_n)
-        c_n = _state_vec(C_ptr, bi, d, n, m, L, sC_b, sC_t, sC_d, sC_n)
+        b_n = _state_vec(B_ptr, bi, dd, n, m, inside, sB_b, sB_t, sB_d, sB_n)
+        c_n = _state_vec(C_ptr, bi, dd, n, m, inside, sC_b, sC_t, sC_d, sC_n)
         h_in = tl.load(H_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
         g_in = tl.load(G_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
         a = tl.exp2(delta * (a_n * LOG2E)[None, :])
         x = du * b_n[:, None]
-        h = _scan(a, x, h_in, rev == 1)
-        a_next = tl.exp2(nxt * (a_n * LOG2E)[None, :])
-        g = _scan(a_next, dy * c_n[:, None], g_in, rev == 0)
+        h = _scan(a, x, h_in, False)
+        g = _scan(tl.exp2(nxt * (a_n * LOG2E)[None, :]), dy * c_n[:, None], g_in, True)
         gh = g * (h - x)  # g_t a_t h_{t-1}
         ddelta += g * u * b_n[:, None] + gh * a_n[None, :]
         du_total += g * delta * b_n[:, None]
         bc = ((bi * ndir + d) * N + n) * L + m
-        tl.atomic_add(dB_ptr + bc, tl.sum(g * du, axis=1), mask=valid)
-        tl.atomic_add(dC_ptr + bc, tl.sum(dy * h, axis=1), mask=valid)
+        tl.atomic_add(dB_ptr + bc, tl.sum(g * du, axis=1), mask=inside)
+        tl.atomic_add(dC_ptr + bc, tl.sum(dy * h, axis=1), mask=inside)
         tl.atomic_add(dA_ptr + ch * N + n, tl.sum(gh * delta, axis=0), mask=emask)
     tl.atomic_add(dD_ptr + ch, tl.sum(dy * u, axis=0), mask=emask)
     # the conv pre-activation and raw delta are recomputed rather than kept live through the state loop
-    raw, _ = _delta(dt_ptr, bias_ptr, bi, d, m, e, ch, L, emask, sd_b, sd_t, sd_d, sd_e)
-    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, m, e, ch, L, sgn, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    raw, _ = _delta(dt_ptr, bias_ptr, bi, dd, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, dd, t, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
     sp = tl.sigmoid(pre)
     ddraw = tl.where(tile, ddelta * tl.sigmoid(raw), 0.0)
-    tl.store(ddt_ptr + bi * sd_b + m[:, None] * sd_t + d * sd_d + e[None, :] * sd_e,
+    tl.store(ddt_ptr + (bi * sd_b + dd * sd_d) + m[:, None] * sd_t + e[None, :] * sd_e,
              ddraw.to(ddt_ptr.dtype.element_ty), mask=tile)
     tl.atomic_add(dbias_ptr + ch, tl.sum(ddraw, axis=0), mask=emask)
     dpre = tl.where(tile, du_total * sp * (1.0 + pre * (1.0 - sp)), 0.0)
-    tl.store(dpre_ptr + bi * sp_b + m[:, None] * sp_t + d * sp_d + e[None, :] * sp_e, dpre, mask=tile)
-    _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, m, e, ch, L, sgn, emask,
+    tl.store(dpre_ptr + (bi * sp_b + dd * sp_d) + m[:, None] * sp_t + e[None, :] * sp_e, dpre, mask=tile)
+    _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, dd, t, e, ch, L, rev, emask,
                       sx_b, sx_t, sx_d, sx_e, K, PAD)
 
 
 @triton.jit
-def _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, m, e, ch, L, sgn, emask,
+def _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, dd, t, e, ch, L, rev, emask,
                       sx_b, sx_t, sx_d, sx_e, K: tl.constexpr, PAD: tl.constexpr):
     """Accumulate the conv weight and bias gradients of one tile from d(pre-activation), atomically."""
     tl.atomic_add(dcb_ptr + ch, tl.sum(dpre, axis=0), mask=emask)
     for k in tl.static_range(K):
-        mk = m + sgn * (k - PAD)
-        ok = (mk >= 0) & (mk < L)
-        xv = tl.load(x_ptr + bi * sx_b + mk[:, None] * sx_t + d * sx_d + e[None, :] * sx_e,
+        tk = t + (k - PAD)
+        ok = (tk >= 0) & (tk < L)
+        mk = _memory_index(tk, L, rev)
+        xv = tl.load(x_ptr + (bi * sx_b + dd * sx_d) + mk[:, None] * sx_t + e[None, :] * sx_e,
                      mask=ok[:, None] & emask[None, :], other=0.0).to(tl.float32)
         tl.atomic_add(dw_ptr + ch * K + k, tl.sum(dpre * xv, axis=0), mask=emask)
 
@@ -314,25 +320,26 @@ def _conv_silu(
 ):
     """u = silu(conv(x)) of every direction; or, BACKWARD, from du the d(pre-activation) (b, L, dirs, E) fp32
     and the conv weight and bias gradients."""
-    c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     d, eb = de // NEB, de % NEB
-    sgn = 1 - 2 * ((d % 2) * REV_ODD)
-    m = c * CHUNK + tl.arange(0, CHUNK)
+    dd = d.to(tl.int64)  # scales the direction strides, which reach 2^31 too
+    rev = (d % 2) * REV_ODD
+    t, m, inside = _tile_rows(c, L, rev, CHUNK)
     e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
     ch = d * E + e
-    tile = (m < L)[:, None] & emask[None, :]
-    pre = _input(x_ptr, w_ptr, cb_ptr, bi, d, m, e, ch, L, sgn, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
+    tile = inside[:, None] & emask[None, :]
+    pre = _input(x_ptr, w_ptr, cb_ptr, bi, dd, t, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
     sp = tl.sigmoid(pre)
-    uptrs = bi * su_b + m[:, None] * su_t + d * su_d + e[None, :] * su_e
+    ubase, urows = bi * su_b + dd * su_d, m[:, None] * su_t + e[None, :] * su_e
     if BACKWARD:
-        du = tl.load(du_ptr + uptrs, mask=tile, other=0.0).to(tl.float32)
+        du = tl.load(du_ptr + ubase + urows, mask=tile, other=0.0).to(tl.float32)
         dpre = tl.where(tile, du * sp * (1.0 + pre * (1.0 - sp)), 0.0)
-        tl.store(dpre_ptr + bi * sp_b + m[:, None] * sp_t + d * sp_d + e[None, :] * sp_e, dpre, mask=tile)
-        _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, d, m, e, ch, L, sgn, emask,
+        tl.store(dpre_ptr + (bi * sp_b + dd * sp_d) + m[:, None] * sp_t + e[None, :] * sp_e, dpre, mask=tile)
+        _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, dd, t, e, ch, L, rev, emask,
                           sx_b, sx_t, sx_d, sx_e, K, PAD)
     else:
-        tl.store(u_ptr + uptrs, (pre * sp).to(u_ptr.dtype.element_ty), mask=tile)
+        tl.store(u_ptr + ubase + urows, (pre * sp).to(u_ptr.dtype.element_ty), mask=tile)
 
 
 @_jit
@@ -342,23 +349,25 @@ def _bwd_conv_input(
     K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr, SHARED: tl.constexpr,
     CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
 ):
-    """dx from d(pre-activation): the transposed depthwise conv of every direction.
+    """dx from d(pre-activation), in memory order: the transposed depthwise conv of every direction.
 
     SHARED: all directions read one input, so their contributions are summed into one dx (b, L, E).
     """
-    c, eb, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    m = c * CHUNK + tl.arange(0, CHUNK)
+    c, eb, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+    m = c * CHUNK + tl.arange(0, CHUNK)  # memory positions
     e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
     tile = (m < L)[:, None] & emask[None, :]
     acc = tl.zeros([CHUNK, BLOCK_E], dtype=tl.float32)
     for d in range(NDIR):
-        sgn = 1 - 2 * ((d % 2) * REV_ODD)
+        rev = (d % 2) * REV_ODD
+        t = _memory_index(m, L, rev)  # the scan position held at memory position m
         ch = d * E + e
         for k in tl.static_range(K):
-            src = m - sgn * (k - PAD)  # the position whose tap k read m
+            src = t - (k - PAD)  # the scan position whose tap k read t
             ok = (src >= 0) & (src < L)
-            dp = tl.load(dpre_ptr + bi * sp_b + src[:, None] * sp_t + d * sp_d + e[None, :] * sp_e,
+            msrc = _memory_index(src, L, rev)
+            dp = tl.load(dpre_ptr + bi * sp_b + msrc[:, None] * sp_t + d * sp_d + e[None, :] * sp_e,
                          mask=ok[:, None] & emask[None, :], other=0.0)
             wk = tl.load(w_ptr + ch * K + k, mask=emask, other=0.0).to(tl.float32)
             acc += wk[None, :] * dp

@@ -104,14 +104,13 @@ def _conv_input_grad(dpre: Tensor, conv_w: Tensor, x: Tensor, causal: bool, reve
     return dx
 
 
-def _chain(dsum: Tensor, S: Tensor, A: Tensor, n: int, b: int, reverse_odd: bool, adjoint: bool) -> None:
+def _chain(dsum: Tensor, S: Tensor, A: Tensor, n: int, b: int, adjoint: bool) -> None:
     """Turn the chunk summaries S (b, n, chunks, N, E) into the states entering each chunk, in place."""
     nchunk, N, E = S.shape[2:]
     rows = _next_power_of_2(nchunk)
     lanes = max(1, min(64, 8192 // rows))
     _kernels()._carry[(_cdiv(N * E, lanes), n, b)](
-        dsum, S, A, E, nchunk, N=N, REV_ODD=int(reverse_odd), ADJOINT=int(adjoint), NC=rows, LANES=lanes,
-        num_warps=8)
+        dsum, S, A, E, nchunk, N=N, ADJOINT=int(adjoint), NC=rows, LANES=lanes, num_warps=8)
 
 
 class _ConvSilu(torch.autograd.Function):
@@ -165,7 +164,7 @@ def _chunk_states(x, conv_w, conv_b, delta, A, B, dt_bias, causal, reverse_odd, 
         *_strides4(x), *delta.stride(), *B.stride(),
         N=N, K=K, PAD=_pad(K, causal), REV_ODD=int(reverse_odd), CHUNK=chunk, BLOCK_E=cfg.block_e,
         num_warps=cfg.warps)
-    _chain(dsum, H, A, n, b, reverse_odd, adjoint=False)
+    _chain(dsum, H, A, n, b, adjoint=False)
     return H
 
 
@@ -213,7 +212,7 @@ class _FusedScan(torch.autograd.Function):
         k._bwd_chunk_summary[grid](
             delta, dt_bias, A, C, dy, dsum, G, L, E, nchunk, neb,
             *delta.stride(), *C.stride(), *dy.stride(), **common)
-        _chain(dsum, G, A, n, b, reverse_odd, adjoint=True)
+        _chain(dsum, G, A, n, b, adjoint=True)
         ddelta = torch.empty_strided(delta.shape, delta.stride(), device=dev, dtype=delta.dtype)  # delta's strides
         dpre = torch.empty(b, L, n, E, device=dev, dtype=f32)
         dB = torch.zeros(b, n, N, L, device=dev, dtype=f32)  # time-contiguous rows for the atomic adds
