@@ -24,7 +24,7 @@ from PIL import Image
 from app import media
 from maskmamba.configs import VARIANTS
 from maskmamba.serving import (
-    MAX_SEED, ClassIndex, Runtime, Settings, StepResult, model_image, model_mask, unknown_class_message,
+    MAX_SEED, ClassIndex, OutOfMemory, Runtime, Settings, StepResult, model_image, model_mask, unknown_class_message,
 )
 from maskmamba.settings import SamplingSettings
 
@@ -89,7 +89,7 @@ def _guarded() -> Iterator[None]:
         yield
     except gr.Error:
         raise
-    except (ValueError, FileNotFoundError, ImportError) as err:
+    except (ValueError, FileNotFoundError, ImportError, OutOfMemory) as err:
         raise gr.Error(str(err), print_exception=False) from None
     except Exception:
         log.exception("a request failed")

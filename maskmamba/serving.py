@@ -6,7 +6,9 @@ GPU machine runs and tests it on its own.
 """
 from __future__ import annotations
 
+import gc
 import json
+import logging
 import statistics
 import threading
 import time
@@ -27,11 +29,28 @@ from maskmamba.settings import MAX_SEED, SamplingSettings
 from maskmamba.text_encoder import PromptEncoder
 
 WARM_UP_PROMPT = "a red apple"
+OUT_OF_MEMORY = ("the GPU ran out of memory on this request, so it was stopped and its memory freed; "
+                 "the server keeps serving: try again, perhaps with fewer iterations")
+log = logging.getLogger(__name__)
 
 __all__ = [
-    "ASSETS", "MAX_SEED", "Runtime", "Settings", "StepResult", "Timing", "find_variants", "model_image", "model_mask",
+    "ASSETS", "MAX_SEED", "OutOfMemory", "Runtime", "Settings", "StepResult", "Timing", "find_variants", "model_image", "model_mask",
     "resolve_device", "summarise",
 ]
+
+
+class OutOfMemory(RuntimeError):
+    """A request ran the device out of memory; it was stopped and the memory it held was released."""
+
+    def __init__(self, message: str = OUT_OF_MEMORY):
+        super().__init__(message)
+
+
+def release_memory(device: torch.device) -> None:
+    """Return what finished requests left behind: unreachable objects, and the CUDA allocator's cached blocks."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 @dataclass(frozen=True)
@@ -234,10 +253,22 @@ class Runtime:
             self.prompt_error = f"prompt mode is unavailable on this server: {err}"
 
     def _stepwise(self, results: Iterator[StepResult]) -> Iterator[StepResult]:
-        """Advance `results` one step at a time under the runtime's lock."""
+        """Advance `results` one step at a time under the runtime's lock. Running out of device memory ends this
+        stream with OutOfMemory after its memory is freed; other streams and later requests go on."""
         while True:
+            out_of_memory = False
             with self._lock:
-                result = next(results, None)
+                try:
+                    result = next(results, None)
+                except torch.OutOfMemoryError:
+                    out_of_memory = True  # handled below, once the error and its frames are gone
+                if out_of_memory:
+                    results.close()
+                    del results
+                    release_memory(self.device)
+            if out_of_memory:
+                log.warning("a request ran out of device memory; it was stopped and its memory freed")
+                raise OutOfMemory()
             if result is None:
                 return
             yield result
