@@ -24,7 +24,7 @@ from maskmamba.class_search import ClassIndex, unknown_class_message  # noqa: F4
 from maskmamba.configs import VARIANTS
 from maskmamba.models.tokenizer import VQTokenizer
 from maskmamba.ops import attention_backend, scan_backend
-from maskmamba.pipeline import ASSETS, Pipeline, StepResult, model_image, model_mask
+from maskmamba.pipeline import ASSETS, MAX_PROMPT_CHARS, Pipeline, StepResult, model_image, model_mask
 from maskmamba.settings import MAX_SEED, SamplingSettings
 from maskmamba.text_encoder import PromptEncoder
 
@@ -34,7 +34,7 @@ OUT_OF_MEMORY = ("the GPU ran out of memory on this request, so it was stopped a
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "ASSETS", "MAX_SEED", "OutOfMemory", "Runtime", "Settings", "StepResult", "Timing", "find_variants", "model_image", "model_mask",
+    "ASSETS", "MAX_PROMPT_CHARS", "MAX_SEED", "OutOfMemory", "Runtime", "Settings", "StepResult", "Timing", "find_variants", "model_image", "model_mask",
     "resolve_device", "summarise",
 ]
 

@@ -1,0 +1,149 @@
+"""What keeps one client from taking the server: a cap on request bodies (an ASGI middleware), a cap on the jobs
+one session or address may have queued or running, and a bound on the files gradio's cache folder holds."""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from maskmamba import limits
+
+log = logging.getLogger(__name__)
+Scope = dict[str, Any]
+Message = dict[str, Any]
+MAX_CACHE_FILES = 400  # gradio's cache (step previews, uploads, downloads): the oldest go beyond this
+MAX_CACHE_AGE_S = 3600  # and nothing stays longer than this
+
+
+class BodyTooLarge(Exception):
+    """A request body ran past its cap while it was being read."""
+
+
+class BodyLimit:
+    """ASGI middleware: refuses (413, JSON detail) a request whose body is over MAX_BODY_BYTES (multipart
+    uploads) or MAX_JSON_BYTES (anything else), by its Content-Length or, when that is absent or false, while
+    the body streams in."""
+
+    def __init__(self, app: Callable, multipart: int = limits.MAX_BODY_BYTES, other: int = limits.MAX_JSON_BYTES):
+        self.app, self.multipart, self.other = app, multipart, other
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        cap = self.multipart if headers.get(b"content-type", b"").startswith(b"multipart/") else self.other
+        length = headers.get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > cap:
+            return await _refuse(send, cap)
+        received, answered = 0, False
+
+        async def limited_receive() -> Message:
+            nonlocal received, answered
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > cap:
+                    if not answered:
+                        answered = True
+                        await _refuse(send, cap)
+                    raise BodyTooLarge
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start":
+                if answered:
+                    return
+                answered = True
+            elif received > cap:
+                return  # the app's own answer to the cut body; ours went first
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except BodyTooLarge:
+            pass
+
+
+async def _refuse(send: Callable[[Message], Awaitable[None]], cap: int) -> None:
+    body = json.dumps({"detail": f"request body too large: the limit is {cap:,} bytes"}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def limit_jobs_per_client(queue: Any, per_session: int = limits.PER_SESSION_JOBS,
+                          per_address: int = limits.PER_ADDRESS_JOBS) -> None:
+    """Make gradio's `queue` refuse, as "queue full", a job whose session or client address already has
+    `per_session` / `per_address` jobs queued or running (gradio itself bounds only the whole queue)."""
+    push = queue.push
+
+    async def push_within_share(body: Any, request: Any, username: str | None) -> tuple:
+        events = list(queue.event_ids_to_events.values())
+        session, address = body.session_hash, _address(request)
+        if session is not None and sum(e.session_hash == session for e in events) >= per_session:
+            return False, f"Queue full for this session: at most {per_session} runs at a time; wait for one to end.", \
+                "queue_full"
+        if address is not None and sum(_address(e.request) == address for e in events) >= per_address:
+            return False, f"Queue full for this address: at most {per_address} runs at a time.", "queue_full"
+        return await push(body=body, request=request, username=username)
+
+    queue.push = push_within_share
+
+
+def _address(request: Any) -> str | None:
+    client = getattr(request, "client", None)
+    return getattr(client, "host", None)
+
+
+class CacheJanitor:
+    """Keeps a folder (gradio's cache) to at most `max_files` files, none older than `max_age_s`: the oldest go
+    first; files there when it was made (the page's example images) stay. `sweep` does one pass; `start` runs
+    it every `every_s` seconds on a daemon thread. `deleted` counts the files it removed."""
+
+    def __init__(self, folder: str | Path, max_files: int = MAX_CACHE_FILES, max_age_s: float = MAX_CACHE_AGE_S):
+        self.folder, self.max_files, self.max_age_s = Path(folder), max_files, max_age_s
+        self.kept = set(self._files())
+        self.deleted = 0
+        self._lock = threading.Lock()
+
+    def _files(self) -> list[Path]:
+        return [p for p in self.folder.rglob("*") if p.is_file()] if self.folder.is_dir() else []
+
+    def sweep(self) -> int:
+        """Delete what is over the bounds; returns how many files went."""
+        with self._lock:
+            files = []
+            for path in self._files():
+                with contextlib.suppress(FileNotFoundError):  # removed by someone else meanwhile
+                    if path not in self.kept:
+                        files.append((path.stat().st_mtime, path))
+            files.sort()
+            cutoff = time.time() - self.max_age_s
+            doomed = files[: max(0, len(files) - self.max_files)] + [f for f in files if f[0] < cutoff]
+            doomed = list(dict.fromkeys(path for _, path in doomed))
+            for path in doomed:
+                path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # gone already, or a new file arrived in it
+                    if path.parent != self.folder and not any(path.parent.iterdir()):
+                        path.parent.rmdir()
+            self.deleted += len(doomed)
+            return len(doomed)
+
+    def start(self, every_s: float = 2.0) -> threading.Thread:
+        def run() -> None:
+            while True:
+                time.sleep(every_s)
+                try:
+                    self.sweep()
+                except OSError as err:  # a file another request removed meanwhile, a permission: keep going
+                    log.warning("cache sweep: %s", err)
+
+        thread = threading.Thread(target=run, name="cache-janitor", daemon=True)
+        thread.start()
+        return thread
