@@ -259,6 +259,12 @@ def kernels_line(runtime: Runtime) -> str:
             f"variants loaded: {', '.join(runtime.variants)}")
 
 
+def disabled_note(disabled: dict[str, str]) -> str:
+    """Markdown naming each checkpoint that could not load and why (also in the server's log)."""
+    lines = "\n".join(f"- **{name}**: {why}" for name, why in disabled.items())
+    return f"⚠️ Not available on this server (the other models serve):\n{lines}"
+
+
 def build_demo(runtime: Runtime) -> gr.Blocks:
     """The whole page over a loaded (and preferably warmed-up) runtime."""
     h = Handlers(runtime)
@@ -269,6 +275,8 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
                     "Watch MaskGIT-style decoding step by step, compare models live, and inpaint painted regions "
                     "([paper](https://arxiv.org/abs/2409.19937)).")
         gr.Markdown(kernels_line(runtime), elem_id="kernels")
+        if runtime.disabled:
+            gr.Markdown(disabled_note(runtime.disabled), elem_id="disabled")
         with gr.Tabs():
             with gr.Tab("Generate", id="generate"):
                 generated = generate_tab(h, variants, classes)

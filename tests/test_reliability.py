@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from maskmamba import limits
-from maskmamba.dev_assets import DEV_CLASSES, make_dev_assets
-from maskmamba.serving import OUT_OF_MEMORY, OutOfMemory, Runtime, Settings
+from maskmamba import checksums, limits
+from maskmamba.checksums import SUMS_FILE
+from maskmamba.dev_assets import DEV_CLASSES, DEV_VARIANTS, make_dev_assets
+from maskmamba.serving import OUT_OF_MEMORY, CheckpointError, OutOfMemory, Runtime, Settings
 
 VARIANT = "maskmamba-serial-half"
 
@@ -87,3 +89,107 @@ def test_out_of_memory_ends_only_that_request(runtime, monkeypatch):
     assert not runtime._lock.locked()
     monkeypatch.undo()
     assert [r.step for r in runtime.generate_steps(VARIANT, settings)] == [1, 2, 3]
+
+
+# ---- issue 12, failure 4: start-up faults name the file; one broken variant leaves the others serving ----
+
+def _copy(assets, tmp_path):
+    import shutil
+
+    return Path(shutil.copytree(assets, tmp_path / "assets"))
+
+
+def _disabled(folder) -> dict[str, str]:
+    runtime = Runtime(folder, "cpu")
+    assert runtime.variants  # the others still serve
+    return runtime.disabled
+
+
+def test_truncated_weights_disable_that_variant_and_name_the_file(assets, tmp_path):
+    folder = _copy(assets, tmp_path)
+    weights = folder / "uvit" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    why = _disabled(folder)["uvit"]
+    assert str(weights) in why and "damaged or was replaced" in why
+    (folder / "uvit" / SUMS_FILE).unlink()  # without a recorded sum, safetensors itself names the damage
+    why = _disabled(folder)["uvit"]
+    assert str(weights) in why and "cannot be read as safetensors" in why and "truncated or damaged" in why
+
+
+def test_weights_corrupted_in_place_fail_their_checksum(assets, tmp_path):
+    folder = _copy(assets, tmp_path)
+    weights = folder / "maskmamba-parallel-2" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0xFF  # same size, one byte of a tensor changed: it would load and serve other images
+    weights.write_bytes(bytes(data))
+    why = _disabled(folder)["maskmamba-parallel-2"]
+    assert str(weights) in why and "SHA-256" in why
+    assert checksums.main(["check", str(weights.parent)]) == 1
+
+
+def test_malformed_or_missing_config_is_named(assets, tmp_path):
+    folder = _copy(assets, tmp_path)
+    (folder / "uvit" / "config.json").write_text('{"variant": "uvit", ')
+    (folder / "maskmamba-parallel-2" / "config.json").unlink()
+    runtime = Runtime(folder, "cpu")
+    assert runtime.variants == ["maskmamba-serial-half"]
+    assert "uvit/config.json is not valid JSON (line 1" in runtime.disabled["uvit"]
+    assert "maskmamba-parallel-2/config.json is missing" in runtime.disabled["maskmamba-parallel-2"]
+
+
+def test_a_config_that_describes_no_generator_is_named(assets, tmp_path):
+    folder = _copy(assets, tmp_path)
+    (folder / "uvit" / "config.json").write_text('{"variant": "uvit", "width": "wide"}')
+    assert "uvit/config.json" in _disabled(folder)["uvit"]
+
+
+@pytest.mark.parametrize("fault", ["missing folder", "missing config", "malformed config", "missing weights"])
+def test_a_broken_tokenizer_fails_start_up_naming_the_file(assets, tmp_path, fault):
+    import shutil
+
+    folder = _copy(assets, tmp_path)
+    tokenizer = folder / "tokenizer"
+    if fault == "missing folder":
+        shutil.rmtree(tokenizer)
+    elif fault == "missing config":
+        (tokenizer / "config.json").unlink()
+    elif fault == "malformed config":
+        (tokenizer / "config.json").write_text("{")
+    else:
+        (tokenizer / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="tokenizer"):
+        Runtime(folder, "cpu")
+
+
+def test_every_checkpoint_broken_fails_start_up_listing_them(assets, tmp_path):
+    folder = _copy(assets, tmp_path)
+    for variant in DEV_VARIANTS:
+        (folder / variant / "config.json").write_text("[")
+    with pytest.raises(CheckpointError, match="no checkpoint could be loaded.*not valid JSON"):
+        Runtime(folder, "cpu")
+
+
+def test_export_records_sums_and_the_command_rewrites_them(tmp_path, capsys):
+    from maskmamba import build_model
+    from maskmamba.models import load_weights, save_weights
+
+    model = build_model("uvit", "tiny", num_classes=3)
+    save_weights(model, tmp_path, "int8")
+    save_weights(model, tmp_path, "fp32")
+    sums = checksums.read_sums(tmp_path)
+    assert set(sums) == {"model.safetensors", "model.int8.safetensors"}
+    assert sums["model.safetensors"] == checksums.sha256(tmp_path / "model.safetensors")
+    load_weights(build_model("uvit", "tiny", num_classes=3), tmp_path, "int8")
+    (tmp_path / SUMS_FILE).unlink()
+    assert checksums.main(["check", str(tmp_path)]) == 1 and "no SHA256SUMS" in capsys.readouterr().err
+    assert checksums.main(["write", str(tmp_path)]) == 0
+    assert checksums.read_sums(tmp_path) == sums
+
+
+def test_shipped_checkpoints_carry_matching_sums():
+    from maskmamba.pipeline import ASSETS
+
+    folders = [p.parent for p in ASSETS.glob("*/*.safetensors")]
+    assert folders
+    for folder in set(folders):
+        assert checksums.main(["check", str(folder)]) == 0, folder
