@@ -6,6 +6,8 @@ GPU machine runs and tests it on its own.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import json
 import logging
@@ -50,11 +52,25 @@ class OutOfMemory(RuntimeError):
         super().__init__(message)
 
 
-def release_memory(device: torch.device) -> None:
-    """Return what finished requests left behind: unreachable objects, and the CUDA allocator's cached blocks."""
+def release_memory(device: torch.device | None = None) -> None:
+    """Return what finished requests left behind: unreachable objects and (glibc) freed heap pages, so resident
+    memory falls back once the server is idle; with a CUDA `device`, also the allocator's cached blocks."""
     gc.collect()
-    if device.type == "cuda":
+    if device is not None and device.type == "cuda":
         torch.cuda.empty_cache()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+_LIBC = _libc()
 
 
 @dataclass(frozen=True)
@@ -217,6 +233,7 @@ class Runtime:
         self.variants = list(self.pipelines)
         self.prompt_error: str | None = None
         self._lock = threading.Lock()
+        self._streams = 0  # step streams open now; memory is released when the last one ends
 
     def _load(self, variant: str) -> Pipeline:
         """One variant's pipeline; its class list is read first so that a malformed one is named."""
@@ -332,6 +349,20 @@ class Runtime:
     def _stepwise(self, results: Iterator[StepResult]) -> Iterator[StepResult]:
         """Advance `results` one step at a time under the runtime's lock. Running out of device memory ends this
         stream with OutOfMemory after its memory is freed; other streams and later requests go on."""
+        steps = self._steps(results)
+        del results  # only `steps` may hold the stream, so that a failure can free it
+        with self._lock:
+            self._streams += 1
+        try:
+            yield from steps
+        finally:
+            with self._lock:
+                self._streams -= 1
+                idle = self._streams == 0
+            if idle:
+                release_memory()  # host memory only: the CUDA cache stays warm for the next request
+
+    def _steps(self, results: Iterator[StepResult]) -> Iterator[StepResult]:
         while True:
             out_of_memory = False
             with self._lock:
