@@ -111,6 +111,7 @@ class CacheJanitor:
         self.kept = set(self._files())
         self.deleted = 0
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
 
     def _files(self) -> list[Path]:
         return [p for p in self.folder.rglob("*") if p.is_file()] if self.folder.is_dir() else []
@@ -137,8 +138,7 @@ class CacheJanitor:
 
     def start(self, every_s: float = 2.0) -> threading.Thread:
         def run() -> None:
-            while True:
-                time.sleep(every_s)
+            while not self._stopped.wait(every_s):
                 try:
                     self.sweep()
                 except OSError as err:  # a file another request removed meanwhile, a permission: keep going
@@ -147,3 +147,45 @@ class CacheJanitor:
         thread = threading.Thread(target=run, name="cache-janitor", daemon=True)
         thread.start()
         return thread
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+def readable_errors() -> None:
+    """Make gradio answer every failed request with a short readable message, never `{"error": null}`.
+
+    gradio checks uploaded-file paths and the shape of file values before any component code runs, and reports
+    what fails there (a path it refuses, a value of the wrong shape) with no message unless `show_error` is on,
+    which would pass on any exception's text whole. Here those errors get a message of their own, at most
+    ECHO_CHARS of the value repeated; gr.Error messages pass as they are. Idempotent."""
+    import gradio.queueing
+    import gradio.utils
+
+    if getattr(gradio.utils.error_payload, "readable", False):
+        return
+    original = gradio.utils.error_payload
+
+    def error_payload(error: BaseException | None, show_error: bool) -> dict:
+        from gradio.exceptions import Error as AppError
+
+        if error is None or isinstance(error, AppError):
+            return original(error, show_error)
+        return original(AppError(_message(error), print_exception=False), show_error)
+
+    error_payload.readable = True
+    gradio.utils.error_payload = gradio.queueing.error_payload = error_payload
+
+
+def _message(error: BaseException) -> str:
+    from gradio.exceptions import InvalidPathError
+    from pydantic import ValidationError
+
+    if isinstance(error, InvalidPathError):
+        return "that file cannot be used: send an image uploaded to this server (or one of the page's examples)"
+    if isinstance(error, ValidationError):
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ())) or "the value"
+        return f"a value has the wrong shape at {limits.short(where)}: {limits.short(first.get('msg', ''))}"
+    log.warning("request failed: %s", limits.short(f"{type(error).__name__}: {error}", 200))
+    return "the server could not process this request (logged); check its values and try again"

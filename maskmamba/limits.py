@@ -17,7 +17,8 @@ MAX_JSON_BYTES = 256 * 1024  # any other request body: settings, file references
 MAX_LAYERS = 4  # image-editor layers a blob upload may name (the page uses one)
 MAX_EDITOR_BLOBS = 64  # image-editor uploads kept server-side awaiting their request (oldest dropped)
 PER_SESSION_JOBS = 2  # queued or running jobs of one browser session
-PER_ADDRESS_JOBS = 24  # queued or running jobs of one client address (sessions are free to invent)
+PER_ADDRESS_JOBS = 32  # queued or running jobs of one client address (sessions are free to invent); the
+# rest of the queue stays open to others. Behind a proxy that hides addresses this counts everyone together.
 QUEUE_SIZE = 48  # waiting jobs in all
 ECHO_CHARS = 80  # how much of a value an error message or a log line repeats
 
