@@ -185,7 +185,7 @@ def _message(error: BaseException) -> str:
         return "that file cannot be used: send an image uploaded to this server (or one of the page's examples)"
     if isinstance(error, ValidationError):
         first = error.errors()[0] if error.errors() else {}
-        where = ".".join(str(part) for part in first.get("loc", ())) or "the value"
-        return f"a value has the wrong shape at {limits.short(where)}: {limits.short(first.get('msg', ''))}"
+        where = ".".join(str(part) for part in first.get("loc", ()))[: limits.ECHO_CHARS] or "the top level"
+        return f"a value has the wrong shape at {where}: {str(first.get('msg', ''))[: limits.ECHO_CHARS]}"
     log.warning("request failed: %s", limits.short(f"{type(error).__name__}: {error}", 200))
     return "the server could not process this request (logged); check its values and try again"

@@ -300,13 +300,15 @@ def test_fuzz_generate_and_compare_over_raw_http(demo, data):
 @given(data=st.data())
 def test_fuzz_inpaint_images_masks_and_settings_over_raw_http(demo, uploaded, data):
     names = sorted(uploaded)
-    background = data.draw(st.one_of(st.none(), st.sampled_from(names).map(uploaded.get), ANY_VALUE))
+    image = st.sampled_from(names).map(uploaded.get)
+    background = data.draw(st.one_of(image, image, image, st.none(), ANY_VALUE))
     layers = data.draw(st.lists(st.sampled_from(names).map(uploaded.get), max_size=5))
     value_at = data.draw(st.integers(0, len(GOOD["generate"]) - 1))
     value = data.draw(st.one_of(st.none(), ANY_VALUE)) if data.draw(st.booleans()) else GOOD["generate"][value_at]
     hypothesis.assume(not _slow("inpaint", value_at, value))
     settings_ = _fuzzed("inpaint", value_at, value)
-    editor_value = data.draw(st.one_of(st.just(editor(background, *layers)), ANY_VALUE))
+    well_formed = st.just(editor(background, *layers))
+    editor_value = data.draw(st.one_of(well_formed, well_formed, well_formed, ANY_VALUE))
     assert_readable(*call(demo, "inpaint", raw=json.dumps({"data": [editor_value, *settings_]}).encode()))
 
 
@@ -351,6 +353,6 @@ def test_load_every_request_completes_or_is_told_queue_full_and_files_stay_bound
     assert report.rss_after_mb - report.rss_before_mb < 200, report.lines()
     more = run_load(demo, sessions=8, runs=5, steps=1)  # 200 generations on this server in all
     assert more.count("done") == 40
-    assert more.cache_files <= MAX_CACHE_FILES and more.cache_deleted > 0, more.lines()
+    assert more.cache_files <= MAX_CACHE_FILES + len(demo.janitor.kept) and more.cache_deleted > 0, more.lines()
     written = sum(1 for p in Path(demo.cache).rglob("*") if p.is_file()) + more.cache_deleted
     assert written > MAX_CACHE_FILES  # without the janitor the folder would have passed its bound
