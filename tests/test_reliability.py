@@ -193,3 +193,23 @@ def test_shipped_checkpoints_carry_matching_sums():
     assert folders
     for folder in set(folders):
         assert checksums.main(["check", str(folder)]) == 0, folder
+
+
+# ---- safe defaults ----
+
+def _entry_point():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("app_entry", Path(__file__).resolve().parent.parent / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_demo_binds_to_loopback_without_a_share_link_by_default(monkeypatch):
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    args = _entry_point().parse_args([])
+    assert args.host == "127.0.0.1" and args.share is False
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")  # what a hosted Space sets
+    assert _entry_point().parse_args([]).host == "0.0.0.0"
+    assert _entry_point().parse_args(["--host", "10.0.0.2"]).host == "10.0.0.2"
