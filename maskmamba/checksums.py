@@ -62,8 +62,8 @@ def verify(path: str | Path) -> bool:
         return False
     actual = sha256(path)
     if actual != sums[path.name]:
-        raise ChecksumError(f"{path}: its SHA-256 is {actual[:16]}…, but {SUMS_FILE} records {sums[path.name][:16]}…: "
-                            "the file is damaged or was replaced")
+        raise ChecksumError(f"{path}: its SHA-256 is {actual[:16]}…, but {SUMS_FILE} records "
+                            f"{sums[path.name][:16]}…: the file is damaged or was replaced")
     return True
 
 

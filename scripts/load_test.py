@@ -1,16 +1,18 @@
 """Load figures of the demo on this machine: concurrent sessions, each running generations one after another,
 through gradio's queue as the page drives it (POST queue/join, then the SSE stream of queue/data).
 
-    python -m scripts.load_test [--sessions 32] [--runs 5] [--steps 2] [--assets DIR] [--device cpu]
+    python -m scripts.load_test [--sessions 32] [--runs 5] [--steps 2] [--assets DIR] [--device cpu] [--largest 4]
 
 Starts the demo in this process on 127.0.0.1 (untrained stand-in checkpoints unless --assets), with its cache
 in a fresh temporary folder, and prints: requests completed / refused as queue full / failed, latency p50 and
 p95 per request (join to the last update), resident memory before and after the run (after the server goes
-idle), and the files in the cache folder.
+idle), and the files in the cache folder. Then `--largest` inpaint requests at once, each with an image and a
+mask of the largest size accepted (limits.MAX_SIDE squared), and the resident memory they take.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import socket
@@ -24,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from maskmamba.limits import MAX_SIDE
 
 LOOPBACK = "127.0.0.1"
 REQUEST_TIMEOUT_S = 120
@@ -181,6 +185,55 @@ def run_load(demo: Demo, sessions: int = 32, runs: int = 5, steps: int = 2) -> L
     return report
 
 
+def largest_png(mode: str) -> bytes:
+    """A MAX_SIDE x MAX_SIDE PNG that compresses well (a filled square on a flat ground)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new(mode, (MAX_SIDE, MAX_SIDE), (200, 100, 50) if mode == "RGB" else 0)
+    ImageDraw.Draw(image).rectangle((MAX_SIDE // 4, MAX_SIDE // 4, MAX_SIDE // 2, MAX_SIDE // 2),
+                                    fill=(9, 9, 9) if mode == "RGB" else 255)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def run_largest_inpaints(demo: Demo, requests: int = 4, steps: int = 2) -> tuple[list[Outcome], float, float, float]:
+    """`requests` inpaint requests at once with the largest image and mask accepted: (outcomes, resident MiB
+    before, at the peak, after)."""
+    from maskmamba.serving import release_memory
+
+    background, mask = largest_png("RGB"), largest_png("L")
+    variant = demo.runtime.variants[0]
+    class_name = demo.runtime.class_names(variant)[0]
+
+    def one(number: int) -> Outcome:
+        with httpx.Client(timeout=REQUEST_TIMEOUT_S) as client:
+            files = [client.post(f"{demo.url}/gradio_api/upload", files={"files": (f"{name}.png", data, "image/png")})
+                     .json()[0] for name, data in (("image", background), ("mask", mask))]
+            editor = {"background": {"path": files[0], "meta": {"_type": "gradio.FileData"}},
+                      "layers": [{"path": files[1], "meta": {"_type": "gradio.FileData"}}], "composite": None}
+            return queue_request(demo.url, demo.fn_index["inpaint"],
+                                 [editor, *generate_args(steps, number, class_name, variant)], f"big-{number}", client)
+
+    release_memory()
+    before = peak = rss_mb()
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not done.wait(0.05):
+            peak = max(peak, rss_mb())
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    with ThreadPoolExecutor(requests) as pool:
+        outcomes = list(pool.map(one, range(requests)))
+    done.set()
+    watcher.join()
+    time.sleep(0.5)
+    return outcomes, before, peak, rss_mb()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=32)
@@ -188,6 +241,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="decoding iterations per generation")
     parser.add_argument("--assets", type=Path, default=None, help="checkpoints (default: untrained stand-ins)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--largest", type=int, default=4, help="inpaint requests at once with the largest images")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         assets = args.assets
@@ -198,12 +252,18 @@ def main() -> None:
         demo = Demo(assets, args.device, Path(scratch) / "gradio-cache")
         try:
             report = run_load(demo, args.sessions, args.runs, args.steps)
+            largest = run_largest_inpaints(demo, args.largest, args.steps) if args.largest else None
         finally:
             demo.close()
     print("\n".join(report.lines()))
     for outcome in report.outcomes:
         if outcome.kind != "done":
             print(f"  {outcome.kind}: {outcome.message}")
+    if largest is not None:
+        outcomes, before, peak, after = largest
+        kinds = ", ".join(f"{sum(o.kind == k for o in outcomes)} {k}" for k in dict.fromkeys(o.kind for o in outcomes))
+        print(f"{len(outcomes)} inpaint requests at once with {MAX_SIDE}x{MAX_SIDE} images and masks: {kinds}; "
+              f"resident memory before {before:.0f} MiB, peak {peak:.0f} MiB, after {after:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -35,8 +35,8 @@ def _oom_after_first_step(monkeypatch, runtime: Runtime) -> list[int]:
     def greedy_stream(*args, **kwargs):
         stream = real_stream(*args, **kwargs)
         yield next(stream)
-        held = torch.empty(8 * 1024**2, device="cuda")  # noqa: F841  (32 MiB the failure must release)
-        forced.append(1)
+        held = torch.empty(8 * 1024**2, device="cuda")  # 32 MiB the failure must release
+        forced.append(held.numel())
         torch.empty(2 * torch.cuda.get_device_properties(0).total_memory, dtype=torch.uint8, device="cuda")
         yield from stream  # never reached
 
@@ -53,7 +53,7 @@ def test_out_of_memory_is_readable_frees_memory_and_the_next_request_succeeds(ru
     assert next(stream).step == 1
     with pytest.raises(OutOfMemory, match="ran out of memory") as err:
         next(stream)
-    assert forced == [1] and str(err.value) == OUT_OF_MEMORY
+    assert forced == [8 * 1024**2] and str(err.value) == OUT_OF_MEMORY
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() - before < 1024**2  # the 32 MiB the request held are freed
     monkeypatch.undo()

@@ -25,7 +25,7 @@ from hypothesis import strategies as st  # noqa: E402
 from app.guards import MAX_CACHE_FILES  # noqa: E402
 from maskmamba import limits  # noqa: E402
 from maskmamba.dev_assets import DEV_CLASSES, make_dev_assets  # noqa: E402
-from scripts.load_test import Demo, generate_args, queue_request, rss_mb, run_load  # noqa: E402
+from scripts.load_test import Demo, queue_request, rss_mb, run_load  # noqa: E402
 
 VARIANT = "uvit"
 CLASS = DEV_CLASSES[1]
@@ -159,7 +159,8 @@ def _editor_id(demo: Demo) -> int:
 def _blob(demo: Demo, component: int, index: str, key: str, data: bytes) -> httpx.Response:
     fields = {"type": "layer", "index": index, "id": key, "fn_name": "accept_blobs", "component_id": str(component),
               "session_hash": "blobs", "data": "{}"}
-    return httpx.post(f"{demo.url}/gradio_api/component_server", data=fields, files={"files": ("blob", data, "image/png")})
+    return httpx.post(f"{demo.url}/gradio_api/component_server", data=fields,
+                      files={"files": ("blob", data, "image/png")})
 
 
 def test_2_blob_route_refuses_large_indexes_and_keeps_few_uploads(demo):
