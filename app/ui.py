@@ -68,7 +68,7 @@ def condition_controls(h: Handlers, classes: list[str], variant: gr.Dropdown) ->
     with gr.Column() as class_box:
         default = DEFAULT_CLASS if DEFAULT_CLASS in classes else (classes[0] if classes else None)
         class_name = DropdownInput(classes, value=default, label="Class", filterable=True, allow_custom_value=True,
-                                 info="CLDR emoji subgroups; type to filter the names")
+                                   info="CLDR emoji subgroups; type to filter the names")
         search = TextInput(label="Find a class by word", placeholder="e.g. dog, pizza, heart", max_lines=1,
                            max_length=MAX_CHOICE_CHARS)
         found = gr.Radio([], label="Classes with emoji of that name", visible=False)
@@ -136,8 +136,8 @@ def generate_tab(h: Handlers, variants: list[str], classes: list[str]) -> gr.Ima
         with gr.Column(scale=3):
             with gr.Row():
                 image = ImageInput(label="Live decoding", type="pil", format="png", interactive=False,
-                                 height=280, elem_id="gen-image", elem_classes="pixelated",
-                                 buttons=["download", "fullscreen"])
+                                   height=280, elem_id="gen-image", elem_classes="pixelated",
+                                   buttons=["download", "fullscreen"])
                 order = _order_image(media.ORDER_TITLE, "gen-order")
             status = gr.Markdown(label="status", elem_id="gen-status")
             plot = _latency_plot("Per-step latency", "gen-plot")
@@ -297,8 +297,8 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, sh
     Image.MAX_IMAGE_PIXELS = limits.MAX_PIXELS  # any decode that skipped the header check still stops at 2x this
     readable_errors()
     janitor = CacheJanitor(demo.GRADIO_CACHE)
+    janitor.start()  # before launch, which blocks unless prevent_thread_lock
     demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=prevent_thread_lock,
-                theme=THEME, css=CSS, show_error=False, quiet=prevent_thread_lock, max_file_size=limits.MAX_UPLOAD_BYTES,
-                app_kwargs={"middleware": [Middleware(BodyLimit)]})
-    janitor.start()
+                theme=THEME, css=CSS, show_error=False, quiet=prevent_thread_lock,
+                max_file_size=limits.MAX_UPLOAD_BYTES, app_kwargs={"middleware": [Middleware(BodyLimit)]})
     return janitor
