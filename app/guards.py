@@ -102,46 +102,59 @@ def _address(request: Any) -> str | None:
 
 
 class CacheJanitor:
-    """Keeps a folder (gradio's cache) to at most `max_files` files, none older than `max_age_s`: the oldest go
-    first; files there when it was made (the page's example images) stay. `sweep` does one pass; `start` runs
-    it every `every_s` seconds on a daemon thread. `deleted` counts the files it removed."""
+    """Keeps the files a gradio app wrote to its cache (per-step previews, uploads, downloads) to at most
+    `max_files`, none older than `max_age_s`: the oldest go first. Only files the app's blocks track are touched,
+    never those gradio keeps (`keep_in_cache`: the page's examples), so other apps sharing the folder are safe.
+    `sweep` does one pass; `start` runs it every `every_s` seconds on a daemon thread until `stop`. `deleted`
+    counts the files it removed."""
 
-    def __init__(self, folder: str | Path, max_files: int = MAX_CACHE_FILES, max_age_s: float = MAX_CACHE_AGE_S):
-        self.folder, self.max_files, self.max_age_s = Path(folder), max_files, max_age_s
-        self.kept = set(self._files())
+    def __init__(self, blocks: Any, max_files: int = MAX_CACHE_FILES, max_age_s: float = MAX_CACHE_AGE_S):
+        self.blocks, self.max_files, self.max_age_s = blocks, max_files, max_age_s
         self.deleted = 0
         self._lock = threading.Lock()
         self._stopped = threading.Event()
 
-    def _files(self) -> list[Path]:
-        return [p for p in self.folder.rglob("*") if p.is_file()] if self.folder.is_dir() else []
+    def tracked(self) -> list[tuple[float, str, set]]:
+        """(modification time, path, the set that tracks it) of every file the app may delete, oldest first;
+        entries whose file is gone already are dropped from their sets."""
+        keep = set().union(*(getattr(b, "keep_in_cache", set()) for b in list(self.blocks.blocks.values())))
+        files = []
+        for owner in list(self.blocks.temp_file_sets):
+            for path in list(owner):
+                if path in keep:
+                    continue
+                try:
+                    files.append((Path(path).stat().st_mtime, path, owner))
+                except FileNotFoundError:
+                    owner.discard(path)
+        return sorted(files, key=lambda f: f[0])
 
     def sweep(self) -> int:
         """Delete what is over the bounds; returns how many files went."""
         with self._lock:
-            files = []
-            for path in self._files():
-                with contextlib.suppress(FileNotFoundError):  # removed by someone else meanwhile
-                    if path not in self.kept:
-                        files.append((path.stat().st_mtime, path))
-            files.sort()
+            files = self.tracked()
             cutoff = time.time() - self.max_age_s
             doomed = files[: max(0, len(files) - self.max_files)] + [f for f in files if f[0] < cutoff]
-            doomed = list(dict.fromkeys(path for _, path in doomed))
-            for path in doomed:
-                path.unlink(missing_ok=True)
-                with contextlib.suppress(OSError):  # gone already, or a new file arrived in it
-                    if path.parent != self.folder and not any(path.parent.iterdir()):
-                        path.parent.rmdir()
-            self.deleted += len(doomed)
-            return len(doomed)
+            gone = set()
+            for _, path, owner in doomed:
+                if path in gone:
+                    continue
+                gone.add(path)
+                Path(path).unlink(missing_ok=True)
+                owner.discard(path)
+                folder = Path(path).parent
+                if folder != Path(self.blocks.GRADIO_CACHE):  # gradio gives each file a folder; drop it once empty
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
+            self.deleted += len(gone)
+            return len(gone)
 
     def start(self, every_s: float = 2.0) -> threading.Thread:
         def run() -> None:
             while not self._stopped.wait(every_s):
                 try:
                     self.sweep()
-                except OSError as err:  # a file another request removed meanwhile, a permission: keep going
+                except OSError as err:  # a permission, a vanished folder: keep going
                     log.warning("cache sweep: %s", err)
 
         thread = threading.Thread(target=run, name="cache-janitor", daemon=True)

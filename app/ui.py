@@ -296,7 +296,7 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, sh
     """Serve the page with the demo's theme and styles, the request and upload limits, and the cache janitor."""
     Image.MAX_IMAGE_PIXELS = limits.MAX_PIXELS  # any decode that skipped the header check still stops at 2x this
     readable_errors()
-    janitor = CacheJanitor(demo.GRADIO_CACHE)
+    janitor = CacheJanitor(demo)
     janitor.start()  # before launch, which blocks unless prevent_thread_lock
     demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=prevent_thread_lock,
                 theme=THEME, css=CSS, show_error=False, quiet=prevent_thread_lock,
