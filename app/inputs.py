@@ -125,7 +125,7 @@ class ImageEditorInput(gr.ImageEditor):
         except gr.Error:
             raise
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-            raise refuse("that upload is not an image this demo can read: use a PNG, JPEG or WebP file") from None
+            raise refuse(limits.NOT_AN_IMAGE.format(what="the upload")) from None
 
     def convert_and_format_image(self, file, flatten_on_white: bool = False):
         if file is not None:

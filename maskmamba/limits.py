@@ -21,6 +21,7 @@ PER_ADDRESS_JOBS = 32  # queued or running jobs of one client address (sessions 
 # rest of the queue stays open to others. Behind a proxy that hides addresses this counts everyone together.
 QUEUE_SIZE = 48  # waiting jobs in all
 ECHO_CHARS = 80  # how much of a value an error message or a log line repeats
+NOT_AN_IMAGE = "{what} is not an image this demo can read: use a PNG, JPEG or WebP file"
 
 
 def short(value: object, limit: int = ECHO_CHARS) -> str:
@@ -49,7 +50,7 @@ def check_image(source: str | Path | bytes | BinaryIO, what: str = "the image") 
     except Image.DecompressionBombError:  # Pillow's own limit (the app sets it to MAX_PIXELS) stopped it first
         raise too_large from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise ValueError(f"{what} is not an image this demo can read: use a PNG, JPEG or WebP file") from None
+        raise ValueError(NOT_AN_IMAGE.format(what=what)) from None
     if width * height > MAX_PIXELS:
         raise ValueError(f"{what} is {width}x{height} pixels; the limit is {MAX_PIXELS:,} pixels "
                          f"({MAX_SIDE}x{MAX_SIDE}): send a smaller image")
