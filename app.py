@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -12,14 +14,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="MaskMamba web demo")
     parser.add_argument("--device", choices=["cuda", "cpu"], default=None, help="default: the GPU when present")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 on a hosted Space)")
-    parser.add_argument("--share", action="store_true", help="also open a public share link")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to bind (default 127.0.0.1, or $GRADIO_SERVER_NAME, which a hosted Space sets "
+                             "to 0.0.0.0); --host 0.0.0.0 serves every network interface")
+    parser.add_argument("--share", action="store_true", help="also open a public share link (off by default)")
     parser.add_argument("--assets", type=Path, default=ASSETS, help="folder of checkpoints (default: the repo's assets/)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         runtime = Runtime(args.assets, args.device)
     except (FileNotFoundError, ValueError) as err:

@@ -24,7 +24,7 @@ from PIL import Image
 from app import media
 from maskmamba.configs import VARIANTS
 from maskmamba.serving import (
-    MAX_SEED, ClassIndex, Runtime, Settings, StepResult, model_image, model_mask, unknown_class_message,
+    MAX_SEED, ClassIndex, OutOfMemory, Runtime, Settings, StepResult, model_image, model_mask, unknown_class_message,
 )
 from maskmamba.settings import SamplingSettings
 
@@ -35,6 +35,7 @@ SPEED_FILES = (Path("results") / "bench.json", Path("results") / "speed.json")  
 SPEED_REFERENCE = "transformer"
 NO_IMAGE_YET = "no generated image yet: generate one in the Generate tab first"
 LIVE_REDRAWS = 24  # charts and order pictures redraw at most about this often per run: long runs stay smooth
+MAX_MESSAGE = 400  # an error message's length at most: the values it repeats are cut shorter still
 STEP = re.compile(r"step \*\*(\d+) / (\d+)\*\*")
 
 
@@ -89,8 +90,10 @@ def _guarded() -> Iterator[None]:
         yield
     except gr.Error:
         raise
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        raise gr.Error(str(err), print_exception=False) from None
+    except (ValueError, FileNotFoundError, ImportError, OutOfMemory) as err:
+        message = str(err)
+        cut = message if len(message) <= MAX_MESSAGE else f"{message[:MAX_MESSAGE]}…"
+        raise gr.Error(cut, print_exception=False) from None
     except Exception:
         log.exception("a request failed")
         raise gr.Error("the server failed on this request (logged); your inputs are unchanged, try again") from None

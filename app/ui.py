@@ -6,16 +6,22 @@ from pathlib import Path
 
 import gradio as gr
 from PIL import Image
+from starlette.middleware import Middleware
 
 from app import media
+from app.guards import BodyLimit, CacheJanitor, limit_jobs_per_client, readable_errors
+from app.inputs import (
+    MAX_CHOICE_CHARS, DropdownInput, ImageEditorInput, ImageInput, NumberInput, RadioInput, SliderInput, TextInput,
+)
 from app.handlers import EDITOR_SIDE, MODES, SPEED_REFERENCE, Handlers, downloads_ready
+from maskmamba import limits
 from maskmamba.configs import VARIANTS
-from maskmamba.serving import Runtime
+from maskmamba.serving import MAX_PROMPT_CHARS, Runtime
 from maskmamba.settings import MAX_SEED, MAX_STEPS, SamplingSettings
 
 MODEL_CONCURRENCY = 4  # streams advance one model step at a time under the runtime's lock
-MAX_UPLOAD = "10mb"
-QUEUE = dict(default_concurrency_limit=2, max_size=48)
+QUEUE = dict(default_concurrency_limit=2, max_size=limits.QUEUE_SIZE)
+DELETE_CACHE = (600, 3600)  # gradio's own sweep of its cache records: every 10 minutes, files over an hour old
 DEFAULT_CLASS = "face-smiling"  # the shipped models draw smileys, hearts and cat faces best
 EXAMPLES = [  # (mode, class, prompt): what the shipped models draw well
     ("Class", "face-smiling", ""), ("Class", "heart", ""), ("Class", "cat-face", ""),
@@ -27,19 +33,6 @@ CSS = """
 #kernels { font-size: 0.9em; opacity: 0.85; }
 .chart [data-testid=altair] > div:first-child { width: 100%; }
 """
-
-
-class ImageEditorInput(gr.ImageEditor):
-    """gr.ImageEditor that reports an upload it cannot decode as a readable error (a gradio template)."""
-
-    is_template = True  # the page draws it with gr.ImageEditor's front end
-
-    def preprocess(self, payload):
-        try:
-            return super().preprocess(payload)
-        except (OSError, ValueError, Image.DecompressionBombError):
-            raise gr.Error("that upload is not an image this demo can read: use a PNG, JPEG or WebP file",
-                           print_exception=False) from None
 
 
 @dataclass
@@ -71,15 +64,16 @@ def condition_controls(h: Handlers, classes: list[str], variant: gr.Dropdown) ->
 
     The class and prompt widgets sit in columns that are shown or hidden: an example click resets a
     component's own props, a column's stay."""
-    mode = gr.Radio(list(MODES), value=MODES[0], label="Condition on", container=False)
+    mode = RadioInput(list(MODES), value=MODES[0], label="Condition on", container=False)
     with gr.Column() as class_box:
         default = DEFAULT_CLASS if DEFAULT_CLASS in classes else (classes[0] if classes else None)
-        class_name = gr.Dropdown(classes, value=default, label="Class", filterable=True, allow_custom_value=True,
-                                 info="CLDR emoji subgroups; type to filter the names")
-        search = gr.Textbox(label="Find a class by word", placeholder="e.g. dog, pizza, heart", max_lines=1)
+        class_name = DropdownInput(classes, value=default, label="Class", filterable=True, allow_custom_value=True,
+                                   info="CLDR emoji subgroups; type to filter the names")
+        search = TextInput(label="Find a class by word", placeholder="e.g. dog, pizza, heart", max_lines=1,
+                           max_length=MAX_CHOICE_CHARS)
         found = gr.Radio([], label="Classes with emoji of that name", visible=False)
     with gr.Column(visible=False) as prompt_box:
-        prompt = gr.Textbox(label="Prompt", placeholder="e.g. grinning face", max_lines=2)
+        prompt = TextInput(label="Prompt", placeholder="e.g. grinning face", max_lines=2, max_length=MAX_PROMPT_CHARS)
     mode.change(_show_for_mode, mode, [class_box, prompt_box], queue=False, api_visibility="private")
     search.change(h.find_classes, [search, variant], found, queue=False, trigger_mode="always_last",
                   api_visibility="private")
@@ -90,11 +84,11 @@ def condition_controls(h: Handlers, classes: list[str], variant: gr.Dropdown) ->
                     label="Examples: click one, then run", example_labels=[c or f"“{p}”" for _, c, p in shown])
     defaults = SamplingSettings()
     with gr.Row():
-        cfg_scale = gr.Slider(0, 10, value=defaults.cfg_scale, step=0.5, label="CFG scale")
-        steps = gr.Slider(1, MAX_STEPS, value=defaults.steps, step=1, precision=0, label="Iterations")
+        cfg_scale = SliderInput(0, 10, value=defaults.cfg_scale, step=0.5, label="CFG scale")
+        steps = SliderInput(1, MAX_STEPS, value=defaults.steps, step=1, precision=0, label="Iterations")
     with gr.Row():
-        temperature = gr.Slider(0.1, 3.0, value=defaults.temperature, step=0.1, label="Temperature")
-        seed = gr.Number(defaults.seed, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+        temperature = SliderInput(0.1, 3.0, value=defaults.temperature, step=0.1, label="Temperature")
+        seed = NumberInput(defaults.seed, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
     randomise = gr.Checkbox(False, label="Randomise the seed on every run", container=False)
     return ConditionControls(mode, class_name, prompt, cfg_scale, steps, seed, randomise, temperature)
 
@@ -136,14 +130,14 @@ def _start(button: gr.Button, c: ConditionControls) -> gr.events.Dependency:
 def generate_tab(h: Handlers, variants: list[str], classes: list[str]) -> gr.Image:
     with gr.Row():
         with gr.Column(scale=2):
-            variant = gr.Dropdown(variants, value=variants[0], label="Model variant", info=VARIANTS[variants[0]].description)
+            variant = DropdownInput(variants, value=variants[0], label="Model variant", info=VARIANTS[variants[0]].description)
             c = condition_controls(h, classes, variant)
             run, stop = _run_buttons("Generate")
         with gr.Column(scale=3):
             with gr.Row():
-                image = gr.Image(label="Live decoding", type="pil", format="png", interactive=False,
-                                 height=280, elem_id="gen-image", elem_classes="pixelated",
-                                 buttons=["download", "fullscreen"])
+                image = ImageInput(label="Live decoding", type="pil", format="png", interactive=False,
+                                   height=280, elem_id="gen-image", elem_classes="pixelated",
+                                   buttons=["download", "fullscreen"])
                 order = _order_image(media.ORDER_TITLE, "gen-order")
             status = gr.Markdown(label="status", elem_id="gen-status")
             plot = _latency_plot("Per-step latency", "gen-plot")
@@ -165,8 +159,8 @@ def compare_tab(h: Handlers, variants: list[str], classes: list[str]) -> None:
         with gr.Column(scale=2):
             gr.Markdown("Both models decode with the same seed and settings; the page alternates one step of each.")
             with gr.Row():
-                left = gr.Dropdown(variants, value=left_default, label="Left model")
-                right = gr.Dropdown(variants, value=right_default, label="Right model")
+                left = DropdownInput(variants, value=left_default, label="Left model")
+                right = DropdownInput(variants, value=right_default, label="Right model")
             c = condition_controls(h, classes, left)
             run, stop = _run_buttons("Compare")
         with gr.Column(scale=3):
@@ -201,7 +195,7 @@ def inpaint_tab(h: Handlers, variants: list[str], classes: list[str], generated:
                 eraser=gr.Eraser(default_size=48),
             )
             use_last = gr.Button("Use the last generated image", size="sm")
-            picked = gr.Image(type="pil", visible=False)
+            picked = ImageInput(type="pil", visible=False)
             examples = _example_images(h.runtime.assets)
             if examples:
                 gr.Examples(examples, inputs=picked, label="Example images: click one, then paint")
@@ -209,7 +203,7 @@ def inpaint_tab(h: Handlers, variants: list[str], classes: list[str], generated:
                                elem_classes="pixelated", format="png")
             coverage = gr.Markdown("Load an image, then paint over the part to regenerate.", elem_id="coverage")
         with gr.Column(scale=2):
-            variant = gr.Dropdown(variants, value=variants[0], label="Model variant")
+            variant = DropdownInput(variants, value=variants[0], label="Model variant")
             c = condition_controls(h, classes, variant)
             run, stop = _run_buttons("Inpaint")
         with gr.Column(scale=2):
@@ -265,16 +259,24 @@ def kernels_line(runtime: Runtime) -> str:
             f"variants loaded: {', '.join(runtime.variants)}")
 
 
+def disabled_note(disabled: dict[str, str]) -> str:
+    """Markdown naming each checkpoint that could not load and why (also in the server's log)."""
+    lines = "\n".join(f"- **{name}**: {why}" for name, why in disabled.items())
+    return f"⚠️ Not available on this server (the other models serve):\n{lines}"
+
+
 def build_demo(runtime: Runtime) -> gr.Blocks:
     """The whole page over a loaded (and preferably warmed-up) runtime."""
     h = Handlers(runtime)
     variants = runtime.variants
     classes = runtime.class_names(variants[0])
-    with gr.Blocks(title="MaskMamba demo", analytics_enabled=False) as demo:
+    with gr.Blocks(title="MaskMamba demo", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown("## MaskMamba: masked image generation with hybrid Mamba-Transformer models\n"
                     "Watch MaskGIT-style decoding step by step, compare models live, and inpaint painted regions "
                     "([paper](https://arxiv.org/abs/2409.19937)).")
         gr.Markdown(kernels_line(runtime), elem_id="kernels")
+        if runtime.disabled:
+            gr.Markdown(disabled_note(runtime.disabled), elem_id="disabled")
         with gr.Tabs():
             with gr.Tab("Generate", id="generate"):
                 generated = generate_tab(h, variants, classes)
@@ -284,11 +286,19 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
                 inpaint_tab(h, variants, classes, generated)
             with gr.Tab("Speed", id="speed"):
                 speed_tab(h)
-    return demo.queue(**QUEUE)
+    demo.queue(**QUEUE)
+    limit_jobs_per_client(demo._queue)
+    return demo
 
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
-           prevent_thread_lock: bool = False) -> None:
-    """Serve the page with the demo's theme and styles."""
+           prevent_thread_lock: bool = False) -> CacheJanitor:
+    """Serve the page with the demo's theme and styles, the request and upload limits, and the cache janitor."""
+    Image.MAX_IMAGE_PIXELS = limits.MAX_PIXELS  # any decode that skipped the header check still stops at 2x this
+    readable_errors()
+    janitor = CacheJanitor(demo)
+    janitor.start()  # before launch, which blocks unless prevent_thread_lock
     demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=prevent_thread_lock,
-                theme=THEME, css=CSS, show_error=False, quiet=prevent_thread_lock, max_file_size=MAX_UPLOAD)
+                theme=THEME, css=CSS, show_error=False, quiet=prevent_thread_lock,
+                max_file_size=limits.MAX_UPLOAD_BYTES, app_kwargs={"middleware": [Middleware(BodyLimit)]})
+    return janitor

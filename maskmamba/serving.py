@@ -6,7 +6,11 @@ GPU machine runs and tests it on its own.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import json
+import logging
 import statistics
 import threading
 import time
@@ -18,20 +22,55 @@ import numpy as np
 import torch
 from PIL import Image
 
+from maskmamba import limits
+from maskmamba.checksums import SUMS_FILE, ChecksumError, verify
 from maskmamba.class_search import ClassIndex, unknown_class_message  # noqa: F401  (the app reaches the library through here)
 from maskmamba.configs import VARIANTS
+from maskmamba.models import stored_formats
 from maskmamba.models.tokenizer import VQTokenizer
 from maskmamba.ops import attention_backend, scan_backend
-from maskmamba.pipeline import ASSETS, Pipeline, StepResult, model_image, model_mask
+from maskmamba.pipeline import ASSETS, MAX_PROMPT_CHARS, Pipeline, StepResult, model_image, model_mask
 from maskmamba.settings import MAX_SEED, SamplingSettings
 from maskmamba.text_encoder import PromptEncoder
 
 WARM_UP_PROMPT = "a red apple"
+OUT_OF_MEMORY = ("the GPU ran out of memory on this request, so it was stopped and its memory freed; "
+                 "the server keeps serving: try again, perhaps with fewer iterations")
+log = logging.getLogger(__name__)
 
 __all__ = [
-    "ASSETS", "MAX_SEED", "Runtime", "Settings", "StepResult", "Timing", "find_variants", "model_image", "model_mask",
-    "resolve_device", "summarise",
+    "ASSETS", "MAX_PROMPT_CHARS", "MAX_SEED", "CheckpointError", "OutOfMemory", "Runtime", "Settings", "StepResult",
+    "Timing", "find_variants", "load_tokenizer", "model_image", "model_mask", "resolve_device", "scan_checkpoints",
+    "summarise",
 ]
+
+
+class OutOfMemory(RuntimeError):
+    """A request ran the device out of memory; it was stopped and the memory it held was released."""
+
+    def __init__(self, message: str = OUT_OF_MEMORY):
+        super().__init__(message)
+
+
+def release_memory(device: torch.device | None = None) -> None:
+    """Return what finished requests left behind: unreachable objects and (glibc) freed heap pages, so resident
+    memory falls back once the server is idle; with a CUDA `device`, also the allocator's cached blocks."""
+    gc.collect()
+    if device is not None and device.type == "cuda":
+        torch.cuda.empty_cache()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+_LIBC = _libc()
 
 
 @dataclass(frozen=True)
@@ -92,45 +131,119 @@ def resolve_device(name: str | None) -> torch.device:
     return device
 
 
-def find_variants(assets: str | Path) -> list[str]:
-    """Generator checkpoints under `assets` (subfolders whose config.json names a variant), registry order first."""
-    found = []
-    for config in sorted(Path(assets).glob("*/config.json")):
-        variant = json.loads(config.read_text()).get("variant")
-        if variant is not None:
-            if variant != config.parent.name:
-                raise ValueError(f"{config.parent} holds {variant!r}: name the folder after its variant")
-            found.append(variant)
+TOKENIZER = "tokenizer"  # the assets subfolder holding the VQ tokenizer every pipeline shares
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing or unreadable; the message names the file and what is wrong."""
+
+
+def read_json(path: Path) -> object:
+    """A JSON file's contents; CheckpointError naming the file when it is missing or malformed."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} cannot be read: {err}") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+
+
+def scan_checkpoints(assets: str | Path) -> tuple[list[str], dict[str, str]]:
+    """Generator checkpoints under `assets`: (variants whose folder's config.json names them, in registry order;
+    {folder name: what is wrong} for folders that hold weights or a config but cannot be served)."""
+    found, problems = [], {}
+    for folder in sorted(p for p in Path(assets).iterdir() if p.is_dir() and p.name != TOKENIZER):
+        config = folder / "config.json"
+        if not config.is_file():
+            if stored_formats(folder):
+                problems[folder.name] = f"{config} is missing: the weights beside it cannot be loaded without it"
+            continue
+        try:
+            contents = read_json(config)
+        except CheckpointError as err:
+            problems[folder.name] = str(err)
+            continue
+        variant = contents.get("variant") if isinstance(contents, dict) else None
+        if variant is None:
+            continue  # another kind of model (a spare tokenizer, ...)
+        if variant != folder.name:
+            problems[folder.name] = f"{config} names {limits.short(variant)}: name the folder after its variant"
+            continue
+        found.append(variant)
     order = list(VARIANTS)
-    return sorted(found, key=lambda v: (order.index(v) if v in order else len(order), v))
+    return sorted(found, key=lambda v: (order.index(v) if v in order else len(order), v)), problems
+
+
+def find_variants(assets: str | Path) -> list[str]:
+    """The servable generator checkpoints under `assets` (see scan_checkpoints), registry order first."""
+    return scan_checkpoints(assets)[0]
+
+
+def load_tokenizer(folder: Path) -> VQTokenizer:
+    """The shared VQ tokenizer from `folder` (config.json beside model.safetensors, checked against SHA256SUMS);
+    CheckpointError naming the file when any of it is missing or wrong: the demo cannot run without it."""
+    config, weights = folder / "config.json", folder / "model.safetensors"
+    if not folder.is_dir():
+        raise CheckpointError(f"no tokenizer: {folder} is missing (it holds config.json and model.safetensors)")
+    if not isinstance(read_json(config), dict):
+        raise CheckpointError(f"{config} must hold a JSON object of the tokenizer's settings")
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing (weights load only from safetensors)")
+    if not verify(weights):
+        log.warning("%s has no recorded SHA-256 (%s); loading it unchecked", weights, SUMS_FILE)
+    try:
+        return VQTokenizer.from_pretrained(folder)
+    except Exception as err:  # safetensors, torch and the hub mixin each raise their own kinds
+        raise CheckpointError(f"{weights} could not be loaded: {limits.short(str(err), 200)}") from None
 
 
 class Runtime:
     """Every checkpoint under `assets`, loaded once and kept resident, with one lock around each model step.
 
     The pipelines share one tokenizer and one prompt encoder. The step loops are generators of plain results,
-    so several streams (people) interleave step by step while the GPU serves one step at a time.
+    so several streams (people) interleave step by step while the GPU serves one step at a time. A checkpoint
+    that cannot load is left out and named in `disabled` (and the log) with what is wrong; the others serve.
     """
 
     def __init__(self, assets: str | Path = ASSETS, device: str | torch.device | None = None):
         self.assets = Path(assets)
         self.device = resolve_device(None if device is None else str(device))
-        self.variants = find_variants(self.assets)
-        if not self.variants:
+        if not self.assets.is_dir():
+            raise FileNotFoundError(f"no assets folder {self.assets.resolve()}")
+        found, self.disabled = scan_checkpoints(self.assets)
+        if not found and not self.disabled:
             raise FileNotFoundError(
                 f"no checkpoints in {self.assets.resolve()}: expected subfolders like "
                 f"{self.assets / 'maskmamba-serial-half'} holding config.json and the weights"
             )
-        self.tokenizer = VQTokenizer.from_pretrained(self.assets / "tokenizer")
+        self.tokenizer = load_tokenizer(self.assets / TOKENIZER)
         self.prompt_encoder = PromptEncoder(self.device)  # loads on warm-up or on the first prompt
-        self.pipelines = {
-            v: Pipeline.from_pretrained(
-                v, device=self.device, assets=self.assets, tokenizer=self.tokenizer, prompt_encoder=self.prompt_encoder
-            )
-            for v in self.variants
-        }
+        self.pipelines: dict[str, Pipeline] = {}
+        for variant in found:
+            try:
+                self.pipelines[variant] = self._load(variant)
+            except (CheckpointError, ChecksumError, ValueError, OSError) as err:
+                self.disabled[variant] = str(err)
+        for name, why in self.disabled.items():
+            log.error("checkpoint %s disabled: %s", name, why)
+        if not self.pipelines:
+            raise CheckpointError("no checkpoint could be loaded: " + "; ".join(self.disabled.values()))
+        self.variants = list(self.pipelines)
         self.prompt_error: str | None = None
         self._lock = threading.Lock()
+        self._streams = 0  # step streams open now; memory is released when the last one ends
+
+    def _load(self, variant: str) -> Pipeline:
+        """One variant's pipeline; its class list is read first so that a malformed one is named."""
+        folder = self.assets / variant
+        read_json(folder / "classes.json" if (folder / "classes.json").is_file() else self.assets / "classes.json")
+        try:
+            return Pipeline.from_pretrained(variant, device=self.device, assets=self.assets, tokenizer=self.tokenizer,
+                                            prompt_encoder=self.prompt_encoder)
+        except (TypeError, KeyError) as err:  # config.json parsed but does not describe a generator
+            raise CheckpointError(f"{folder / 'config.json'} does not describe a generator: {err}") from None
 
     @property
     def kernels(self) -> dict[str, str]:
@@ -234,10 +347,36 @@ class Runtime:
             self.prompt_error = f"prompt mode is unavailable on this server: {err}"
 
     def _stepwise(self, results: Iterator[StepResult]) -> Iterator[StepResult]:
-        """Advance `results` one step at a time under the runtime's lock."""
-        while True:
+        """Advance `results` one step at a time under the runtime's lock. Running out of device memory ends this
+        stream with OutOfMemory after its memory is freed; other streams and later requests go on."""
+        steps = self._steps(results)
+        del results  # only `steps` may hold the stream, so that a failure can free it
+        with self._lock:
+            self._streams += 1
+        try:
+            yield from steps
+        finally:
             with self._lock:
-                result = next(results, None)
+                self._streams -= 1
+                idle = self._streams == 0
+            if idle:
+                release_memory()  # host memory only: the CUDA cache stays warm for the next request
+
+    def _steps(self, results: Iterator[StepResult]) -> Iterator[StepResult]:
+        while True:
+            out_of_memory = False
+            with self._lock:
+                try:
+                    result = next(results, None)
+                except torch.OutOfMemoryError:
+                    out_of_memory = True  # handled below, once the error and its frames are gone
+                if out_of_memory:
+                    results.close()
+                    del results
+                    release_memory(self.device)
+            if out_of_memory:
+                log.warning("a request ran out of device memory; it was stopped and its memory freed")
+                raise OutOfMemory()
             if result is None:
                 return
             yield result

@@ -13,6 +13,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from maskmamba.checksums import RecordsChecksums
 from maskmamba.configs import COND_POSITIONS, check_size, check_variant
 from maskmamba.modules import SeqLayout, dropout_layer, make_block
 from maskmamba.text_encoder import PROMPT_TOKENS, TEXT_DIM
@@ -75,7 +76,7 @@ class GeneratorConfig:
         return asdict(self)
 
 
-class Generator(nn.Module, PyTorchModelHubMixin, library_name="maskmamba"):
+class Generator(nn.Module, RecordsChecksums, PyTorchModelHubMixin, library_name="maskmamba"):
     """What every generator shares: its config, the token embedding (plus the mask token), 2-D positions, the
     condition encoder, and the final norm and codebook head around a backbone that `build_backbone` adds.
 

@@ -19,6 +19,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from maskmamba.checksums import verify, write_sums
+
 FILES = {  # storage format -> weights file, in the order a folder holding several is read (most exact first)
     "fp32": "model.safetensors",
     "fp16": "model.fp16.safetensors",
@@ -97,18 +99,20 @@ def check_storage(storage: str) -> str:
 
 
 def save_weights(model: nn.Module, folder: str | Path, storage: str = "fp32") -> Path:
-    """config.json (save_pretrained's) beside the weights file of `storage`; returns that file's path. Weights
-    files of other formats already in `folder` stay, so one folder can hold a model in several formats."""
+    """config.json (save_pretrained's) beside the weights file of `storage`, and SHA256SUMS of every weights file
+    there; returns the weights file's path. Weights files of other formats already in `folder` stay, so one
+    folder can hold a model in several formats."""
     folder = Path(folder)
     path = folder / FILES[check_storage(storage)]
     if storage == "fp32":
-        model.save_pretrained(folder)
+        model.save_pretrained(folder)  # writes the sums too (Generator.save_pretrained)
         return path
     with tempfile.TemporaryDirectory() as scratch:
         model.save_pretrained(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(Path(scratch) / "config.json", folder / "config.json")
     save_file(quantize_state(model.state_dict(), storage), str(path), metadata={"format": storage})
+    write_sums(folder)
     return path
 
 
@@ -118,7 +122,8 @@ def stored_formats(folder: str | Path) -> list[str]:
 
 
 def load_weights(model: nn.Module, folder: str | Path, storage: str | None = None) -> nn.Module:
-    """Load folder's weights of `storage` (default: the most exact one present) into `model` and return it."""
+    """Load folder's weights of `storage` (default: the most exact one present) into `model` and return it. The
+    file is checked against the SHA256SUMS beside it where one is recorded; every failure names the file."""
     found = stored_formats(folder)
     if storage is None:
         if not found:
@@ -126,5 +131,15 @@ def load_weights(model: nn.Module, folder: str | Path, storage: str | None = Non
         storage = found[0]
     elif check_storage(storage) not in found:
         raise FileNotFoundError(f"{folder} has no {storage} weights ({FILES[storage]}); it holds: {', '.join(found) or 'none'}")
-    model.load_state_dict(dequantize_state(load_file(str(Path(folder) / FILES[storage]))))
+    path = Path(folder) / FILES[storage]
+    verify(path)
+    try:
+        tensors = load_file(str(path))
+    except Exception as err:  # safetensors raises its own SafetensorError (and OSError) for damaged files
+        raise ValueError(f"{path}: cannot be read as safetensors ({err}): the file is truncated or damaged") from None
+    try:
+        model.load_state_dict(dequantize_state(tensors))
+    except (RuntimeError, KeyError) as err:
+        reason = str(err).strip().splitlines()[0][:200]
+        raise ValueError(f"{path}: its tensors do not fit the model its config.json describes ({reason})") from None
     return model

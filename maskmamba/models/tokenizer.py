@@ -13,6 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 
+from maskmamba.checksums import RecordsChecksums
+
 
 class FSQ(nn.Module):
     """Finite scalar quantisation with straight-through rounding; `levels` per latent channel."""
@@ -105,7 +107,7 @@ def _decoder(channels: tuple[int, ...], blocks: int, latent_dim: int) -> nn.Sequ
     return nn.Sequential(*layers)
 
 
-class VQTokenizer(nn.Module, PyTorchModelHubMixin):
+class VQTokenizer(nn.Module, RecordsChecksums, PyTorchModelHubMixin):
     """Images (B,3,128,128) in [-1,1] <-> ids (B,16,16) in [0, codebook_size).
 
     `enc_channels`/`dec_channels` list the width per resolution, full resolution first; each entry after
