@@ -175,8 +175,9 @@ def plot(rows: list[dict], out: Path, batch: int, device: str | None = None) -> 
     for label in dict.fromkeys(r["label"] for r in rows):
         pts = [r for r in rows if r["label"] == label and r["batch"] == batch and r["ms"] is not None]
         if pts:
-            ax_t.plot([r["tokens"] for r in pts], [r["ms"] for r in pts], marker="o", label=label)
-            ax_m.plot([r["tokens"] for r in pts], [r["peak_mb"] for r in pts], marker="o", label=label)
+            style = dict(marker="o", label=label, linestyle="--" if pts[0]["scan"] == "torch" else "-")
+            ax_t.plot([r["tokens"] for r in pts], [r["ms"] for r in pts], **style)
+            ax_m.plot([r["tokens"] for r in pts], [r["peak_mb"] for r in pts], **style)
     for ax, ylabel in ((ax_t, "forward ms"), (ax_m, "peak memory above weights and input (MB)")):
         ax.set(xscale="log", yscale="log", xlabel="tokens", ylabel=ylabel)
         ax.grid(True, which="both", alpha=0.3)

@@ -182,7 +182,7 @@ def test_fused_scan_compiled(L, n, shared, causal, dtype):
 def test_mixers_compiled_match_torch(kind):
     torch.manual_seed(0)
     torch.backends.cuda.matmul.allow_tf32 = False
-    layout = SeqLayout(grid=16, slots=2)
+    layout = SeqLayout(grid=16, slots=2).cuda()  # scan_index must sit with the mixer
     mixer = {"bimamba-v2": BiMambaV2, "bimamba-vim": BiMambaVim, "mmamba": MMamba}[kind](64, 48).cuda()
     x = torch.randn(2, layout.length, 64, device="cuda", requires_grad=True)
     y, grads = _mixer_grads(mixer, x, layout, "triton")
