@@ -31,7 +31,8 @@ from maskmamba.settings import SamplingSettings
 log = logging.getLogger(__name__)
 MODES = ("Class", "Prompt")
 EDITOR_SIDE = 512  # backgrounds are enlarged to this so brush strokes can follow token cells
-SPEED_FILES = (Path("results") / "bench.json", Path("results") / "speed.json")  # the first that holds speed rows
+# Speed-against-resolution results, newest kind first, each with the prefix of its rows/device/command keys
+SPEED_FILES = ((Path("results") / "bench.json", "e2e_"), (Path("results") / "speed.json", ""))
 SPEED_REFERENCE = "transformer"
 NO_IMAGE_YET = "no generated image yet: generate one in the Generate tab first"
 LIVE_REDRAWS = 24  # charts and order pictures redraw at most about this often per run: long runs stay smooth
@@ -302,20 +303,22 @@ class Handlers:
         """The shipped speed-against-resolution rows (model, side, ms), from the first results file that has them,
         and a Markdown note: where they were measured, or why there are none."""
         problems = []
-        for name in SPEED_FILES:
+        for name, key in SPEED_FILES:
             path = self.runtime.assets / name
             if not path.is_file():
                 continue
             try:
                 data = json.loads(path.read_text())
-                rows = [{"model": str(r["model"]), "side": int(r["side"]), "ms": float(r["ms"])} for r in data["rows"]]
+                rows = [{"model": str(r["model"]), "side": int(r["side"]), "ms": float(r["ms"])}
+                        for r in data[f"{key}rows"]]
             except (ValueError, KeyError, TypeError) as err:
                 problems.append(f"`{path}` could not be read ({err}).")
                 continue
             if rows:
-                note = f"Measured on **{data.get('device', 'unknown device')}** with `{data.get('command', '?')}`."
+                device, command = data.get(f"{key}device", "unknown device"), data.get(f"{key}command", "?")
+                note = f"Measured on **{device}** with `{command}`."
                 return rows, " ".join([note, *problems])
-        missing = " or ".join(f"`{self.runtime.assets / n}`" for n in SPEED_FILES)
+        missing = " or ".join(f"`{self.runtime.assets / n}`" for n, _ in SPEED_FILES)
         missing = f"No benchmark results shipped: {missing} is missing. The speed benchmark writes it."
         return None, " ".join(problems) or missing
 
