@@ -3,7 +3,6 @@ queueing, and how much of a person's input may be echoed or logged."""
 from __future__ import annotations
 
 import io
-import warnings
 from pathlib import Path
 from typing import BinaryIO
 
@@ -40,18 +39,14 @@ def check_image(source: str | Path | bytes | BinaryIO, what: str = "the image") 
     not an image or has more than MAX_PIXELS pixels. Nothing is decoded."""
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
-    too_large = ValueError(f"{what} has more than twice {MAX_PIXELS:,} pixels ({MAX_SIDE}x{MAX_SIDE}), the limit: "
-                           "send a smaller image")
+    limit = f"the limit is {MAX_PIXELS:,} pixels ({MAX_SIDE}x{MAX_SIDE}): send a smaller image"
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is judged below
-            with Image.open(source) as image:  # lazy: reads the header, not the pixels
-                width, height = image.size
+        with Image.open(source) as image:  # lazy: reads the header, not the pixels
+            width, height = image.size
     except Image.DecompressionBombError:  # Pillow's own limit (the app sets it to MAX_PIXELS) stopped it first
-        raise too_large from None
+        raise ValueError(f"{what} has too many pixels; {limit}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise ValueError(NOT_AN_IMAGE.format(what=what)) from None
     if width * height > MAX_PIXELS:
-        raise ValueError(f"{what} is {width}x{height} pixels; the limit is {MAX_PIXELS:,} pixels "
-                         f"({MAX_SIDE}x{MAX_SIDE}): send a smaller image")
+        raise ValueError(f"{what} is {width}x{height} pixels; {limit}")
     return width, height
