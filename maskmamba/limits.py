@@ -14,7 +14,8 @@ MAX_UPLOAD_BYTES = 10 * 1024**2  # one uploaded file
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 1024**2  # one multipart request: an upload plus its form fields
 MAX_JSON_BYTES = 256 * 1024  # any other request body: settings, file references, a prompt
 MAX_LAYERS = 4  # image-editor layers a blob upload may name (the page uses one)
-MAX_EDITOR_BLOBS = 64  # image-editor uploads kept server-side awaiting their request (oldest dropped)
+MAX_EDITOR_BLOBS = 64  # image-editor uploads kept server-side awaiting their request (oldest dropped) ...
+MAX_EDITOR_BLOB_BYTES = 64 * 1024**2  # ... and their bytes in all
 PER_SESSION_JOBS = 4  # queued or running jobs of one browser session: a run in each tab plus a mask preview
 PER_ADDRESS_JOBS = 32  # queued or running jobs of one client address (sessions are free to invent); the
 # rest of the queue stays open to others. Behind a proxy that hides addresses this counts everyone together.
