@@ -140,7 +140,8 @@ class ImageEditorInput(gr.ImageEditor):
         """The page's editor uploads its images here before the request that uses them. Upstream keeps every
         upload until that request comes, and pads its layer list up to any `index` a client names (a 300-byte
         request could allocate hundreds of MB): here the index, the image's header and the number of uploads
-        kept are checked first, and the oldest kept uploads are dropped beyond MAX_EDITOR_BLOBS."""
+        kept are checked first, and the oldest kept uploads are dropped beyond MAX_EDITOR_BLOBS values or
+        MAX_EDITOR_BLOB_BYTES in all (besides the value being uploaded to, which holds at most MAX_LAYERS + 2)."""
         fields, files = getattr(data, "data", None), getattr(data, "files", None)
         if not isinstance(fields, dict) or not files or fields.get("type") not in ("background", "layer", "composite"):
             raise HTTPException(400, "expected an image upload of type background, layer or composite")
@@ -155,9 +156,15 @@ class ImageEditorInput(gr.ImageEditor):
         key = fields.get("id")
         if not isinstance(key, str) or not 0 < len(key) <= MAX_CHOICE_CHARS:
             raise HTTPException(400, "expected the editor's upload id")
-        while key not in self.blob_storage and len(self.blob_storage) >= limits.MAX_EDITOR_BLOBS:
-            self.blob_storage.pop(next(iter(self.blob_storage)))
+        others = [k for k in self.blob_storage if k != key]
+        while others and (len(others) >= limits.MAX_EDITOR_BLOBS or
+                          sum(map(self._blob_bytes, others)) + len(files[0][1]) > limits.MAX_EDITOR_BLOB_BYTES):
+            self.blob_storage.pop(others.pop(0), None)  # the oldest upload of another editor value
         return super().accept_blobs(data)
+
+    def _blob_bytes(self, key: str) -> int:
+        kept = self.blob_storage.get(key)  # another request may have taken it meanwhile
+        return 0 if kept is None else sum(len(b or b"") for b in (kept.background, kept.composite, *kept.layers))
 
 
 class ImageInput(gr.Image):

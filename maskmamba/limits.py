@@ -3,7 +3,6 @@ queueing, and how much of a person's input may be echoed or logged."""
 from __future__ import annotations
 
 import io
-import warnings
 from pathlib import Path
 from typing import BinaryIO
 
@@ -15,7 +14,8 @@ MAX_UPLOAD_BYTES = 10 * 1024**2  # one uploaded file
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 1024**2  # one multipart request: an upload plus its form fields
 MAX_JSON_BYTES = 256 * 1024  # any other request body: settings, file references, a prompt
 MAX_LAYERS = 4  # image-editor layers a blob upload may name (the page uses one)
-MAX_EDITOR_BLOBS = 64  # image-editor uploads kept server-side awaiting their request (oldest dropped)
+MAX_EDITOR_BLOBS = 64  # image-editor uploads kept server-side awaiting their request (oldest dropped) ...
+MAX_EDITOR_BLOB_BYTES = 64 * 1024**2  # ... and their bytes in all
 PER_SESSION_JOBS = 4  # queued or running jobs of one browser session: a run in each tab plus a mask preview
 PER_ADDRESS_JOBS = 32  # queued or running jobs of one client address (sessions are free to invent); the
 # rest of the queue stays open to others. Behind a proxy that hides addresses this counts everyone together.
@@ -40,18 +40,14 @@ def check_image(source: str | Path | bytes | BinaryIO, what: str = "the image") 
     not an image or has more than MAX_PIXELS pixels. Nothing is decoded."""
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
-    too_large = ValueError(f"{what} has more than twice {MAX_PIXELS:,} pixels ({MAX_SIDE}x{MAX_SIDE}), the limit: "
-                           "send a smaller image")
+    limit = f"the limit is {MAX_PIXELS:,} pixels ({MAX_SIDE}x{MAX_SIDE}): send a smaller image"
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is judged below
-            with Image.open(source) as image:  # lazy: reads the header, not the pixels
-                width, height = image.size
+        with Image.open(source) as image:  # lazy: reads the header, not the pixels
+            width, height = image.size
     except Image.DecompressionBombError:  # Pillow's own limit (the app sets it to MAX_PIXELS) stopped it first
-        raise too_large from None
+        raise ValueError(f"{what} has too many pixels; {limit}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise ValueError(NOT_AN_IMAGE.format(what=what)) from None
     if width * height > MAX_PIXELS:
-        raise ValueError(f"{what} is {width}x{height} pixels; the limit is {MAX_PIXELS:,} pixels "
-                         f"({MAX_SIDE}x{MAX_SIDE}): send a smaller image")
+        raise ValueError(f"{what} is {width}x{height} pixels; {limit}")
     return width, height

@@ -47,10 +47,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cache_files(folder: Path) -> int:
-    return sum(1 for p in folder.rglob("*") if p.is_file())
-
-
 @dataclass
 class Outcome:
     """One request: 'done', 'queue full' or 'error', its message, and seconds from join to its last update."""
@@ -141,7 +137,7 @@ class LoadReport:
             f"latency per request: p50 {self.percentile(50):.2f} s, p95 {self.percentile(95):.2f} s",
             f"resident memory: before {self.rss_before_mb:.0f} MiB, peak {self.rss_peak_mb:.0f} MiB, "
             f"after {self.rss_after_mb:.0f} MiB",
-            f"cache folder: {self.cache_files} files at the end, {self.cache_deleted} deleted by the janitor",
+            f"cache: {self.cache_files} files the demo wrote at the end, {self.cache_deleted} deleted by the janitor",
         ]
 
 
@@ -181,7 +177,7 @@ def run_load(demo: Demo, sessions: int = 32, runs: int = 5, steps: int = 2) -> L
     time.sleep(0.5)  # the last streams' finally blocks (memory release) run after their final update
     report.rss_after_mb = rss_mb()
     demo.janitor.sweep()
-    report.cache_files, report.cache_deleted = cache_files(demo.cache), demo.janitor.deleted
+    report.cache_files, report.cache_deleted = len(demo.janitor.tracked()), demo.janitor.deleted
     return report
 
 

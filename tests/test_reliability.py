@@ -38,7 +38,11 @@ def test_a_huge_image_is_refused_from_its_header_without_decoding(monkeypatch):
     data = png_bytes(13_000, 13_000)  # the bomb: well under a megabyte on disk, 169 M pixels
     assert len(data) < 1024**2
     monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("decoded the pixels"))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89_478_485)  # Pillow's default
     with pytest.raises(ValueError, match=r"13000x13000 pixels; the limit is 16,777,216 pixels \(4096x4096\)"):
+        limits.check_image(data, "the background")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limits.MAX_PIXELS)  # as the app sets it: Pillow refuses first
+    with pytest.raises(ValueError, match=r"has too many pixels; the limit is 16,777,216 pixels"):
         limits.check_image(data, "the background")
 
 
