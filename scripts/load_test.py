@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from maskmamba.limits import MAX_SIDE
+from maskmamba.serving import IDLE_RELEASE_S
 
 LOOPBACK = "127.0.0.1"
 REQUEST_TIMEOUT_S = 120
@@ -174,7 +175,7 @@ def run_load(demo: Demo, sessions: int = 32, runs: int = 5, steps: int = 2) -> L
     report.wall_s = time.perf_counter() - start
     done.set()
     watcher.join()
-    time.sleep(0.5)  # the last streams' finally blocks (memory release) run after their final update
+    time.sleep(IDLE_RELEASE_S + 0.5)  # host memory is released once the runtime has been idle IDLE_RELEASE_S
     report.rss_after_mb = rss_mb()
     demo.janitor.sweep()
     report.cache_files, report.cache_deleted = len(demo.janitor.tracked()), demo.janitor.deleted
@@ -226,7 +227,7 @@ def run_largest_inpaints(demo: Demo, requests: int = 4, steps: int = 2) -> tuple
         outcomes = list(pool.map(one, range(requests)))
     done.set()
     watcher.join()
-    time.sleep(0.5)
+    time.sleep(IDLE_RELEASE_S + 0.5)
     return outcomes, before, peak, rss_mb()
 
 

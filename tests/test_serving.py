@@ -165,3 +165,19 @@ def test_settings_share_the_sampling_defaults_and_summaries_take_medians(runtime
         {"model": "a", "ms_per_step": 2.0, "model_ms": 4.0, "wall_ms": 20.0, "runs": 3},
         {"model": "b", "ms_per_step": 5.0, "model_ms": 5.0, "wall_ms": 6.0, "runs": 1},
     ]
+
+
+def test_host_memory_is_released_off_the_request_path_once_idle(runtime, monkeypatch):
+    import time
+
+    import maskmamba.serving as serving
+
+    released = []
+    monkeypatch.setattr(serving, "release_memory", lambda device=None: released.append(time.monotonic()))
+    monkeypatch.setattr(serving, "IDLE_RELEASE_S", 0.2)
+    _run(runtime)
+    ended = time.monotonic()
+    assert released == []  # not inside the stream: a full collection would delay every generation
+    _run(runtime)  # a stream starting within the idle window postpones the release
+    time.sleep(0.6)
+    assert len(released) == 1 and released[0] - ended >= 0.2
