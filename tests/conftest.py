@@ -1,4 +1,5 @@
-"""Shared fixtures: small deterministic models and a saved tiny checkpoint folder."""
+"""Shared fixtures: small deterministic models, a saved tiny checkpoint folder, and the serving runtime over
+untrained stand-in checkpoints (`assets`, `runtime`; a module may define its own under the same names)."""
 from __future__ import annotations
 
 import json
@@ -27,3 +28,19 @@ def tiny_checkpoint(tmp_path_factory):
     VQTokenizer().save_pretrained(folder / "tokenizer")
     (folder / "classes.json").write_text(json.dumps([f"class {i}" for i in range(NUM_CLASSES)]))
     return folder
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    """Stand-in checkpoints of every demo variant, laid out like assets/."""
+    from maskmamba.dev_assets import make_dev_assets
+
+    return make_dev_assets(tmp_path_factory.mktemp("dev-assets"))
+
+
+@pytest.fixture(scope="module")
+def runtime(assets):
+    """The serving runtime over `assets`, on the CPU."""
+    from maskmamba.serving import Runtime
+
+    return Runtime(assets, "cpu")

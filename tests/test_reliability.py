@@ -10,20 +10,10 @@ from PIL import Image
 
 from maskmamba import checksums, limits
 from maskmamba.checksums import SUMS_FILE
-from maskmamba.dev_assets import DEV_CLASSES, DEV_VARIANTS, make_dev_assets
+from maskmamba.dev_assets import DEV_CLASSES, DEV_VARIANTS
 from maskmamba.serving import OUT_OF_MEMORY, CheckpointError, OutOfMemory, Runtime, Settings
 
 VARIANT = "maskmamba-serial-half"
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    return make_dev_assets(tmp_path_factory.mktemp("dev-assets"))
-
-
-@pytest.fixture(scope="module")
-def runtime(assets):
-    return Runtime(assets, "cpu")
 
 
 def png_bytes(width: int, height: int, mode: str = "L") -> bytes:

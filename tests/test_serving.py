@@ -8,20 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from maskmamba.dev_assets import DEV_CLASSES, DEV_VARIANTS, make_dev_assets
+from maskmamba.dev_assets import DEV_CLASSES, DEV_VARIANTS
 from maskmamba.serving import Runtime, Settings, find_variants, resolve_device
 
 STEPS = 3
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    return make_dev_assets(tmp_path_factory.mktemp("dev-assets"))
-
-
-@pytest.fixture(scope="module")
-def runtime(assets):
-    return Runtime(assets, "cpu")
 
 
 def _run(runtime, variant="maskmamba-serial-half", **kw):
