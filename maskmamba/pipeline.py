@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from maskmamba.models import Condition, Generator, load_generator, read_config
+from maskmamba.models import Condition, Generator, check_tokenizer, load_generator, read_config
 from maskmamba.models.tokenizer import VQTokenizer, decode_pixels, preview_pixels
 from maskmamba.sampler import LogitsFn, SampleStep, guidance, maskgit
 from maskmamba.settings import SamplingSettings
@@ -49,6 +49,7 @@ class Pipeline:
     ):
         self.device = torch.device(device)
         self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        check_tokenizer(generator, tokenizer)
         self.generator = generator.to(self.device, self.dtype).eval()
         self.tokenizer = tokenizer.to(self.device).eval()
         self.class_names = list(class_names)

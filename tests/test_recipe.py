@@ -14,7 +14,7 @@ from maskmamba.data.augment import Augment, augmented, mirror_safe, warp
 from maskmamba.data.captions import caption_texts, is_tag_caption, with_article
 from maskmamba.data.catalog import EmojiRecord
 from maskmamba.data.dataset import CAPTIONS
-from maskmamba.data.tokens import TOKENS, load_token_copies
+from maskmamba.data.tokens import CODEBOOK_KEY, TOKENS, load_token_copies
 from maskmamba.train import generator as train_generator
 from maskmamba.train.curves import read_curves
 from maskmamba.train.optim import configure_optimizers, cosine_lr, set_lr, split_decay
@@ -134,7 +134,8 @@ def augmented_data(tmp_path):
     ids = np.where(classes[:, None] == 0, 7, 300).astype(np.int16).repeat(256, axis=1)
     aug = np.stack([ids + 1, ids + 2], axis=1)
     save_file({"train_ids": ids, "train_class": classes, "train_emoji": emoji, "train_aug_ids": aug,
-               "val_ids": ids[:4], "val_class": classes[:4], "val_emoji": emoji[:4]}, str(tmp_path / TOKENS))
+               "val_ids": ids[:4], "val_class": classes[:4], "val_emoji": emoji[:4]}, str(tmp_path / TOKENS),
+              metadata={CODEBOOK_KEY: "1000"})
     save_file({"tokens": np.ones((4, 384), np.int8), "scales": np.full(4, 0.01, np.float16),
                "offsets": np.array([0, 2, 4], np.int64), "caption_emoji": np.arange(2, dtype=np.int64)},
               str(tmp_path / CAPTIONS), metadata={"max_tokens": "16"})

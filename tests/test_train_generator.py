@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-from safetensors.numpy import save_file
+from safetensors.numpy import load_file, save_file
 
 from maskmamba.data.dataset import CAPTIONS
-from maskmamba.data.tokens import TOKENS
+from maskmamba.data.tokens import CODEBOOK_KEY, TOKENS
 from maskmamba.train import generator as train_generator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,7 +27,8 @@ def token_data(tmp_path_factory):
     emoji = np.array([0, 1, 2, 3] * 8)
     ids = np.where(classes[:, None] == 0, 7, 300).astype(np.int16).repeat(256, axis=1)
     save_file({"train_ids": ids, "train_class": classes, "train_emoji": emoji,
-               "val_ids": ids[:8], "val_class": classes[:8], "val_emoji": emoji[:8]}, str(root / TOKENS))
+               "val_ids": ids[:8], "val_class": classes[:8], "val_emoji": emoji[:8]}, str(root / TOKENS),
+              metadata={CODEBOOK_KEY: "1000"})
     lengths = [3, 5, 4, 2]
     save_file({
         "tokens": rng.integers(-127, 128, (sum(lengths), 384), dtype=np.int8),
@@ -62,6 +63,21 @@ def test_loss_falls_and_run_resumes_and_exports(token_data, tmp_path):
     assert losses[-1] < 0.7 * losses[0]
     assert (tmp_path / "export" / "model.safetensors").is_file()
     assert json.loads((tmp_path / "export" / "classes.json").read_text()) == ["cats", "dogs"]
+
+
+def test_the_vocabulary_follows_the_tokenizer_that_wrote_the_cache(token_data, tmp_path):
+    """A cache written by a 2,560-code tokenizer trains a 2,560-code generator; one that does not say is refused."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in (CAPTIONS, "manifest.json"):
+        (data / name).write_bytes((token_data / name).read_bytes())
+    arrays = load_file(str(token_data / TOKENS))
+    save_file(arrays, str(data / TOKENS), metadata={CODEBOOK_KEY: "2560"})
+    train_generator.main(_args(data, tmp_path / "run", 2, export=tmp_path / "export"))
+    assert json.loads((tmp_path / "export" / "config.json").read_text())["codebook_size"] == 2560
+    save_file(arrays, str(data / TOKENS))
+    with pytest.raises(ValueError, match="codebook size"):
+        train_generator.main(_args(data, tmp_path / "again", 2))
 
 
 def test_two_processes_train_with_ddp_on_cpu(token_data, tmp_path):

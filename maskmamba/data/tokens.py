@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
@@ -19,6 +20,7 @@ from maskmamba.models.tokenizer import VQTokenizer, uint8_to_input
 
 TOKENS = "tokens.safetensors"
 SPLITS = ("train", "val")
+CODEBOOK_KEY = "codebook_size"
 
 
 @torch.no_grad()
@@ -67,8 +69,22 @@ def build_token_cache(root: str | Path, tokenizer_dir: str | Path, device: str =
     for split in SPLITS:
         arrays |= encode_split(tokenizer, root, split, augment if split == "train" else 0, seed)
     path = Path(root) / TOKENS
-    save_file(arrays, str(path), metadata={"tokenizer": str(tokenizer_dir), "augment": f"{augment} copies, seed {seed}"})
+    metadata = {"tokenizer": str(tokenizer_dir), "augment": f"{augment} copies, seed {seed}",
+                CODEBOOK_KEY: str(tokenizer.codebook_size)}
+    save_file(arrays, str(path), metadata=metadata)
     return path
+
+
+def token_codebook_size(root: str | Path) -> int:
+    """The codebook size of the tokenizer that wrote root's token cache: the vocabulary a generator trained on it
+    needs (and the tokenizer it must ship with)."""
+    path = Path(root) / TOKENS
+    with safe_open(str(path), framework="numpy") as handle:
+        metadata = handle.metadata() or {}
+    if CODEBOOK_KEY not in metadata:
+        raise ValueError(f"{path} does not record its tokenizer's codebook size: rebuild it with "
+                         "`python -m maskmamba.data tokenize`")
+    return int(metadata[CODEBOOK_KEY])
 
 
 def load_tokens(root: str | Path, split: str, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -50,7 +50,7 @@ from maskmamba.eval.fid import InceptionFeatures, feature_stats, frechet_distanc
 from maskmamba.eval.paraphrases import Paraphrases, load_states
 from maskmamba.eval.plots import figure, save_plot
 from maskmamba.data.captions import is_tag_caption
-from maskmamba.models import FILES, Condition, load_generator, read_config, stored_formats
+from maskmamba.models import FILES, Condition, check_tokenizer, load_generator, read_config, stored_formats
 from maskmamba.models.tokenizer import VQTokenizer, decode_pixels
 from maskmamba.sampler import guidance, maskgit
 from maskmamba.settings import SamplingSettings
@@ -444,6 +444,7 @@ def main(argv: list[str], features: Features | None = None) -> dict:
                    classifier=meta, data=str(args.data), tokenizer=str(args.tokenizer), command=command)
     for name, folder in folders.items():
         model = load_model(folder, name, bench.device, args.storage)
+        check_tokenizer(model, bench.tokenizer)
         entry = evaluate_variant(model, bench, args, name)
         entry |= {"checkpoint": str(folder), "storage": args.storage or stored_formats(folder)[0], "command": command}
         if args.compare_storage:

@@ -22,6 +22,13 @@ def build_model(variant: str, size: str = "tiny", num_classes: int = 100, **over
     return generator_class(variant)(GeneratorConfig.named(variant, size, num_classes, **overrides))
 
 
+def check_tokenizer(generator: Generator, tokenizer) -> None:
+    """Refuse a generator whose image-token vocabulary is not the tokenizer's codebook (its images would be noise)."""
+    if generator.codebook_size != tokenizer.codebook_size:
+        raise ValueError(f"the {generator.variant} generator predicts {generator.codebook_size} token ids but the "
+                         f"tokenizer has {tokenizer.codebook_size} codes: they were not trained together")
+
+
 def read_config(folder: str | Path) -> dict:
     """A checkpoint folder's config.json, as saved (the generator's fields plus extras such as `default_cfg`)."""
     config_file = Path(folder) / "config.json"
@@ -40,6 +47,6 @@ def load_generator(folder: str | Path, storage: str | None = None) -> Generator:
 
 __all__ = [
     "Condition", "ConditionEncoder", "Generator", "GeneratorConfig", "MaskedGenerator", "UViTGenerator",
-    "FILES", "build_model", "generator_class", "load_generator", "load_weights", "read_config", "save_weights",
+    "FILES", "build_model", "check_tokenizer", "generator_class", "load_generator", "load_weights", "read_config", "save_weights",
     "stored_formats",
 ]

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from maskmamba.configs import COND_POSITIONS
 from maskmamba.data.dataset import CaptionBank, load_manifest
-from maskmamba.data.tokens import load_token_copies, load_tokens
+from maskmamba.data.tokens import load_token_copies, load_tokens, token_codebook_size
 from maskmamba.graphs import GraphedStep
 from maskmamba.models import Condition, build_model, save_weights
 from maskmamba.models.quantize import FILES, check_storage
@@ -198,7 +198,8 @@ def main(argv: list[str]) -> dict:
     classes = load_manifest(args.data)["classes"]
     torch.manual_seed(args.seed)  # same initial weights on every rank
     position = {} if args.cond_position is None else {"cond_position": args.cond_position}
-    model = build_model(args.variant, args.size, num_classes=len(classes), dropout=args.dropout, **position).to(device)
+    model = build_model(args.variant, args.size, num_classes=len(classes), dropout=args.dropout,
+                        codebook_size=token_codebook_size(args.data), **position).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     graphed = device.type == "cuda" and world == 1 and not args.eager
     optimizer = configure_optimizers(model, args.lr, args.weight_decay, graphed)
