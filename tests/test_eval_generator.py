@@ -15,7 +15,7 @@ from maskmamba import build_model, load_generator
 from maskmamba.data.dataset import CAPTIONS
 from maskmamba.data.imaging import encode_webp
 from maskmamba.data.shards import write_manifest, write_shards
-from maskmamba.eval import generator as evaluation
+from maskmamba.eval import generator as evaluation, merge
 from maskmamba.eval.classifier import topk_accuracy, train_classifier
 from maskmamba.eval.paraphrases import Paraphrases, load_states, write_states
 from maskmamba.models import save_weights
@@ -248,3 +248,22 @@ def test_topk_accuracy_on_hand_made_logits():
     assert topk_accuracy(logits, labels, 5) == pytest.approx(0.5)
     assert topk_accuracy(logits, labels, 1) == pytest.approx(0.25)
     assert topk_accuracy(logits[:2, :3], torch.tensor([2, 1]), 5) == 1.0  # k is capped at the class count
+
+
+def test_parts_scored_in_separate_runs_merge_under_one_judge(tmp_path):
+    judge = {"classifier_real_acc": 0.9, "classifier_real_top5": 0.99, "data": "d", "tokenizer": "t"}
+    entry = {"fid": 20.0, "best_cfg": 2.0, "sweep_n": 4, "cfg_sweep": [{"cfg": 2.0, "fid": 20.0}]}
+    first = judge | {"variants": {"uvit": entry}, "shipped": {"uvit": {"fid": 20.0}}}
+    second = judge | {"variants": {"transformer": entry | {"fid": 30.0}},
+                      "fid_vs_steps": {"variant": "transformer", "cfg": 2.0, "n_images": 4, "points": [{"steps": 4, "fid": 40.0}]}}
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    for path, part in zip(paths, (first, second)):
+        path.write_text(json.dumps(part))
+    out = tmp_path / "merged.json"
+    merged = merge.main([*map(str, paths), "--out", str(out), "--plots", str(tmp_path)])
+    assert set(merged["variants"]) == {"uvit", "transformer"} and set(merged["shipped"]) == {"uvit"}
+    assert list(json.loads(out.read_text()))[:3] == ["classifier_real_acc", "classifier_real_top5", "shipped"]
+    assert (tmp_path / "generators_fid_vs_cfg.png").is_file() and (tmp_path / "generators_fid_vs_steps.png").is_file()
+    paths[1].write_text(json.dumps(second | {"classifier_real_acc": 0.5}))
+    with pytest.raises(ValueError, match="different judges"):
+        merge.main([*map(str, paths), "--out", str(out), "--replace"])

@@ -12,6 +12,7 @@ SUBCOMMANDS = {  # subcommand -> module with `main(argv)`
     "paraphrase-states": "maskmamba.eval.paraphrases",
     "paraphrase-grid": "maskmamba.eval.paraphrase_grid",
     "scaling": "maskmamba.eval.scaling",
+    "merge": "maskmamba.eval.merge",
 }
 
 if __name__ == "__main__":

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Issue 14 in one lease: the judge, every run of RUNS trained side by side on every GPU of this machine, the scaling
+# study's snapshots scored, the shipped and compared runs scored in full, everything collected.
+#
+#   scripts/gpu_generators.sh DATA INCEPTION
+#     DATA: a built data set with its token cache (`python -m maskmamba.data tokenize DATA --augment 3`): training
+#     reads tokens, captions and the manifest, the judge and FID read the pixels. INCEPTION: the TF-Inception
+#     TorchScript file (`python -m maskmamba.eval fid-fp16`).
+#   env: RUNS (VARIANT@SIZE[:full] items, longest first; `full` runs get the full evaluation below),
+#        SHIPPED (variants recorded under `shipped`), STEPS (6000), BATCH (256), SNAPSHOTS (3), PARALLEL (runs per GPU, 2),
+#        TRAIN_MINUTES (training stops by then, counted from the start, best EMA exported; 17), SNAP_N (images per
+#        point of the CFG sweeps, the snapshots and the iteration curve; 2000),
+#        SNAP_SWEEP (2,3), EVAL_N (10000), SWEEP (1,2,3,4), STORAGE (int8), COMPARE (fp32,int4),
+#        TOKENIZER (assets/tokenizer-v2), PARAPHRASES, TRAIN_FLAGS, EVAL_FLAGS (extra flags of every evaluation),
+#        DEVICE (cuda), OUT (runs/generators)
+#
+# Per run: OUT/VARIANT@SIZE (checkpoints, log, curves), OUT/pack/VARIANT@SIZE/VARIANT (the best EMA in fp32, int8
+# and int4), OUT/eval/VARIANT@SIZE/STEP.json (each snapshot: FID of SNAP_N images at the best of SNAP_SWEEP, class,
+# prompt and paraphrase top-5), and for `full` runs OUT/eval/full/VARIANT@SIZE.json (FID of EVAL_N images at the
+# best of SWEEP, the other storage formats on the same seeds, default_cfg written into the pack's config.json).
+# At the end: OUT/scaling.json + plots, OUT/generators.json + plots, OUT/done. Resumable: rerun the same command;
+# finished trainings and evaluations are kept. Start it detached (setsid ... &) so it outlives the device command.
+set -uo pipefail
+DATA=$1 INCEPTION=$2
+RUNS=${RUNS:-"maskmamba-serial-half@medium:full mmamba@small:full uvit@medium:full transformer@medium:full maskmamba-parallel-4@small:full maskmamba-parallel-2@small:full maskmamba-serial-interleave@small:full maskmamba-serial-half@small transformer@small uvit@small"}
+SHIPPED=${SHIPPED:-maskmamba-serial-half,maskmamba-serial-interleave,maskmamba-parallel-2,maskmamba-parallel-4,uvit,mmamba}
+STEPS=${STEPS:-6000} BATCH=${BATCH:-256} SNAPSHOTS=${SNAPSHOTS:-3} PARALLEL=${PARALLEL:-2} TRAIN_MINUTES=${TRAIN_MINUTES:-17}
+SNAP_N=${SNAP_N:-2000} SNAP_SWEEP=${SNAP_SWEEP:-2,3} EVAL_N=${EVAL_N:-10000} SWEEP=${SWEEP:-1,2,3,4}
+STORAGE=${STORAGE:-int8} COMPARE=${COMPARE:-fp32,int4} TOKENIZER=${TOKENIZER:-assets/tokenizer-v2}
+PARAPHRASES=${PARAPHRASES:-assets/eval/paraphrases.json} TRAIN_FLAGS=${TRAIN_FLAGS:-} EVAL_FLAGS=${EVAL_FLAGS:-} DEVICE=${DEVICE:-cuda}
+OUT=${OUT:-runs/generators}
+NGPU=$( [ "$DEVICE" = cuda ] && nvidia-smi -L | wc -l || echo 1 )
+STOP_AT=$(( $(date +%s) + TRAIN_MINUTES * 60 ))
+export DATA INCEPTION SHIPPED STEPS BATCH SNAPSHOTS STOP_AT SNAP_N SNAP_SWEEP EVAL_N SWEEP STORAGE COMPARE TOKENIZER
+export PARAPHRASES TRAIN_FLAGS EVAL_FLAGS DEVICE OUT NGPU OMP_NUM_THREADS=2 PYTHONUNBUFFERED=1
+mkdir -p "$OUT/logs" "$OUT/eval/full" "$OUT/judge"
+rm -f "$OUT/done"
+
+evaluate() {  # CHECKPOINTS VARIANT OUTFILE [flags...]: one judge (OUT/judge) scores everything
+  local folder=$1 variant=$2 out=$3; shift 3
+  python3 -m maskmamba.eval generator --data "$DATA" --checkpoints "$folder" --variants "$variant" \
+    --tokenizer "$TOKENIZER" --inception "$INCEPTION" --device "$DEVICE" --paraphrases "$PARAPHRASES" \
+    --work "$OUT/judge" --out "$out" $EVAL_FLAGS "$@"
+}
+export -f evaluate
+
+# the judge and the real features, once, beside the first trainings (and after INCEPTION, should it come later);
+# evaluations wait for OUT/judge/ready
+rm -f "$OUT/judge/failed"
+( until [ -f "$INCEPTION" ]; do sleep 5; done
+  [ -f "$OUT/judge/ready" ] || { CUDA_VISIBLE_DEVICES=0 evaluate "$OUT" "" "$OUT/eval/judge.json" --plots "$OUT/eval" \
+    > "$OUT/logs/judge.log" 2>&1 && touch "$OUT/judge/ready" || touch "$OUT/judge/failed"; } ) &
+
+run_one() {  # VARIANT@SIZE[:full]; xargs sets SLOT, so each GPU holds PARALLEL runs at most
+  local item=$1 name=${1%%:*} variant=${1%%@*} size kind
+  size=${name#*@}; kind=${item#"$name"}
+  [ "$DEVICE" = cuda ] && export CUDA_VISIBLE_DEVICES=$(( SLOT % NGPU ))
+  local minutes=$(( (STOP_AT - $(date +%s)) / 60 ))
+  (( minutes < 1 )) && minutes=1
+  python3 -m maskmamba.train generator --variant "$variant" --size "$size" --data "$DATA" --out "$OUT/$name" \
+    --steps "$STEPS" --batch "$BATCH" --snapshot-every $(( STEPS / SNAPSHOTS )) --eval-every $(( STEPS / 20 > 0 ? STEPS / 20 : 1 )) \
+    --minutes "$minutes" --device "$DEVICE" --export "$OUT/pack/$name/$variant" --storage fp32,int8,int4 $TRAIN_FLAGS \
+    >> "$OUT/logs/$name.log" 2>&1
+  until [ -f "$OUT/judge/ready" ]; do [ -f "$OUT/judge/failed" ] && return 1; sleep 5; done
+  if [ "$kind" = ":full" ] && [ ! -f "$OUT/eval/full/$name.json" ]; then
+    local shipped=""; [[ ",$SHIPPED," == *",$variant,"* ]] && shipped=$variant
+    evaluate "$OUT/pack/$name" "$variant" "$OUT/eval/full/$name.json.part" --n "$EVAL_N" --sweep "$SWEEP" \
+      --sweep-n "$SNAP_N" --storage "$STORAGE" --compare-storage "$COMPARE" --shipped "$shipped" --write-default-cfg \
+      --curve-n "$SNAP_N" \
+      --plots "$OUT/eval/full/$name" >> "$OUT/logs/$name.eval.log" 2>&1 \
+      && mv "$OUT/eval/full/$name.json.part" "$OUT/eval/full/$name.json"
+  fi
+  mkdir -p "$OUT/eval/$name"
+  for snap in "$OUT/$name"/snapshots/*/; do
+    [ -d "$snap" ] || continue
+    local step; step=$(basename "$snap")
+    [ -f "$OUT/eval/$name/$step.json" ] || { evaluate "$snap" "$variant" "$OUT/eval/$name/$step.part" --n "$SNAP_N" \
+      --sweep "$SNAP_SWEEP" --sweep-n "$SNAP_N" --steps-curve "" --plots "$OUT/eval/$name/plots" \
+      >> "$OUT/logs/$name.eval.log" 2>&1 && mv "$OUT/eval/$name/$step.part" "$OUT/eval/$name/$step.json"; }
+  done
+}
+export -f run_one
+printf '%s\n' $RUNS | xargs -P $(( PARALLEL * NGPU )) --process-slot-var=SLOT -L1 bash -c 'run_one "$0"'
+wait
+
+python3 -m maskmamba.eval scaling --runs "$OUT" --out "$OUT/scaling.json" --plots "$OUT" > "$OUT/logs/collect.log" 2>&1
+python3 -m maskmamba.eval merge --replace --out "$OUT/generators.json" --plots "$OUT" "$OUT"/eval/full/*.json >> "$OUT/logs/collect.log" 2>&1
+touch "$OUT/done"
