@@ -6,8 +6,9 @@
 #     DATA: a built data set with its token cache (`python -m maskmamba.data tokenize DATA --augment 3`): training
 #     reads tokens, captions and the manifest, the judge and FID read the pixels. INCEPTION: the TF-Inception
 #     TorchScript file (`python -m maskmamba.eval fid-fp16`).
-#   env: RUNS (VARIANT@SIZE[:full] items, longest first; `full` runs get the full evaluation below),
-#        SHIPPED (variants recorded under `shipped`), STEPS (6000), BATCH (256), SNAPSHOTS (3), PARALLEL (runs per GPU, 2),
+#   env: RUNS (VARIANT@SIZE[:full][/GPU] items, longest first; `full` runs get the full evaluation below; /GPU pins a
+#        run to a GPU, else runs take free slots), JUDGE_GPU (1),
+#        SHIPPED (variants recorded under `shipped`), STEPS (6000), BATCH (256), SNAPSHOTS (3), PARALLEL (runs per GPU, 3),
 #        TRAIN_MINUTES (training stops by then, counted from the start, best EMA exported; 17), SNAP_N (images per
 #        point of the CFG sweeps, the snapshots and the iteration curve; 2000),
 #        SNAP_SWEEP (2,3), EVAL_N (10000), SWEEP (1,2,3,4), STORAGE (int8), COMPARE (fp32,int4),
@@ -22,13 +23,13 @@
 # finished trainings and evaluations are kept. Start it detached (setsid ... &) so it outlives the device command.
 set -uo pipefail
 DATA=$1 INCEPTION=$2
-RUNS=${RUNS:-"maskmamba-serial-half@medium:full mmamba@small:full uvit@medium:full transformer@medium:full maskmamba-parallel-4@small:full maskmamba-parallel-2@small:full maskmamba-serial-interleave@small:full maskmamba-serial-half@small transformer@small uvit@small"}
+RUNS=${RUNS:-"maskmamba-serial-half@medium:full/0 transformer@small/0 mmamba@small:full/1 maskmamba-serial-half@small/1 uvit@medium:full/2 maskmamba-parallel-4@small:full/2 uvit@small/2 transformer@medium:full/3 maskmamba-parallel-2@small:full/3 maskmamba-serial-interleave@small:full/3"}
 SHIPPED=${SHIPPED:-maskmamba-serial-half,maskmamba-serial-interleave,maskmamba-parallel-2,maskmamba-parallel-4,uvit,mmamba}
-STEPS=${STEPS:-6000} BATCH=${BATCH:-256} SNAPSHOTS=${SNAPSHOTS:-3} PARALLEL=${PARALLEL:-2} TRAIN_MINUTES=${TRAIN_MINUTES:-17}
+STEPS=${STEPS:-6000} BATCH=${BATCH:-256} SNAPSHOTS=${SNAPSHOTS:-3} PARALLEL=${PARALLEL:-3} TRAIN_MINUTES=${TRAIN_MINUTES:-17}
 SNAP_N=${SNAP_N:-2000} SNAP_SWEEP=${SNAP_SWEEP:-2,3} EVAL_N=${EVAL_N:-10000} SWEEP=${SWEEP:-1,2,3,4}
 STORAGE=${STORAGE:-int8} COMPARE=${COMPARE:-fp32,int4} TOKENIZER=${TOKENIZER:-assets/tokenizer-v2}
 PARAPHRASES=${PARAPHRASES:-assets/eval/paraphrases.json} TRAIN_FLAGS=${TRAIN_FLAGS:-} EVAL_FLAGS=${EVAL_FLAGS:-} DEVICE=${DEVICE:-cuda}
-OUT=${OUT:-runs/generators}
+OUT=${OUT:-runs/generators} JUDGE_GPU=${JUDGE_GPU:-1}
 NGPU=$( [ "$DEVICE" = cuda ] && nvidia-smi -L | wc -l || echo 1 )
 STOP_AT=$(( $(date +%s) + TRAIN_MINUTES * 60 ))
 export DATA INCEPTION SHIPPED STEPS BATCH SNAPSHOTS STOP_AT SNAP_N SNAP_SWEEP EVAL_N SWEEP STORAGE COMPARE TOKENIZER
@@ -48,13 +49,14 @@ export -f evaluate
 # evaluations wait for OUT/judge/ready
 rm -f "$OUT/judge/failed"
 ( until [ -f "$INCEPTION" ]; do sleep 5; done
-  [ -f "$OUT/judge/ready" ] || { CUDA_VISIBLE_DEVICES=0 evaluate "$OUT" "" "$OUT/eval/judge.json" --plots "$OUT/eval" \
+  [ -f "$OUT/judge/ready" ] || { CUDA_VISIBLE_DEVICES=$(( JUDGE_GPU % NGPU )) evaluate "$OUT" "" "$OUT/eval/judge.json" --plots "$OUT/eval" \
     > "$OUT/logs/judge.log" 2>&1 && touch "$OUT/judge/ready" || touch "$OUT/judge/failed"; } ) &
 
-run_one() {  # VARIANT@SIZE[:full]; xargs sets SLOT, so each GPU holds PARALLEL runs at most
-  local item=$1 name=${1%%:*} variant=${1%%@*} size kind
-  size=${name#*@}; kind=${item#"$name"}
-  [ "$DEVICE" = cuda ] && export CUDA_VISIBLE_DEVICES=$(( SLOT % NGPU ))
+run_one() {  # VARIANT@SIZE[:full][/GPU]; xargs sets SLOT, so unpinned runs hold PARALLEL per GPU at most
+  local item=${1%%/*} gpu=$SLOT name variant size kind
+  [[ $1 == */* ]] && gpu=${1##*/}
+  name=${item%%:*} variant=${item%%@*} size=${name#*@} kind=${item#"$name"}
+  [ "$DEVICE" = cuda ] && export CUDA_VISIBLE_DEVICES=$(( gpu % NGPU ))
   local minutes=$(( (STOP_AT - $(date +%s)) / 60 ))
   (( minutes < 1 )) && minutes=1
   python3 -m maskmamba.train generator --variant "$variant" --size "$size" --data "$DATA" --out "$OUT/$name" \
