@@ -36,7 +36,7 @@ def test_shipped_variant_draws_a_yellow_smiley(variant):
 
 def test_tokenizer_v2_reconstructs_the_example_images():
     """2,560 codes, and PSNR well above what an untrained tokenizer gets (about 6 dB on these images)."""
-    tokenizer = VQTokenizer.from_pretrained(ASSETS / "tokenizer-v2").eval()
+    tokenizer = VQTokenizer.from_pretrained(ASSETS / "tokenizer").eval()
     assert tokenizer.codebook_size == 2560
     images = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted((ASSETS / "examples").glob("*.png"))])
     recons, ids = reconstruct(tokenizer, images, torch.device("cpu"))
