@@ -95,7 +95,7 @@ def test_rerun_is_byte_identical_and_notes_add_a_sentence(tree, tmp_path):
     main(_args(tree))
     assert {v: (tree / v / "README.md").read_bytes() for v in SHIPPED} == first
     notes = tmp_path / "notes.json"
-    notes.write_text(json.dumps({"uvit": "rockets come out as grey smudges."}))
+    notes.write_text(json.dumps({"uvit": "rockets come out as grey smudges"}))
     main(_args(tree, "--notes", str(notes)))
     assert "What still looks wrong: rockets come out as grey smudges." in (tree / "uvit" / "README.md").read_text()
     assert (tree / "maskmamba-serial-half" / "README.md").read_bytes() == first["maskmamba-serial-half"]
@@ -113,6 +113,7 @@ def test_a_variant_missing_from_shipped_is_refused(tree):
     ("tokenizer", "predicts 1000 token ids but .* has 2560 codes"),
     ("weights", "holds int8 and the demo loads the first, but the results score fp32"),
     ("training", "training.json lacks best_val_loss"),
+    ("licence", "no CC-BY-SA-4.0 source in the data set"),
 ])
 def test_inconsistent_inputs_are_refused(tree, tmp_path, breakage, message):
     root = tmp_path / "assets"
@@ -127,6 +128,10 @@ def test_inconsistent_inputs_are_refused(tree, tmp_path, breakage, message):
     elif breakage == "weights":
         weights = root / "maskmamba-serial-half" / "model.safetensors"
         weights.rename(weights.with_name("model.int8.safetensors"))
+    elif breakage == "licence":
+        dataset = json.loads((root / "results" / "dataset.json").read_text())
+        dataset["sources"] = [src for src in dataset["sources"] if src["style"] != "openmoji"]
+        (root / "results" / "dataset.json").write_text(json.dumps(dataset))
     else:
         training = root / "uvit" / "training.json"
         training.write_text(json.dumps({k: v for k, v in json.loads(training.read_text()).items() if k != "best_val_loss"}))

@@ -82,6 +82,7 @@ class Sources:
     def read(cls, results: Path, dataset: Path, tokenizer: Path) -> Sources:
         levels = need(read_json(tokenizer / "config.json"), ("levels",), str(tokenizer / "config.json"))["levels"]
         data = need(read_json(dataset), ("n_images", "styles", "splits", "sources"), str(dataset))
+        need(data["splits"], ("train",), f"{dataset}: splits")
         for i, source in enumerate(data["sources"]):
             need(source, ("style", "package", "version", "licence", "credit"), f"{dataset}: sources[{i}]")
         scores = need(read_json(results), ("classifier_real_acc", "shipped", "variants"), str(results))
@@ -216,7 +217,7 @@ def card(variant: str, folder: Path, s: Sources, note: str | None = None) -> str
     if pictures.is_file():
         lines.append(f"Every paraphrase prompt drawn at seed 0 and the default CFG: `{pictures}`.")
     if note:
-        lines.append(f"What still looks wrong: {note.strip()}")
+        lines.append(f"What still looks wrong: {note.strip().rstrip('.')}.")
     lines += [
         "",
         data_line(s, config),
