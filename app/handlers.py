@@ -358,7 +358,7 @@ class Handlers:
             })
         table = f"| model | ms / step | model ms ({steps} steps) | wall ms incl. previews |\n|---|---:|---:|---:|\n"
         table += "\n".join(
-            f"| {r['model']} | {r['ms_per_step']:.2f} | {r['model_ms']:.1f} | {r['wall_ms']:.1f} |" for r in rows
+            f"| {self.runtime.describe(r['model'])} | {r['ms_per_step']:.2f} | {r['model_ms']:.1f} | {r['wall_ms']:.1f} |" for r in rows
         )
         kernels = self.runtime.kernels
         runs = f"{repeats} runs" if repeats > 1 else "1 run"

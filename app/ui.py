@@ -127,10 +127,17 @@ def _start(button: gr.Button, c: ConditionControls) -> gr.events.Dependency:
     return button.click(Handlers.pick_seed, [c.seed, c.randomise], c.seed, queue=False, api_visibility="private")
 
 
+def variant_choices(runtime: Runtime) -> list[tuple[str, str]]:
+    """Dropdown choices (label shown, value sent): each loaded variant's name, size and parameters; the API, like
+    the value, takes the plain variant name."""
+    return [(runtime.describe(v), v) for v in runtime.variants]
+
+
 def generate_tab(h: Handlers, variants: list[str], classes: list[str]) -> gr.Image:
     with gr.Row():
         with gr.Column(scale=2):
-            variant = DropdownInput(variants, value=variants[0], label="Model variant", info=VARIANTS[variants[0]].description)
+            variant = DropdownInput(variant_choices(h.runtime), value=variants[0], label="Model variant",
+                                    info=VARIANTS[variants[0]].description)
             c = condition_controls(h, classes, variant)
             run, stop = _run_buttons("Generate")
         with gr.Column(scale=3):
@@ -159,8 +166,8 @@ def compare_tab(h: Handlers, variants: list[str], classes: list[str]) -> None:
         with gr.Column(scale=2):
             gr.Markdown("Both models decode with the same seed and settings; the page alternates one step of each.")
             with gr.Row():
-                left = DropdownInput(variants, value=left_default, label="Left model")
-                right = DropdownInput(variants, value=right_default, label="Right model")
+                left = DropdownInput(variant_choices(h.runtime), value=left_default, label="Left model")
+                right = DropdownInput(variant_choices(h.runtime), value=right_default, label="Right model")
             c = condition_controls(h, classes, left)
             run, stop = _run_buttons("Compare")
         with gr.Column(scale=3):
@@ -203,7 +210,7 @@ def inpaint_tab(h: Handlers, variants: list[str], classes: list[str], generated:
                                elem_classes="pixelated", format="png")
             coverage = gr.Markdown("Load an image, then paint over the part to regenerate.", elem_id="coverage")
         with gr.Column(scale=2):
-            variant = DropdownInput(variants, value=variants[0], label="Model variant")
+            variant = DropdownInput(variant_choices(h.runtime), value=variants[0], label="Model variant")
             c = condition_controls(h, classes, variant)
             run, stop = _run_buttons("Inpaint")
         with gr.Column(scale=2):
@@ -256,7 +263,7 @@ def kernels_line(runtime: Runtime) -> str:
     k = runtime.kernels
     return (f"Running on **{k['device']}** · {k['dtype']} · selective scan: **{k['scan']}** · "
             f"attention: **{k['attention']}** · CUDA graphs: **{k['cuda_graphs']}** · "
-            f"variants loaded: {', '.join(runtime.variants)}")
+            f"variants loaded: {'; '.join(map(runtime.describe, runtime.variants))}")
 
 
 def disabled_note(disabled: dict[str, str]) -> str:
