@@ -19,15 +19,18 @@ import torch
 from safetensors.torch import save
 
 from maskmamba import load_generator
-from maskmamba.models.quantize import CLIPS, KEEP_INT8, Int4, weights_file, dequantize_state, metadata, quantize_state, read_state
+from maskmamba.models.quantize import (
+    CLIPS, Int4, dequantize_state, metadata, quantize_state, read_state, weights_file,
+)
 from maskmamba.train.generator import Data, validation_loss
 
 CANDIDATES = {  # name -> how int4 is written; "int8" is the stored reference
     "int4-g64 (old)": Int4(64, (1.0,), ()),
     "int4-g32": Int4(32, (1.0,), ()),
     "int4-g32-clip": Int4(32, CLIPS, ()),
-    "int4-g64-clip-keep": Int4(64, CLIPS, KEEP_INT8),
-    "int4-g32-clip-keep": Int4(32, CLIPS, KEEP_INT8),
+    "int4-g64-clip-keep": Int4(64, CLIPS, ("tok_emb", "head")),
+    "int4-g32-clip-keep": Int4(32, CLIPS, ("tok_emb", "head")),
+    "int4-g32-clip-keep-attn": Int4(32, CLIPS, ("tok_emb", "head", "qkv", "proj")),
 }
 
 

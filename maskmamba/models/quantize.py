@@ -11,7 +11,7 @@ every other tensor (norms, biases, SSM parameters, position tables) stays float3
 
 An int4 file records its group size in its metadata (GROUP_KEY; files without it are LEGACY_GROUP). Each group's
 scale is the fraction of its absmax (among CLIPS) whose rounding leaves the least squared error, and the matrices
-of the modules in KEEP_INT8 are stored int8 inside the int4 file (their companions tell them apart).
+of the modules named in KEEP_INT8 are stored int8 inside the int4 file (their companions tell them apart).
 
     python -m maskmamba.models.quantize convert FOLDER --to int4 [--from int8] [--group 32]
 """
@@ -42,7 +42,8 @@ GROUP = 32  # int4: inputs that share one scale, in the files written here
 LEGACY_GROUP = 64  # int4: the group of files written before the group was recorded
 GROUP_KEY = "int4_group"  # int4: the metadata entry that records the group
 CLIPS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)  # int4: fractions of a group's absmax tried as its range
-KEEP_INT8 = ("tok_emb", "head")  # int4: modules whose matrices stay int8 (token embedding and output layer)
+KEEP_INT8 = ("tok_emb", "head", "qkv", "proj")  # int4: modules whose matrices stay int8 (token embedding, output
+# layer, attention; the most sensitive per value in bench/storage_loss.py)
 INT8_SCALE = ".int8_scale"  # int8: the matrix keeps its shape; its companion holds the row scales
 INT4_SCALE, INT4_SHAPE = ".int4_scale", ".int4_shape"  # int4: packed rows, their group scales, the original shape
 
@@ -62,7 +63,8 @@ class Int4:
             raise ValueError(f"int4 clip ratios must lie in (0, 1], got {self.clips}")
 
     def keeps_int8(self, name: str) -> bool:
-        return name.rpartition(".")[0] in self.keep_int8
+        """Whether parameter `name` belongs to a module named in keep_int8 (a whole component of its path)."""
+        return any(part in self.keep_int8 for part in name.split(".")[:-1])
 
 
 def _quantizable(tensor: torch.Tensor) -> bool:
@@ -237,7 +239,8 @@ def convert(folder: str | Path, to: str, source: str | None = None, plan: Int4 =
     source = next(s for s, name in FILES.items() if name == origin.name)
     order = list(FILES)
     if order.index(check_storage(to)) <= order.index(source):
-        raise ValueError(f"cannot make {to} from {source} in {folder}: only a coarser format ({', '.join(order[order.index(source) + 1:]) or 'none'}) can be made from it")
+        coarser = ", ".join(order[order.index(source) + 1:]) or "none"
+        raise ValueError(f"cannot make {to} from {source} in {folder}: only a coarser format ({coarser}) can be made")
     path = write_state(read_state(origin), Path(folder) / FILES[to], to, plan)
     write_sums(folder)
     return path
