@@ -30,6 +30,7 @@ CANDIDATES = {  # name -> how int4 is written; "int8" is the stored reference
     "int4-g32-clip": Int4(32, CLIPS, ()),
     "int4-g64-clip-keep": Int4(64, CLIPS, ("tok_emb", "head")),
     "int4-g32-clip-keep": Int4(32, CLIPS, ("tok_emb", "head")),
+    "int4-g32-keep-attn": Int4(32, (1.0,), ("tok_emb", "head", "qkv", "proj")),
     "int4-g32-clip-keep-attn": Int4(32, CLIPS, ("tok_emb", "head", "qkv", "proj")),
 }
 

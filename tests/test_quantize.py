@@ -131,3 +131,10 @@ def test_convert_refuses_to_regain_precision_or_a_missing_source(tmp_path, capsy
     assert "has no fp16 weights" in capsys.readouterr().err
     with pytest.raises(ValueError, match="even number"):
         Int4(group=7)
+
+
+def test_int4_keeps_attention_int8_by_module_name_only():
+    names = ["blocks.0.attn.qkv.weight", "blocks.0.attn.proj.weight", "blocks.0.mixer.in_proj.weight", "blocks.0.mlp.0.weight"]
+    stored = quantize_state({name: torch.randn(64, 128) for name in names}, "int4")
+    assert [stored[name].dtype for name in names] == [torch.int8, torch.int8, torch.uint8, torch.uint8]
+    assert Int4().keeps_int8("tok_emb.weight") and not Int4().keeps_int8("blocks.0.mixer.scan.x_proj")
