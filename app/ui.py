@@ -17,7 +17,7 @@ from app.handlers import EDITOR_SIDE, MODES, SPEED_REFERENCE, Handlers, download
 from maskmamba import limits
 from maskmamba.configs import VARIANTS
 from maskmamba.serving import MAX_PROMPT_CHARS, Runtime
-from maskmamba.settings import MAX_SEED, MAX_STEPS, SamplingSettings
+from maskmamba.settings import MAX_SEED, MAX_STEPS
 
 MODEL_CONCURRENCY = 4  # streams advance one model step at a time under the runtime's lock
 QUEUE = dict(default_concurrency_limit=2, max_size=limits.QUEUE_SIZE)
@@ -82,7 +82,7 @@ def condition_controls(h: Handlers, classes: list[str], variant: gr.Dropdown) ->
     if shown:
         gr.Examples([[m, c or default, p] for m, c, p in shown], inputs=[mode, class_name, prompt],
                     label="Examples: click one, then run", example_labels=[c or f"“{p}”" for _, c, p in shown])
-    defaults = SamplingSettings()
+    defaults = h.runtime.defaults(variant.value)  # the CFG scale follows the variant (its checkpoint's default_cfg)
     with gr.Row():
         cfg_scale = SliderInput(0, 10, value=defaults.cfg_scale, step=0.5, label="CFG scale")
         steps = SliderInput(1, MAX_STEPS, value=defaults.steps, step=1, precision=0, label="Iterations")
@@ -151,7 +151,7 @@ def generate_tab(h: Handlers, variants: list[str], classes: list[str]) -> gr.Ima
             with gr.Row():
                 png = gr.DownloadButton("Download PNG", interactive=False, elem_id="gen-png")
                 gif = gr.DownloadButton("Download progression (GIF)", interactive=False, elem_id="gen-gif")
-    variant.change(h.variant_chosen, variant, [variant, c.class_name], queue=False, api_visibility="private")
+    variant.change(h.variant_chosen, variant, [variant, c.class_name, c.cfg_scale], queue=False, api_visibility="private")
     _with_downloads(_start(run, c), [png, gif], dict(
         fn=h.generate, inputs=[variant, *c.inputs()], outputs=[image, plot, status, png, gif, order],
         api_name="generate", concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY))
@@ -182,6 +182,7 @@ def compare_tab(h: Handlers, variants: list[str], classes: list[str]) -> None:
             status = gr.Markdown(label="status", elem_id="compare-status")
             plot = _latency_plot("Per-step latency, both models", "compare-plot")
     outputs = [left_image, right_image, plot, status, left_order, right_order]
+    left.change(h.default_cfg, left, c.cfg_scale, queue=False, api_visibility="private")
     _start(run, c).then(h.compare, [left, right, *c.inputs()], outputs,
                         api_name="compare", concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY)
     _stop(h, stop, "compare")
@@ -226,6 +227,7 @@ def inpaint_tab(h: Handlers, variants: list[str], classes: list[str], generated:
     # queued, so that the warning "no generated image yet" reaches the page
     load = dict(fn=h.use_image, outputs=[editor, overlay, coverage], concurrency_id="preview",
                 concurrency_limit=MODEL_CONCURRENCY, api_visibility="private")
+    variant.change(h.default_cfg, variant, c.cfg_scale, queue=False, api_visibility="private")
     use_last.click(inputs=[generated, variant], **load)
     picked.change(inputs=[picked, variant], **load)
     editor.change(**preview)

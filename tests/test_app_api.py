@@ -390,3 +390,16 @@ def test_stop_ends_a_run_with_a_status_that_says_so(runtime):
     handlers.stop("generate")
     rest = list(updates)
     assert len(rest) == 1 and "**stopped** at step **3 / 6**" in rest[0][2] and rest[0][3] is None
+
+
+def test_the_cfg_slider_follows_each_variants_default_scale(tmp_path):
+    """A checkpoint's default_cfg (the best scale of its sweep) is what the slider shows for it; without one, the
+    library default."""
+    from maskmamba.settings import SamplingSettings
+
+    assets = make_dev_assets(tmp_path / "assets", "tiny", variants=["uvit", "maskmamba-serial-half"])
+    config = assets / "uvit" / "config.json"
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"default_cfg": 1.5}))
+    handlers = Handlers(Runtime(assets, "cpu"))
+    assert handlers.default_cfg("uvit")["value"] == 1.5 and handlers.variant_chosen("uvit")[2]["value"] == 1.5
+    assert handlers.default_cfg("maskmamba-serial-half")["value"] == SamplingSettings().cfg_scale
