@@ -286,9 +286,15 @@ class Handlers:
         """A fresh random seed when `randomise` is on, else the given one unchanged."""
         return random.randint(0, MAX_SEED) if randomise else seed
 
-    def variant_chosen(self, variant: str) -> tuple[dict, dict]:
-        """Updates for (the variant dropdown: its description, the class dropdown: this variant's classes)."""
-        return gr.update(info=VARIANTS[variant].description), gr.update(choices=self.runtime.class_names(variant))
+    def variant_chosen(self, variant: str) -> tuple[dict, dict, dict]:
+        """Updates for (the variant dropdown: its description, the class dropdown: this variant's classes, the CFG
+        slider: this variant's default scale)."""
+        return (gr.update(info=VARIANTS[variant].description), gr.update(choices=self.runtime.class_names(variant)),
+                self.default_cfg(variant))
+
+    def default_cfg(self, variant: str) -> dict:
+        """The CFG slider set to the variant's default scale (its checkpoint's best, `default_cfg`)."""
+        return gr.update(value=self.runtime.defaults(variant).cfg_scale)
 
     def find_classes(self, query: str, variant: str) -> dict:
         """The suggestion list for a search box: classes whose emoji names or tags hold the words."""
@@ -358,7 +364,7 @@ class Handlers:
             })
         table = f"| model | ms / step | model ms ({steps} steps) | wall ms incl. previews |\n|---|---:|---:|---:|\n"
         table += "\n".join(
-            f"| {r['model']} | {r['ms_per_step']:.2f} | {r['model_ms']:.1f} | {r['wall_ms']:.1f} |" for r in rows
+            f"| {self.runtime.describe(r['model'])} | {r['ms_per_step']:.2f} | {r['model_ms']:.1f} | {r['wall_ms']:.1f} |" for r in rows
         )
         kernels = self.runtime.kernels
         runs = f"{repeats} runs" if repeats > 1 else "1 run"

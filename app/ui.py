@@ -17,15 +17,15 @@ from app.handlers import EDITOR_SIDE, MODES, SPEED_REFERENCE, Handlers, download
 from maskmamba import limits
 from maskmamba.configs import VARIANTS
 from maskmamba.serving import MAX_PROMPT_CHARS, Runtime
-from maskmamba.settings import MAX_SEED, MAX_STEPS, SamplingSettings
+from maskmamba.settings import MAX_SEED, MAX_STEPS
 
 MODEL_CONCURRENCY = 4  # streams advance one model step at a time under the runtime's lock
 QUEUE = dict(default_concurrency_limit=2, max_size=limits.QUEUE_SIZE)
 DELETE_CACHE = (600, 3600)  # gradio's own sweep of its cache records: every 10 minutes, files over an hour old
-DEFAULT_CLASS = "face-smiling"  # the shipped models draw smileys, hearts and cat faces best
-EXAMPLES = [  # (mode, class, prompt): what the shipped models draw well
-    ("Class", "face-smiling", ""), ("Class", "heart", ""), ("Class", "cat-face", ""),
-    ("Prompt", None, "grinning face"), ("Prompt", None, "red heart"), ("Prompt", None, "a cat face"),
+DEFAULT_CLASS = "face-smiling"  # the shipped models draw smileys, hearts, flags and clocks best
+EXAMPLES = [  # (mode, class, prompt): what the shipped v2 models draw well (looked at, seed 0, both compare models)
+    ("Class", "face-smiling", ""), ("Class", "heart", ""), ("Class", "country-flag", ""), ("Class", "time", ""),
+    ("Prompt", None, "grinning face"), ("Prompt", None, "red heart"), ("Prompt", None, "a christmas tree"),
 ]
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="rose")
 CSS = """
@@ -82,7 +82,7 @@ def condition_controls(h: Handlers, classes: list[str], variant: gr.Dropdown) ->
     if shown:
         gr.Examples([[m, c or default, p] for m, c, p in shown], inputs=[mode, class_name, prompt],
                     label="Examples: click one, then run", example_labels=[c or f"“{p}”" for _, c, p in shown])
-    defaults = SamplingSettings()
+    defaults = h.runtime.defaults(variant.value)  # the CFG scale follows the variant (its checkpoint's default_cfg)
     with gr.Row():
         cfg_scale = SliderInput(0, 10, value=defaults.cfg_scale, step=0.5, label="CFG scale")
         steps = SliderInput(1, MAX_STEPS, value=defaults.steps, step=1, precision=0, label="Iterations")
@@ -127,10 +127,17 @@ def _start(button: gr.Button, c: ConditionControls) -> gr.events.Dependency:
     return button.click(Handlers.pick_seed, [c.seed, c.randomise], c.seed, queue=False, api_visibility="private")
 
 
+def variant_choices(runtime: Runtime) -> list[tuple[str, str]]:
+    """Dropdown choices (label shown, value sent): each loaded variant's name, size and parameters; the API, like
+    the value, takes the plain variant name."""
+    return [(runtime.describe(v), v) for v in runtime.variants]
+
+
 def generate_tab(h: Handlers, variants: list[str], classes: list[str]) -> gr.Image:
     with gr.Row():
         with gr.Column(scale=2):
-            variant = DropdownInput(variants, value=variants[0], label="Model variant", info=VARIANTS[variants[0]].description)
+            variant = DropdownInput(variant_choices(h.runtime), value=variants[0], label="Model variant",
+                                    info=VARIANTS[variants[0]].description)
             c = condition_controls(h, classes, variant)
             run, stop = _run_buttons("Generate")
         with gr.Column(scale=3):
@@ -144,7 +151,7 @@ def generate_tab(h: Handlers, variants: list[str], classes: list[str]) -> gr.Ima
             with gr.Row():
                 png = gr.DownloadButton("Download PNG", interactive=False, elem_id="gen-png")
                 gif = gr.DownloadButton("Download progression (GIF)", interactive=False, elem_id="gen-gif")
-    variant.change(h.variant_chosen, variant, [variant, c.class_name], queue=False, api_visibility="private")
+    variant.change(h.variant_chosen, variant, [variant, c.class_name, c.cfg_scale], queue=False, api_visibility="private")
     _with_downloads(_start(run, c), [png, gif], dict(
         fn=h.generate, inputs=[variant, *c.inputs()], outputs=[image, plot, status, png, gif, order],
         api_name="generate", concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY))
@@ -159,8 +166,8 @@ def compare_tab(h: Handlers, variants: list[str], classes: list[str]) -> None:
         with gr.Column(scale=2):
             gr.Markdown("Both models decode with the same seed and settings; the page alternates one step of each.")
             with gr.Row():
-                left = DropdownInput(variants, value=left_default, label="Left model")
-                right = DropdownInput(variants, value=right_default, label="Right model")
+                left = DropdownInput(variant_choices(h.runtime), value=left_default, label="Left model")
+                right = DropdownInput(variant_choices(h.runtime), value=right_default, label="Right model")
             c = condition_controls(h, classes, left)
             run, stop = _run_buttons("Compare")
         with gr.Column(scale=3):
@@ -175,6 +182,7 @@ def compare_tab(h: Handlers, variants: list[str], classes: list[str]) -> None:
             status = gr.Markdown(label="status", elem_id="compare-status")
             plot = _latency_plot("Per-step latency, both models", "compare-plot")
     outputs = [left_image, right_image, plot, status, left_order, right_order]
+    left.change(h.default_cfg, left, c.cfg_scale, queue=False, api_visibility="private")
     _start(run, c).then(h.compare, [left, right, *c.inputs()], outputs,
                         api_name="compare", concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY)
     _stop(h, stop, "compare")
@@ -203,7 +211,7 @@ def inpaint_tab(h: Handlers, variants: list[str], classes: list[str], generated:
                                elem_classes="pixelated", format="png")
             coverage = gr.Markdown("Load an image, then paint over the part to regenerate.", elem_id="coverage")
         with gr.Column(scale=2):
-            variant = DropdownInput(variants, value=variants[0], label="Model variant")
+            variant = DropdownInput(variant_choices(h.runtime), value=variants[0], label="Model variant")
             c = condition_controls(h, classes, variant)
             run, stop = _run_buttons("Inpaint")
         with gr.Column(scale=2):
@@ -219,6 +227,7 @@ def inpaint_tab(h: Handlers, variants: list[str], classes: list[str], generated:
     # queued, so that the warning "no generated image yet" reaches the page
     load = dict(fn=h.use_image, outputs=[editor, overlay, coverage], concurrency_id="preview",
                 concurrency_limit=MODEL_CONCURRENCY, api_visibility="private")
+    variant.change(h.default_cfg, variant, c.cfg_scale, queue=False, api_visibility="private")
     use_last.click(inputs=[generated, variant], **load)
     picked.change(inputs=[picked, variant], **load)
     editor.change(**preview)
@@ -256,7 +265,7 @@ def kernels_line(runtime: Runtime) -> str:
     k = runtime.kernels
     return (f"Running on **{k['device']}** · {k['dtype']} · selective scan: **{k['scan']}** · "
             f"attention: **{k['attention']}** · CUDA graphs: **{k['cuda_graphs']}** · "
-            f"variants loaded: {', '.join(runtime.variants)}")
+            f"variants loaded: {'; '.join(map(runtime.describe, runtime.variants))}")
 
 
 def disabled_note(disabled: dict[str, str]) -> str:

@@ -26,8 +26,9 @@ from maskmamba import limits
 from maskmamba.checksums import SUMS_FILE, ChecksumError, verify
 from maskmamba.class_search import ClassIndex, unknown_class_message
 from maskmamba.configs import VARIANTS
-from maskmamba.models import stored_formats
+from maskmamba.models import Generator, stored_formats
 from maskmamba.models.tokenizer import VQTokenizer
+from maskmamba.modules import count_params
 from maskmamba.ops import attention_backend, scan_backend
 from maskmamba.pipeline import ASSETS, MAX_PROMPT_CHARS, Pipeline, StepResult, model_image, model_mask
 from maskmamba.settings import MAX_SEED, SamplingSettings
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ASSETS", "MAX_PROMPT_CHARS", "MAX_SEED", "CheckpointError", "ClassIndex", "unknown_class_message", "OutOfMemory", "Runtime", "Settings", "StepResult",
-    "Timing", "find_variants", "load_tokenizer", "model_image", "model_mask", "resolve_device", "scan_checkpoints",
+    "Timing", "find_variants", "load_tokenizer", "model_image", "model_label", "model_mask", "resolve_device", "scan_checkpoints",
     "summarise",
 ]
 
@@ -202,6 +203,11 @@ def load_tokenizer(folder: Path) -> VQTokenizer:
         raise CheckpointError(f"{weights} could not be loaded: {limits.short(str(err), 200)}") from None
 
 
+def model_label(variant: str, generator: Generator) -> str:
+    """How the demo names a model: its variant, size and parameters, e.g. 'uvit · medium, 14.2M params'."""
+    return f"{variant} · {generator.config.size}, {count_params(generator) / 1e6:.1f}M params"
+
+
 class Runtime:
     """Every checkpoint under `assets`, loaded once and kept resident, with one lock around each model step.
 
@@ -234,6 +240,7 @@ class Runtime:
         if not self.pipelines:
             raise CheckpointError("no checkpoint could be loaded: " + "; ".join(self.disabled.values()))
         self.variants = list(self.pipelines)
+        self._labels = {v: model_label(v, p.generator) for v, p in self.pipelines.items()}  # counted once, at load
         self.prompt_error: str | None = None
         self._lock = threading.Lock()
         self._streams = 0  # step streams open now; memory is released once the last one has ended
@@ -268,6 +275,10 @@ class Runtime:
 
     def class_names(self, variant: str) -> list[str]:
         return self.pipelines[self._check_variant(variant)].class_names
+
+    def describe(self, variant: str) -> str:
+        """The loaded variant's label: name, size and parameter count (see `model_label`)."""
+        return self._labels[self._check_variant(variant)]
 
     def defaults(self, variant: str) -> SamplingSettings:
         """The variant's default sampling settings (its checkpoint's `default_cfg`, else the library default)."""

@@ -12,7 +12,7 @@
 #        TRAIN_MINUTES (training stops by then, counted from the start, best EMA exported; 17), SNAP_N (images per
 #        point of the CFG sweeps, the snapshots and the iteration curve; 2000),
 #        SNAP_SWEEP (2,3), EVAL_N (10000), SWEEP (1,2,3,4), STORAGE (int8), COMPARE (fp32,int4),
-#        TOKENIZER (assets/tokenizer-v2), PARAPHRASES, TRAIN_FLAGS, EVAL_FLAGS (extra flags of every evaluation),
+#        TOKENIZER (assets/tokenizer), PARAPHRASES, TRAIN_FLAGS, EVAL_FLAGS (extra flags of every evaluation),
 #        DEVICE (cuda), OUT (runs/generators)
 #
 # Per run: OUT/VARIANT@SIZE (checkpoints, log, curves), OUT/pack/VARIANT@SIZE/VARIANT (the best EMA in fp32, int8
@@ -27,7 +27,7 @@ RUNS=${RUNS:-"maskmamba-serial-half@medium:full/0 transformer@small/0 mmamba@sma
 SHIPPED=${SHIPPED:-maskmamba-serial-half,maskmamba-serial-interleave,maskmamba-parallel-2,maskmamba-parallel-4,uvit,mmamba}
 STEPS=${STEPS:-6000} BATCH=${BATCH:-256} SNAPSHOTS=${SNAPSHOTS:-3} PARALLEL=${PARALLEL:-3} TRAIN_MINUTES=${TRAIN_MINUTES:-17}
 SNAP_N=${SNAP_N:-2000} SNAP_SWEEP=${SNAP_SWEEP:-2,3} EVAL_N=${EVAL_N:-10000} SWEEP=${SWEEP:-1,2,3,4}
-STORAGE=${STORAGE:-int8} COMPARE=${COMPARE:-fp32,int4} TOKENIZER=${TOKENIZER:-assets/tokenizer-v2}
+STORAGE=${STORAGE:-int8} COMPARE=${COMPARE:-fp32,int4} TOKENIZER=${TOKENIZER:-assets/tokenizer}
 PARAPHRASES=${PARAPHRASES:-assets/eval/paraphrases.json} TRAIN_FLAGS=${TRAIN_FLAGS:-} EVAL_FLAGS=${EVAL_FLAGS:-} DEVICE=${DEVICE:-cuda}
 OUT=${OUT:-runs/generators} JUDGE_GPU=${JUDGE_GPU:-1}
 NGPU=$( [ "$DEVICE" = cuda ] && nvidia-smi -L | wc -l || echo 1 )

@@ -121,6 +121,18 @@ def test_api_lists_exactly_the_three_named_endpoints(client):
     assert names == ["variant", "mode", "class_name", "prompt", "cfg_scale", "steps", "seed", "temperature"]
 
 
+def test_variant_pickers_show_each_size_and_the_api_takes_plain_names(client, runtime):
+    labels = [[runtime.describe(v), v] for v in runtime.variants]
+    assert labels[0][0].startswith("maskmamba-serial-half · tiny, ") and labels[0][0].endswith("M params")
+    pickers = {c["props"]["label"]: c["props"]["choices"] for c in client.config["components"]
+               if c["props"].get("label") in ("Model variant", "Left model", "Right model")}
+    assert set(pickers) == {"Model variant", "Left model", "Right model"}
+    assert all(choices == labels for choices in pickers.values())
+    variant = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/generate"]["parameters"][0]
+    assert variant["parameter_name"] == "variant"
+    assert all(v in json.dumps(variant["type"]) for v in runtime.variants) and "params" not in json.dumps(variant)
+
+
 @pytest.mark.parametrize("condition", [CLASS, PROMPT], ids=["class", "prompt"])
 def test_generate_streams_every_step_then_the_downloads(client, condition):
     outputs = stream(client, "maskmamba-serial-half", *condition, *DEFAULTS, api_name="/generate")
@@ -303,6 +315,7 @@ def test_live_benchmark_reports_every_variant(runtime):
     rows = json.loads(chart.plot)["data"]["values"]
     assert [r["model"] for r in rows] == runtime.variants and all(r["ms_per_step"] > 0 for r in rows)
     assert "Median of 1 run, 2 iterations with CFG, on cpu" in table and table.count("| maskmamba-") == 2
+    assert f"| {runtime.describe('uvit')} |" in table
 
 
 def test_media_helpers():
@@ -377,3 +390,16 @@ def test_stop_ends_a_run_with_a_status_that_says_so(runtime):
     handlers.stop("generate")
     rest = list(updates)
     assert len(rest) == 1 and "**stopped** at step **3 / 6**" in rest[0][2] and rest[0][3] is None
+
+
+def test_the_cfg_slider_follows_each_variants_default_scale(tmp_path):
+    """A checkpoint's default_cfg (the best scale of its sweep) is what the slider shows for it; without one, the
+    library default."""
+    from maskmamba.settings import SamplingSettings
+
+    assets = make_dev_assets(tmp_path / "assets", "tiny", variants=["uvit", "maskmamba-serial-half"])
+    config = assets / "uvit" / "config.json"
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"default_cfg": 1.5}))
+    handlers = Handlers(Runtime(assets, "cpu"))
+    assert handlers.default_cfg("uvit")["value"] == 1.5 and handlers.variant_chosen("uvit")[2]["value"] == 1.5
+    assert handlers.default_cfg("maskmamba-serial-half")["value"] == SamplingSettings().cfg_scale

@@ -119,6 +119,12 @@ def test_class_search_finds_dog(page):
     page.get_by_label("Find a class by word").first.fill("")
 
 
+def test_variant_pickers_show_the_size(page):
+    label = re.compile(r"^maskmamba-serial-half · tiny, \d+\.\dM params$")
+    sync_api.expect(page.get_by_role("combobox", name="Model variant").first).to_have_value(label)
+    sync_api.expect(page.locator("#kernels")).to_contain_text("uvit · tiny, ")
+
+
 def test_generate_shows_the_preview_and_the_decoding_order_live(page, artifacts):
     sync_api.expect(page.get_by_text("selective scan: torch reference")).to_be_visible()
     png, gif = page.locator("#gen-png"), page.locator("#gen-gif")

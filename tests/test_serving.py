@@ -171,3 +171,14 @@ def test_host_memory_is_released_off_the_request_path_once_idle(runtime, monkeyp
     _run(runtime)  # a stream starting within the idle window postpones the release
     time.sleep(0.6)
     assert len(released) == 1 and released[0] - ended >= 0.2
+
+
+def test_each_variant_is_described_by_its_size_and_parameters(runtime):
+    from maskmamba import build_model
+    from maskmamba.modules import count_params
+
+    for variant in DEV_VARIANTS:
+        params = count_params(build_model(variant, "tiny", num_classes=len(DEV_CLASSES)))
+        assert runtime.describe(variant) == f"{variant} · tiny, {params / 1e6:.1f}M params"
+    with pytest.raises(ValueError, match="variant 'transformer' is not loaded"):
+        runtime.describe("transformer")

@@ -13,6 +13,7 @@ SUBCOMMANDS = {  # subcommand -> module with `main(argv)`
     "paraphrase-grid": "maskmamba.eval.paraphrase_grid",
     "scaling": "maskmamba.eval.scaling",
     "merge": "maskmamba.eval.merge",
+    "cards": "maskmamba.eval.cards",
 }
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 python -m maskmamba.eval paraphrase-grid --variant V [--assets assets] [--out assets/results/V_paraphrases.png]
     [--paraphrases assets/eval/paraphrases.json] [--steps 12] [--seed 0] [--device cpu]
 
-Seed 0 for every prompt, CFG at the checkpoint's default (`default_cfg` in its config.json), 12 iterations.
+Seed 0 for every prompt, CFG at the checkpoint's default (`default_cfg` in its config.json), 12 iterations. Saved
+as a 128-colour PNG (about a sixth of the full-colour file) because it ships in assets/, which has a size budget.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from maskmamba.settings import SamplingSettings
 from maskmamba.text_encoder import PromptEncoder
 
 TILE, LABEL_HEIGHT, COLUMNS = 128, 28, 10
+PALETTE_COLOURS = 128
 
 
 def labelled_grid(images: list[Image.Image], labels: list[str], columns: int = COLUMNS) -> Image.Image:
@@ -30,6 +32,11 @@ def labelled_grid(images: list[Image.Image], labels: list[str], columns: int = C
         text = label if len(label) <= 22 else label[:21] + "…"
         draw.text((x + 3, y + TILE + 7), text, fill="black")
     return sheet
+
+
+def compact(sheet: Image.Image) -> Image.Image:
+    """The sheet in a PALETTE_COLOURS-colour palette, without dithering (flat emoji colours survive it)."""
+    return sheet.convert("RGB").quantize(colors=PALETTE_COLOURS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
 
 
 def paraphrase_grid(
@@ -57,6 +64,6 @@ def main(argv: list[str]) -> Path:
     args = p.parse_args(argv)
     out = Path(args.out or f"assets/results/{args.variant}_paraphrases.png")
     out.parent.mkdir(parents=True, exist_ok=True)
-    paraphrase_grid(args.variant, args.assets, args.paraphrases, args.steps, args.seed, args.device).save(out, optimize=True)
+    compact(paraphrase_grid(args.variant, args.assets, args.paraphrases, args.steps, args.seed, args.device)).save(out, optimize=True)
     print(f"wrote {out}")
     return out

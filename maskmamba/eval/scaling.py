@@ -1,4 +1,4 @@
-"""Collect the scaling study (scripts/gpu_scaling.sh) into one JSON and two plots for assets/results/.
+"""Collect the scaling study (scripts/gpu_generators.sh) into one JSON and two plots for assets/results/.
 
 python -m maskmamba.eval scaling --runs runs/scaling [--out assets/results/scaling.json] [--plots assets/results]
 

@@ -3,20 +3,30 @@
     fp32  model.safetensors         save_pretrained's float32 weights
     fp16  model.fp16.safetensors    every float tensor in float16 (half the size)
     int8  model.int8.safetensors    weight-only int8, one fp16 scale per output row (a quarter)
-    int4  model.int4.safetensors    weight-only int4, one fp16 scale per row and group of GROUP inputs (an eighth,
-                                    plus the scales), two values packed per byte
+    int4  model.int4.safetensors    weight-only int4, one fp16 scale per row and group of inputs (an eighth, plus
+                                    the scales), two values packed per byte
 
 In int8 and int4 only matrices (linear, embedding and conv weights of at least MIN_NUMEL values) are quantized;
 every other tensor (norms, biases, SSM parameters, position tables) stays float32. Loading dequantizes to float32.
+
+An int4 file records its group size in its metadata (GROUP_KEY; files without it are LEGACY_GROUP). Each group's
+scale is the fraction of its absmax (among CLIPS) whose rounding leaves the least squared error, and the matrices
+of the modules named in KEEP_INT8 are stored int8 inside the int4 file (their companions tell them apart).
+
+    python -m maskmamba.models.quantize convert FOLDER --to int4 [--from int8] [--group 32]
 """
 from __future__ import annotations
 
+import argparse
 import shutil
+import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from maskmamba.checksums import verify, write_sums
@@ -28,56 +38,106 @@ FILES = {  # storage format -> weights file, in the order a folder holding sever
     "int4": "model.int4.safetensors",
 }
 MIN_NUMEL = 4096  # smaller tensors gain nothing from quantization
-GROUP = 64  # int4: inputs that share one scale
+GROUP = 32  # int4: inputs that share one scale, in the files written here
+LEGACY_GROUP = 64  # int4: the group of files written before the group was recorded
+GROUP_KEY = "int4_group"  # int4: the metadata entry that records the group
+CLIPS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)  # int4: fractions of a group's absmax tried as its range
+KEEP_INT8 = ("tok_emb", "head", "qkv", "proj")  # int4: modules whose matrices stay int8 (token embedding, output
+# layer, attention; the most sensitive per value in bench/storage_loss.py)
 INT8_SCALE = ".int8_scale"  # int8: the matrix keeps its shape; its companion holds the row scales
 INT4_SCALE, INT4_SHAPE = ".int4_scale", ".int4_shape"  # int4: packed rows, their group scales, the original shape
+
+
+@dataclass(frozen=True)
+class Int4:
+    """How an int4 file is written: group size, clip ratios searched per group, modules kept int8."""
+
+    group: int = GROUP
+    clips: tuple[float, ...] = CLIPS
+    keep_int8: tuple[str, ...] = KEEP_INT8
+
+    def __post_init__(self):
+        if self.group < 2 or self.group % 2:
+            raise ValueError(f"int4 group must be an even number of at least 2, got {self.group}")
+        if not self.clips or not all(0 < c <= 1 for c in self.clips):
+            raise ValueError(f"int4 clip ratios must lie in (0, 1], got {self.clips}")
+
+    def keeps_int8(self, name: str) -> bool:
+        """Whether parameter `name` belongs to a module named in keep_int8 (a whole component of its path)."""
+        return any(part in self.keep_int8 for part in name.split(".")[:-1])
 
 
 def _quantizable(tensor: torch.Tensor) -> bool:
     return tensor.ndim >= 2 and tensor.numel() >= MIN_NUMEL and tensor.is_floating_point()
 
 
+def _fp16_scale(scale: torch.Tensor) -> torch.Tensor:
+    """float32 scales -> fp16, never zero (an all-zero row or group must not divide by zero)."""
+    return scale.half().clamp(min=torch.finfo(torch.float16).tiny)
+
+
 def _int8(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    scale = (rows.abs().amax(dim=1) / 127).clamp(min=1e-12).half()
+    scale = _fp16_scale(rows.abs().amax(dim=1) / 127)
     return (rows / scale.float()[:, None]).round().clamp(-127, 127).to(torch.int8), scale
 
 
-def _int4(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(R, C) -> packed uint8 (R, ceil(C / GROUP) * GROUP / 2) and fp16 scales (R, groups); zero-padded columns."""
-    pad = -rows.shape[1] % GROUP
-    groups = torch.nn.functional.pad(rows, (0, pad)).view(rows.shape[0], -1, GROUP)
-    scale = (groups.abs().amax(dim=2) / 7).clamp(min=1e-12).half()
-    q = (groups / scale.float()[..., None]).round().clamp(-8, 7).to(torch.int16) + 8  # 0..15
-    q = q.view(rows.shape[0], -1)
+def _int4_codes(groups: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return (groups / scale.float()[..., None]).round().clamp(-8, 7)
+
+
+def _int4(rows: torch.Tensor, plan: Int4) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, C) -> packed uint8 (R, ceil(C / group) * group / 2) and fp16 scales (R, groups); zero-padded columns.
+    Each group's scale is the clip ratio of its absmax / 7 with the least squared rounding error."""
+    groups = nn.functional.pad(rows, (0, -rows.shape[1] % plan.group)).view(rows.shape[0], -1, plan.group)
+    absmax = groups.abs().amax(dim=2)
+    scale, error = None, None
+    for clip in plan.clips:
+        trial = _fp16_scale(absmax * clip / 7)
+        trial_error = (_int4_codes(groups, trial) * trial.float()[..., None] - groups).square().sum(dim=2)
+        better = trial_error < error if error is not None else torch.ones_like(trial_error, dtype=torch.bool)
+        scale = torch.where(better, trial, scale) if scale is not None else trial
+        error = torch.where(better, trial_error, error) if error is not None else trial_error
+    q = (_int4_codes(groups, scale).to(torch.int16) + 8).view(rows.shape[0], -1)  # 0..15
     return (q[:, 0::2] | (q[:, 1::2] << 4)).to(torch.uint8), scale
 
 
-def _dequant_int4(packed: torch.Tensor, scale: torch.Tensor, columns: int) -> torch.Tensor:
-    q = torch.stack([packed & 15, packed >> 4], dim=-1).view(packed.shape[0], -1).float() - 8
-    return (q.view(packed.shape[0], -1, GROUP) * scale.float()[..., None]).view(packed.shape[0], -1)[:, :columns]
+def _dequant_int4(name: str, packed: torch.Tensor, scale: torch.Tensor, shape: torch.Size, group: int) -> torch.Tensor:
+    rows = packed.shape[0]
+    if packed.shape[1] * 2 != scale.shape[1] * group or scale.shape[0] != rows:
+        raise ValueError(f"{name}: packed shape {tuple(packed.shape)} and scales {tuple(scale.shape)} do not fit "
+                         f"int4 groups of {group}")
+    q = torch.stack([packed & 15, packed >> 4], dim=-1).view(rows, -1).float() - 8
+    full = (q.view(rows, -1, group) * scale.float()[..., None]).view(rows, -1)
+    return full[:, : shape.numel() // rows].reshape(shape)
 
 
-def quantize_state(state: dict[str, torch.Tensor], storage: str) -> dict[str, torch.Tensor]:
-    """A state dict -> the tensors of `storage`'s weights file."""
+def quantize_state(state: dict[str, torch.Tensor], storage: str, plan: Int4 = Int4()) -> dict[str, torch.Tensor]:
+    """A state dict -> the tensors of `storage`'s weights file (`plan` says how int4 is written)."""
     check_storage(storage)
     out: dict[str, torch.Tensor] = {}
     for name, tensor in state.items():
         tensor = tensor.detach().float().cpu().contiguous()
         if storage == "fp16":
             out[name] = tensor.half()
-        elif storage == "int8" and _quantizable(tensor):
+        elif _quantizable(tensor) and (storage == "int8" or (storage == "int4" and plan.keeps_int8(name))):
             rows, out[name + INT8_SCALE] = _int8(tensor.reshape(tensor.shape[0], -1))
             out[name] = rows.reshape(tensor.shape)
         elif storage == "int4" and _quantizable(tensor):
-            out[name], out[name + INT4_SCALE] = _int4(tensor.reshape(tensor.shape[0], -1))
+            out[name], out[name + INT4_SCALE] = _int4(tensor.reshape(tensor.shape[0], -1), plan)
             out[name + INT4_SHAPE] = torch.tensor(tensor.shape, dtype=torch.int64)
         else:
             out[name] = tensor
     return out
 
 
-def dequantize_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Inverse of quantize_state, to float32 (the format is read from the dtypes)."""
+def metadata(storage: str, plan: Int4 = Int4()) -> dict[str, str]:
+    """The safetensors metadata of a `storage` weights file written with `plan`."""
+    return {"format": storage, GROUP_KEY: str(plan.group)} if storage == "int4" else {"format": storage}
+
+
+def dequantize_state(tensors: dict[str, torch.Tensor], group: int = LEGACY_GROUP) -> dict[str, torch.Tensor]:
+    """Inverse of quantize_state, to float32 (the format of each tensor is told by its companions); `group` is
+    the int4 group the file records."""
     state = {}
     for name, tensor in tensors.items():
         if name.endswith((INT8_SCALE, INT4_SCALE, INT4_SHAPE)):
@@ -87,7 +147,7 @@ def dequantize_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
             tensor = rows.reshape(tensor.shape)
         elif name + INT4_SCALE in tensors:
             shape = torch.Size(tensors[name + INT4_SHAPE].tolist())
-            tensor = _dequant_int4(tensor, tensors[name + INT4_SCALE], shape.numel() // shape[0]).reshape(shape)
+            tensor = _dequant_int4(name, tensor, tensors[name + INT4_SCALE], shape, group)
         state[name] = tensor.float()
     return state
 
@@ -98,7 +158,13 @@ def check_storage(storage: str) -> str:
     return storage
 
 
-def save_weights(model: nn.Module, folder: str | Path, storage: str = "fp32") -> Path:
+def write_state(state: dict[str, torch.Tensor], path: str | Path, storage: str, plan: Int4 = Int4()) -> Path:
+    """Write a float state dict as `storage`'s weights file at `path` (no sums); returns the path."""
+    save_file(quantize_state(state, storage, plan), str(path), metadata=metadata(storage, plan))
+    return Path(path)
+
+
+def save_weights(model: nn.Module, folder: str | Path, storage: str = "fp32", plan: Int4 = Int4()) -> Path:
     """config.json (save_pretrained's) beside the weights file of `storage`, and SHA256SUMS of every weights file
     there; returns the weights file's path. Weights files of other formats already in `folder` stay, so one
     folder can hold a model in several formats."""
@@ -111,7 +177,7 @@ def save_weights(model: nn.Module, folder: str | Path, storage: str = "fp32") ->
         model.save_pretrained(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(Path(scratch) / "config.json", folder / "config.json")
-    save_file(quantize_state(model.state_dict(), storage), str(path), metadata={"format": storage})
+    write_state(model.state_dict(), path, storage, plan)
     write_sums(folder)
     return path
 
@@ -121,9 +187,8 @@ def stored_formats(folder: str | Path) -> list[str]:
     return [storage for storage, name in FILES.items() if (Path(folder) / name).is_file()]
 
 
-def load_weights(model: nn.Module, folder: str | Path, storage: str | None = None) -> nn.Module:
-    """Load folder's weights of `storage` (default: the most exact one present) into `model` and return it. The
-    file is checked against the SHA256SUMS beside it where one is recorded; every failure names the file."""
+def weights_file(folder: str | Path, storage: str | None) -> Path:
+    """The weights file of `storage` in `folder` (default: the most exact one present)."""
     found = stored_formats(folder)
     if storage is None:
         if not found:
@@ -131,15 +196,73 @@ def load_weights(model: nn.Module, folder: str | Path, storage: str | None = Non
         storage = found[0]
     elif check_storage(storage) not in found:
         raise FileNotFoundError(f"{folder} has no {storage} weights ({FILES[storage]}); it holds: {', '.join(found) or 'none'}")
-    path = Path(folder) / FILES[storage]
+    return Path(folder) / FILES[storage]
+
+
+def read_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """A weights file (checked against the SHA256SUMS beside it where one is recorded) -> float32 state dict;
+    every failure names the file."""
+    path = Path(path)
     verify(path)
     try:
-        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as file:
+            meta = file.metadata() or {}
+            tensors = {name: file.get_tensor(name) for name in file.keys()}
     except Exception as err:  # safetensors raises its own SafetensorError (and OSError) for damaged files
         raise ValueError(f"{path}: cannot be read as safetensors ({err}): the file is truncated or damaged") from None
     try:
-        model.load_state_dict(dequantize_state(tensors))
+        group = int(meta.get(GROUP_KEY, LEGACY_GROUP))
+        if group < 2 or group % 2:
+            raise ValueError(f"not an even number of at least 2: {group}")
+        return dequantize_state(tensors, group)
+    except ValueError as err:
+        raise ValueError(f"{path}: damaged int4 layout ({err})") from None
+
+
+def load_weights(model: nn.Module, folder: str | Path, storage: str | None = None) -> nn.Module:
+    """Load folder's weights of `storage` (default: the most exact one present) into `model` and return it. The
+    file is checked against the SHA256SUMS beside it where one is recorded; every failure names the file."""
+    path = weights_file(folder, storage)
+    state = read_state(path)
+    try:
+        model.load_state_dict(state)
     except (RuntimeError, KeyError) as err:
         reason = str(err).strip().splitlines()[0][:200]
         raise ValueError(f"{path}: its tensors do not fit the model its config.json describes ({reason})") from None
     return model
+
+
+def convert(folder: str | Path, to: str, source: str | None = None, plan: Int4 = Int4()) -> Path:
+    """Write `folder`'s weights as `to` from its `source` file (default: the most exact one present) and rewrite
+    its SHA256SUMS; returns the new file's path. Only a coarser format can be made (precision is not regained)."""
+    origin = weights_file(folder, source)
+    source = next(s for s, name in FILES.items() if name == origin.name)
+    order = list(FILES)
+    if order.index(check_storage(to)) <= order.index(source):
+        coarser = ", ".join(order[order.index(source) + 1:]) or "none"
+        raise ValueError(f"cannot make {to} from {source} in {folder}: only a coarser format ({coarser}) can be made")
+    path = write_state(read_state(origin), Path(folder) / FILES[to], to, plan)
+    write_sums(folder)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m maskmamba.models.quantize", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("convert", help="write another storage file into a checkpoint folder from a more exact one")
+    c.add_argument("folder", type=Path)
+    c.add_argument("--to", required=True, choices=list(FILES))
+    c.add_argument("--from", dest="source", choices=list(FILES), help="default: the most exact file present")
+    c.add_argument("--group", type=int, default=GROUP, help=f"int4: inputs per scale (default {GROUP})")
+    args = p.parse_args(argv)
+    try:
+        path = convert(args.folder, args.to, args.source, Int4(group=args.group))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{path}: {path.stat().st_size} bytes; SHA256SUMS rewritten")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

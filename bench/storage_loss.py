@@ -1,0 +1,93 @@
+"""Held-out masked-token cross-entropy of a checkpoint in int8 and in int4 candidates, with each file's size.
+
+    python -m bench.storage_loss /work/lease/maskmamba-parallel-4 ... [--data DIR] [--images 946] [--json OUT]
+
+Every int4 candidate is made from the folder's most exact weights file (int8 for the retrained checkpoints), so
+the int8 row is the reference and 'd_loss' is each candidate's change against it; the old layout (g64, absmax,
+every matrix int4) is the yardstick whose FID change is known. Fixed masks and class conditions (as the
+training's validation), on the CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from safetensors.torch import save
+
+from maskmamba import load_generator
+from maskmamba.models.quantize import (
+    CLIPS, Int4, dequantize_state, metadata, quantize_state, read_state, weights_file,
+)
+from maskmamba.train.generator import Data, validation_loss
+
+CANDIDATES = {  # name -> how int4 is written; "int8" is the stored reference
+    "int4-g64 (old)": Int4(64, (1.0,), ()),
+    "int4-g32": Int4(32, (1.0,), ()),
+    "int4-g32-clip": Int4(32, CLIPS, ()),
+    "int4-g64-clip-keep": Int4(64, CLIPS, ("tok_emb", "head")),
+    "int4-g32-clip-keep": Int4(32, CLIPS, ("tok_emb", "head")),
+    "int4-g32-keep-attn": Int4(32, (1.0,), ("tok_emb", "head", "qkv", "proj")),
+    "int4-g32-clip-keep-attn": Int4(32, CLIPS, ("tok_emb", "head", "qkv", "proj")),
+}
+
+
+def subset(data: Data, images: int) -> SimpleNamespace:
+    """`images` val images spread evenly over the split (all of them when images >= its size)."""
+    rows = torch.linspace(0, len(data.ids) - 1, min(images, len(data.ids))).round().long()
+    return SimpleNamespace(ids=data.ids[rows], classes=data.classes[rows])
+
+
+def measure(folder: Path, data, names: list[str]) -> list[dict]:
+    """One row per format: bytes of its file and its val loss."""
+    model = load_generator(folder).eval()
+    reference_file = weights_file(folder, None)
+    reference = read_state(reference_file)
+    rows = []
+    for name in ["int8", *names]:
+        if name == "int8":
+            size, state = reference_file.stat().st_size, reference
+        else:
+            plan = CANDIDATES[name]
+            tensors = quantize_state(reference, "int4", plan)
+            size, state = len(save(tensors, metadata("int4", plan))), dequantize_state(tensors, plan.group)
+        model.load_state_dict(state)
+        start = time.time()
+        with torch.no_grad():
+            loss = validation_loss(model, data, model.mask_id, torch.device("cpu"))
+        rows.append({"model": folder.name, "format": name, "bytes": size, "val_loss": loss, "seconds": time.time() - start})
+        rows[-1]["d_loss"] = loss - rows[0]["val_loss"]
+        print(f"{folder.name:30s} {name:20s} {size / 1e6:7.3f} MB  loss {loss:.4f}  d_loss {rows[-1]['d_loss']:+.4f}", flush=True)
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("folders", nargs="+", type=Path)
+    p.add_argument("--data", type=Path, default=Path("/work/data/emoji-v2"))
+    p.add_argument("--images", type=int, default=946, help="val images, spread evenly (default: all 946)")
+    p.add_argument("--formats", default=",".join(CANDIDATES), help="int4 candidates, comma-separated")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    names = [n for n in args.formats.split(",") if n]
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        p.error(f"unknown candidates {unknown}; choose from: {', '.join(CANDIDATES)}")
+    torch.set_num_threads(args.threads)
+    data = subset(Data.load(args.data, "val", torch.device("cpu")), args.images)
+    rows = [row for folder in args.folders for row in measure(folder, data, names)]
+    yardstick = {r["model"]: r["d_loss"] for r in rows if r["format"] == "int4-g64 (old)"}
+    print(f"\n{'model':30s} {'format':20s} {'MB':>7s} {'val loss':>9s} {'d_loss':>8s} {'/ old':>6s}")
+    for r in rows:
+        ratio = r["d_loss"] / yardstick[r["model"]] if yardstick.get(r["model"]) else float("nan")
+        print(f"{r['model']:30s} {r['format']:20s} {r['bytes'] / 1e6:7.3f} {r['val_loss']:9.4f} {r['d_loss']:+8.4f} {ratio:6.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"images": len(data.ids), "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
