@@ -6,8 +6,10 @@
     int4  model.int4.safetensors    weight-only int4, one fp16 scale per row and group of inputs (an eighth, plus
                                     the scales), two values packed per byte
 
-In int8 and int4 only matrices (linear, embedding and conv weights of at least MIN_NUMEL values) are quantized;
-every other tensor (norms, biases, SSM parameters, position tables) stays float32. Loading dequantizes to float32.
+In int8 and int4 every float tensor of two or more dimensions and at least MIN_NUMEL values is quantized: the
+linear, embedding and conv weights, and also the larger SSM and position tables (e.g. a Bi-Mamba layer's A_log,
+272x16 at `small`); 1-D tensors (norms, biases, D, dt_bias) and small tables stay float32. Loading dequantizes to
+float32.
 
 An int4 file records its group size in its metadata (GROUP_KEY; files without it are LEGACY_GROUP). Each group's
 scale is the fraction of its absmax (among CLIPS) whose rounding leaves the least squared error, and the matrices
