@@ -81,7 +81,7 @@ class Pipeline:
             raise ValueError(f"{folder} holds {generator.variant!r}, not {variant!r}")
         tokenizer = tokenizer or VQTokenizer.from_pretrained(_first_existing(folder / "tokenizer", assets / "tokenizer"))
         classes = json.loads(_first_existing(folder / "classes.json", assets / "classes.json").read_text())
-        defaults = SamplingSettings.for_checkpoint(read_config(folder))
+        defaults = SamplingSettings.for_checkpoint(read_config(folder), torch.device(device).type)
         return cls(generator, tokenizer, classes, device, prompt_encoder, defaults)
 
     def enable_cuda_graphs(self, preview: Callable | None = None) -> None:

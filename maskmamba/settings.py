@@ -6,6 +6,8 @@ from dataclasses import dataclass, fields
 
 MAX_STEPS = 256  # one token per step at most on the 16x16 grid
 MAX_SEED = 2**32 - 1
+GPU_STEPS = 20  # a GPU runs 20 iterations in tens of ms, and they draw better images than 12 (serial-half, CFG 2, 2,000
+# images: FID 61.6 at 12, 54.2 at 20, 54.2 at 25); the CPU keeps `steps` to stay near 3 s a run
 
 
 @dataclass(frozen=True)
@@ -13,7 +15,7 @@ class SamplingSettings:
     """How MaskGIT decoding runs: guidance scale, number of steps, sampling temperature and seed.
 
     A checkpoint may override the default CFG scale with `default_cfg` in its config.json (the best scale of
-    its sweep): see `for_checkpoint`.
+    its sweep), and a GPU starts from GPU_STEPS iterations: see `for_checkpoint`.
     """
 
     cfg_scale: float = 3.0
@@ -37,9 +39,11 @@ class SamplingSettings:
         return SamplingSettings(**{f.name: getattr(self, f.name) for f in fields(SamplingSettings)})
 
     @classmethod
-    def for_checkpoint(cls, config: dict) -> SamplingSettings:
-        """The defaults for a checkpoint whose config.json is `config`: its `default_cfg` when it has one."""
-        settings = cls(cfg_scale=float(config["default_cfg"])) if "default_cfg" in config else cls()
+    def for_checkpoint(cls, config: dict, device_type: str = "cpu") -> SamplingSettings:
+        """The defaults for a checkpoint whose config.json is `config`, served on `device_type`: its `default_cfg`
+        when it has one, and GPU_STEPS iterations on a GPU."""
+        chosen = {"cfg_scale": float(config["default_cfg"])} if "default_cfg" in config else {}
+        settings = cls(**chosen, **({"steps": GPU_STEPS} if device_type == "cuda" else {}))
         settings.check()
         return settings
 

@@ -85,7 +85,7 @@ def test_settings_start_from_the_checkpoint_default_cfg(tiny_checkpoint, tmp_pat
     import json
     import shutil
 
-    from maskmamba.settings import SamplingSettings
+    from maskmamba.settings import GPU_STEPS, SamplingSettings
 
     assert Pipeline.from_pretrained(path=tiny_checkpoint).defaults == SamplingSettings()
     folder = shutil.copytree(tiny_checkpoint, tmp_path / "ckpt")
@@ -94,6 +94,8 @@ def test_settings_start_from_the_checkpoint_default_cfg(tiny_checkpoint, tmp_pat
     pipe = Pipeline.from_pretrained(path=folder)
     assert pipe.defaults.cfg_scale == 1.5 and pipe.defaults.steps == SamplingSettings().steps
     assert pipe.settings(steps=3) == SamplingSettings(cfg_scale=1.5, steps=3)
+    on_gpu = SamplingSettings.for_checkpoint(config | {"default_cfg": 1.5}, "cuda")
+    assert on_gpu == SamplingSettings(cfg_scale=1.5, steps=GPU_STEPS) and GPU_STEPS > SamplingSettings().steps
     with pytest.raises(ValueError, match="unknown sampling setting"):
         pipe.settings(cfg=2.0)
 
