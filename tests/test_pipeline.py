@@ -191,3 +191,13 @@ def test_model_image_undoes_a_whole_number_enlargement_exactly():
     image = Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8))
     big = image.resize((512, 512), Image.NEAREST)  # what the demo's inpaint editor shows
     assert np.array_equal(np.asarray(model_image(big)), np.asarray(image))
+
+
+def test_a_generator_is_refused_with_a_tokenizer_of_another_vocabulary():
+    from maskmamba import build_model
+    from maskmamba.models.tokenizer import VQTokenizer
+
+    tokenizer = VQTokenizer()
+    generator = build_model("uvit", "tiny", num_classes=2, codebook_size=tokenizer.codebook_size + 1)
+    with pytest.raises(ValueError, match="predicts .* token ids but the tokenizer has .* codes"):
+        Pipeline(generator, tokenizer, ["a", "b"])

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maskmamba.configs import VARIANTS
-from maskmamba.models import GeneratorConfig, generator_class, read_config, stored_formats
+from maskmamba.models import GeneratorConfig, check_tokenizer, generator_class, read_config, stored_formats
 from maskmamba.models.quantize import FILES, GROUP
 from maskmamba.models.tokenizer import FSQ
 from maskmamba.modules import count_params
@@ -186,9 +186,10 @@ def card(variant: str, folder: Path, s: Sources, note: str | None = None) -> str
     config = GeneratorConfig.from_dict(raw)
     if config.variant != variant:
         raise CardError(f"{folder / 'config.json'} holds {config.variant!r}, not {variant!r}")
-    if config.codebook_size != s.tokenizer_codes:
-        raise CardError(f"{folder} predicts {config.codebook_size} token ids but {s.tokenizer_path} has "
-                        f"{s.tokenizer_codes} codes: pass the tokenizer it was trained with (--tokenizer)")
+    try:
+        check_tokenizer(config, FSQ(tuple(s.tokenizer_levels)))
+    except ValueError as err:
+        raise CardError(f"{folder}: {err} ({s.tokenizer_path}): pass the tokenizer it was trained with (--tokenizer)") from None
     if s.dataset.get("n_classes", config.num_classes) != config.num_classes:
         raise CardError(f"{folder} has {config.num_classes} classes but the data set has {s.dataset['n_classes']}: "
                         f"pass the summary of the data it was trained on (--dataset)")

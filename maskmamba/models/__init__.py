@@ -22,8 +22,9 @@ def build_model(variant: str, size: str = "tiny", num_classes: int = 100, **over
     return generator_class(variant)(GeneratorConfig.named(variant, size, num_classes, **overrides))
 
 
-def check_tokenizer(generator: Generator, tokenizer) -> None:
-    """Refuse a generator whose image-token vocabulary is not the tokenizer's codebook (its images would be noise)."""
+def check_tokenizer(generator: Generator | GeneratorConfig, tokenizer) -> None:
+    """Refuse a generator (or its config) whose image-token vocabulary is not the codebook of `tokenizer` (a
+    VQTokenizer or its FSQ): its images would be noise."""
     if generator.codebook_size != tokenizer.codebook_size:
         raise ValueError(f"the {generator.variant} generator predicts {generator.codebook_size} token ids but the "
                          f"tokenizer has {tokenizer.codebook_size} codes: they were not trained together")
