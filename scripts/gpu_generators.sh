@@ -8,8 +8,11 @@
 #     TorchScript file (`python -m maskmamba.eval fid-fp16`).
 #   env: RUNS (VARIANT@SIZE[:full][/GPU] items, longest first; `full` runs get the full evaluation below; /GPU pins a
 #        run to a GPU, else runs take free slots), JUDGE_GPU (1),
-#        SHIPPED (variants recorded under `shipped`), STEPS (6000), BATCH (256), SNAPSHOTS (3), PARALLEL (runs per GPU, 3),
-#        TRAIN_MINUTES (training stops by then, counted from the start, best EMA exported; 17), SNAP_N (images per
+#        SHIPPED (variants recorded under `shipped`), STEPS (6000, or `auto`: short probes of every run, laid out on
+#        the GPUs as the runs will be, and the slowest sets the steps that fit TRAIN_MINUTES, kept in OUT/steps for reruns;
+#        scripts/choose_steps.py),
+#        PROBE_STEPS (400), BATCH (256), SNAPSHOTS (3), PARALLEL (runs per GPU, 3),
+#        TRAIN_MINUTES (training stops by then, counted from the start of training, best EMA exported; 17), SNAP_N (images per
 #        point of the CFG sweeps, the snapshots and the iteration curve; 2000),
 #        SNAP_SWEEP (2,3), EVAL_N (10000), SWEEP (1,2,3,4), STORAGE (int8), COMPARE (fp32,int4),
 #        TOKENIZER (assets/tokenizer), PARAPHRASES, TRAIN_FLAGS, EVAL_FLAGS (extra flags of every evaluation),
@@ -25,17 +28,32 @@ set -uo pipefail
 DATA=$1 INCEPTION=$2
 RUNS=${RUNS:-"maskmamba-serial-half@medium:full/0 transformer@small/0 mmamba@small:full/1 maskmamba-serial-half@small/1 uvit@medium:full/2 maskmamba-parallel-4@small:full/2 uvit@small/2 transformer@medium:full/3 maskmamba-parallel-2@small:full/3 maskmamba-serial-interleave@small:full/3"}
 SHIPPED=${SHIPPED:-maskmamba-serial-half,maskmamba-serial-interleave,maskmamba-parallel-2,maskmamba-parallel-4,uvit,mmamba}
-STEPS=${STEPS:-6000} BATCH=${BATCH:-256} SNAPSHOTS=${SNAPSHOTS:-3} PARALLEL=${PARALLEL:-3} TRAIN_MINUTES=${TRAIN_MINUTES:-17}
+STEPS=${STEPS:-6000} PROBE_STEPS=${PROBE_STEPS:-400} BATCH=${BATCH:-256} SNAPSHOTS=${SNAPSHOTS:-3} PARALLEL=${PARALLEL:-3} TRAIN_MINUTES=${TRAIN_MINUTES:-17}
 SNAP_N=${SNAP_N:-2000} SNAP_SWEEP=${SNAP_SWEEP:-2,3} EVAL_N=${EVAL_N:-10000} SWEEP=${SWEEP:-1,2,3,4}
 STORAGE=${STORAGE:-int8} COMPARE=${COMPARE:-fp32,int4} TOKENIZER=${TOKENIZER:-assets/tokenizer}
 PARAPHRASES=${PARAPHRASES:-assets/eval/paraphrases.json} TRAIN_FLAGS=${TRAIN_FLAGS:-} EVAL_FLAGS=${EVAL_FLAGS:-} DEVICE=${DEVICE:-cuda}
 OUT=${OUT:-runs/generators} JUDGE_GPU=${JUDGE_GPU:-1}
 NGPU=$( [ "$DEVICE" = cuda ] && nvidia-smi -L | wc -l || echo 1 )
+mkdir -p "$OUT/logs" "$OUT/eval/full" "$OUT/judge"
+rm -f "$OUT/done"
+
+if [ "$STEPS" = auto ] && [ -f "$OUT/steps" ]; then STEPS=$(cat "$OUT/steps")  # a rerun keeps the schedule
+elif [ "$STEPS" = auto ]; then  # probes laid out as the runs will be (pinned GPU, else in turn), side by side
+  probe=${TMPDIR:-/tmp}/gpu_generators_probe; rm -rf "$probe"; mkdir -p "$probe"; i=0
+  for item in $RUNS; do
+    name=${item%%/*}; name=${name%%:*}; gpu=$(( i++ % NGPU )); [[ $item == */* ]] && gpu=${item##*/}
+    CUDA_VISIBLE_DEVICES=$(( gpu % NGPU )) python3 -m maskmamba.train generator --variant "${name%%@*}" \
+      --size "${name#*@}" --data "$DATA" --out "$probe/$name" --steps "$PROBE_STEPS" --batch "$BATCH" \
+      --eval-every 100000 --snapshot-every 0 --log-every 50 --device "$DEVICE" > "$probe/$name.log" 2>&1 &
+  done
+  wait
+  STEPS=$(python3 scripts/choose_steps.py "$TRAIN_MINUTES" "$BATCH" "$probe"/*/log.jsonl 2>> "$OUT/logs/probe.log") || exit 1
+  echo "$STEPS" > "$OUT/steps"
+fi
+echo "steps: $STEPS"
 STOP_AT=$(( $(date +%s) + TRAIN_MINUTES * 60 ))
 export DATA INCEPTION SHIPPED STEPS BATCH SNAPSHOTS STOP_AT SNAP_N SNAP_SWEEP EVAL_N SWEEP STORAGE COMPARE TOKENIZER
 export PARAPHRASES TRAIN_FLAGS EVAL_FLAGS DEVICE OUT NGPU OMP_NUM_THREADS=2 PYTHONUNBUFFERED=1
-mkdir -p "$OUT/logs" "$OUT/eval/full" "$OUT/judge"
-rm -f "$OUT/done"
 
 evaluate() {  # CHECKPOINTS VARIANT OUTFILE [flags...]: one judge (OUT/judge) scores everything
   local folder=$1 variant=$2 out=$3; shift 3

@@ -1,0 +1,46 @@
+"""The step count that lets runs trained side by side finish inside a training window.
+
+    python3 scripts/choose_steps.py WINDOW_MINUTES BATCH PROBE_LOG...
+
+Each PROBE_LOG is the log.jsonl of a short probe run (`maskmamba.train generator --log-every 50`), started as the
+lease lays the real runs out on the GPUs, so GPU sharing is in the rate. The steady rate of a probe comes from its
+cumulative rates at step 100 and at its last line (which leaves CUDA-graph capture and compilation out); the slowest
+probe sets the steps. Prints the steps, a multiple of 300 (snapshots at thirds, held-out losses at twentieths).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+SETTLED_STEP = 100  # rates before this include start-up
+WINDOW_SHARE = 0.9  # of the window less a minute: held-out losses, snapshots and the final export run inside it
+MULTIPLE = 300
+
+
+def steady_rate(log: Path, batch: int) -> float:
+    """Images per second between step SETTLED_STEP and the probe's last logged step."""
+    rows = [r for r in map(json.loads, log.read_text().splitlines()) if r.get("event") == "train"]
+    rows = [r for r in rows if r["step"] >= SETTLED_STEP]
+    if len(rows) < 2:
+        raise SystemExit(f"{log}: fewer than two log lines after step {SETTLED_STEP}; probe longer")
+    (s1, r1), (s2, r2) = [(r["step"], r["images_per_s"]) for r in (rows[0], rows[-1])]
+    return (s2 - s1) * batch / (s2 * batch / r2 - s1 * batch / r1)
+
+
+def choose_steps(window_minutes: float, batch: int, rates: list[float]) -> int:
+    seconds = max(window_minutes - 1, 0) * 60 * WINDOW_SHARE
+    return max(MULTIPLE, int(min(rates) * seconds / batch) // MULTIPLE * MULTIPLE)
+
+
+def main() -> None:
+    if len(sys.argv) < 4:
+        raise SystemExit(__doc__)
+    window, batch, logs = float(sys.argv[1]), int(sys.argv[2]), [Path(p) for p in sys.argv[3:]]
+    rates = {log.parent.name: steady_rate(log, batch) for log in logs}
+    print("steady images/s:", {name: round(rate) for name, rate in rates.items()}, file=sys.stderr)
+    print(choose_steps(window, batch, list(rates.values())))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""The GPU-lease helpers: the step count chosen from probe rates, and the bundle that brings results back."""
+import importlib.util
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+spec = importlib.util.spec_from_file_location("choose_steps", SCRIPTS / "choose_steps.py")
+choose_steps = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(choose_steps)
+
+
+def probe_log(folder: Path, seconds_to_100: float, steady_img_s: float, batch: int = 256) -> Path:
+    """A log.jsonl whose cumulative rates say: `seconds_to_100` to reach step 100 (start-up included), then
+    `steady_img_s`."""
+    folder.mkdir(parents=True)
+    rows = [{"event": "start", "step": 0}]
+    for step in (1, 50, 100, 150, 200, 250, 300, 350, 400):
+        elapsed = seconds_to_100 * min(step, 100) / 100 + max(step - 100, 0) * batch / steady_img_s
+        rows.append({"event": "train", "step": step, "loss": 5.0, "images_per_s": step * batch / elapsed})
+    (folder / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder / "log.jsonl"
+
+
+def test_the_steady_rate_leaves_start_up_out(tmp_path):
+    log = probe_log(tmp_path / "run", seconds_to_100=30.0, steady_img_s=4000.0)
+    assert choose_steps.steady_rate(log, 256) == pytest.approx(4000.0, rel=1e-3)
+
+
+def test_the_slowest_run_sets_the_steps_and_they_fit_the_window():
+    steps = choose_steps.choose_steps(15, 256, [6700.0, 3800.0, 4400.0])
+    assert steps % 300 == 0 and steps == 11_100  # 3800 img/s over 90% of 14 minutes: 11,222 steps, rounded down
+    assert steps * 256 / 3800 <= 14 * 60
+
+
+def test_a_probe_too_short_to_measure_is_an_error(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text(json.dumps({"event": "train", "step": 100, "images_per_s": 10.0}) + "\n")
+    with pytest.raises(SystemExit, match="fewer than two"):
+        choose_steps.steady_rate(log, 16)
+
+
+def test_the_bundle_keeps_int8_packs_and_results_and_leaves_bulk_behind(tmp_path):
+    runs, dest = tmp_path / "runs", tmp_path / "out"
+    files = {
+        "pack/uvit@mid/uvit/model.int8.safetensors": True, "pack/uvit@mid/uvit/config.json": True,
+        "pack/uvit@mid/uvit/model.safetensors": False, "pack/uvit@mid/uvit/model.int4.safetensors": False,
+        "uvit@mid/ckpt.pt": False, "uvit@mid/log.jsonl": True, "uvit@mid/snapshots/003700/uvit/model.safetensors": False,
+        "eval/full/uvit@mid.json": True, "logs/uvit@mid.log": True, "judge/real_train_features.npz": False,
+        "judge/classifier/model.safetensors": True, "judge/classifier/config.json": True,
+    }
+    for name in files:
+        (runs / name).parent.mkdir(parents=True, exist_ok=True)
+        (runs / name).write_text(name)
+    out = subprocess.run(["bash", str(SCRIPTS / "gpu_collect.sh"), str(runs), str(dest)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "not done yet" in out.stdout
+    parts = sorted(dest.glob("results.tgz.*"))
+    (tmp_path / "all.tgz").write_bytes(b"".join(p.read_bytes() for p in parts))
+    with tarfile.open(tmp_path / "all.tgz") as tar:
+        names = {n.removeprefix("./") for n in tar.getnames()}
+    assert {n for n, kept in files.items() if kept} <= names
+    assert not {n for n, kept in files.items() if not kept} & names
