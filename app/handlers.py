@@ -24,7 +24,8 @@ from PIL import Image
 from app import media
 from maskmamba.configs import VARIANTS
 from maskmamba.serving import (
-    MAX_SEED, ClassIndex, OutOfMemory, Runtime, Settings, StepResult, model_image, model_mask, unknown_class_message,
+    MAX_SEED, ClassIndex, OutOfMemory, PromptMatch, Runtime, Settings, StepResult, model_image, model_mask,
+    unknown_class_message,
 )
 from maskmamba.settings import SamplingSettings
 
@@ -38,6 +39,7 @@ NO_IMAGE_YET = "no generated image yet: generate one in the Generate tab first"
 LIVE_REDRAWS = 24  # charts and order pictures redraw at most about this often per run: long runs stay smooth
 MAX_MESSAGE = 400  # an error message's length at most: the values it repeats are cut shorter still
 STEP = re.compile(r"step \*\*(\d+) / (\d+)\*\*")
+MARKDOWN_SPECIAL = re.compile(r"[\\`*_{}\[\]()<>#+|~!]")
 
 
 def settings(
@@ -63,6 +65,14 @@ def status_line(result: StepResult, latencies: list[float], started: float, labe
         f"**{label}** · step **{result.step} / {result.total}** · {result.mask.sum()} tokens still masked (grey) · "
         f"this step {result.latency_ms:.1f} ms · model total **{sum(latencies):.0f} ms** · wall {wall:.2f} s"
     )
+
+
+def caption_note(match: PromptMatch | None) -> str:
+    """Markdown: the known caption a prompt is drawn as, when it is not the prompt itself; else nothing."""
+    if match is None or not match.changed:
+        return ""
+    caption = MARKDOWN_SPECIAL.sub(r"\\\g<0>", match.caption)
+    return f"\n\ndrawn as the known caption closest to the prompt: **{caption}** (similarity {match.similarity:.2f})"
 
 
 def redraw(result: StepResult) -> bool:
@@ -200,8 +210,12 @@ class Handlers:
                 raise ValueError(unknown_class_message(chosen.class_name, classes, self.class_index))
         return chosen
 
+    def _caption_note(self, chosen: Settings) -> str:
+        return caption_note(None if chosen.prompt is None else self.runtime.match_prompt(chosen.prompt))
+
     def _generate(self, variant: str, choice: tuple) -> Iterator[tuple]:
         chosen = self._settings((variant,), choice)
+        note = self._caption_note(chosen)
         started, latencies, frames = time.perf_counter(), [], []
         order = None
         for result in self.runtime.generate_steps(variant, chosen):
@@ -209,7 +223,7 @@ class Handlers:
             order.record(result.mask, result.step)
             latencies.append(result.latency_ms)
             frames.append(result.image)
-            status = status_line(result, latencies, started, variant)
+            status = status_line(result, latencies, started, variant) + note
             last = result.step == result.total
             png, gif = (media.save_png(result.image), media.progression_gif(frames)) if last else (None, None)
             if not redraw(result):
@@ -220,6 +234,7 @@ class Handlers:
 
     def _compare(self, left: str, right: str, choice: tuple) -> Iterator[tuple]:
         chosen = self._settings((left, right), choice)
+        note = self._caption_note(chosen)
         started = time.perf_counter()
         latencies: dict[str, list[float]] = {left: [], right: []}
         images: dict[str, Image.Image | None] = {left: None, right: None}
@@ -231,7 +246,7 @@ class Handlers:
             latencies[variant].append(result.latency_ms)
             images[variant] = result.image
             lines[variant] = status_line(result, latencies[variant], started, variant)
-            status = "\n\n".join(lines.values())
+            status = "\n\n".join(lines.values()) + note
             if not redraw(result):
                 yield images[left], images[right], gr.skip(), status, gr.skip(), gr.skip()
                 continue
@@ -241,6 +256,7 @@ class Handlers:
 
     def _inpaint(self, editor: dict, variant: str, choice: tuple) -> Iterator[tuple]:
         chosen = self._settings((variant,), choice)
+        note = self._caption_note(chosen)
         image, mask = editor_parts(editor)
         overlay, tokens = self._overlay(image, mask, variant)
         order = media.DecodeOrder(tokens.shape[0], given=~tokens)
@@ -249,7 +265,7 @@ class Handlers:
             order.record(result.mask, result.step)
             latencies.append(result.latency_ms)
             png = media.save_png(result.image) if result.step == result.total else None
-            status = status_line(result, latencies, started, variant)
+            status = status_line(result, latencies, started, variant) + note
             if not redraw(result):
                 yield result.image, overlay, gr.skip(), status, png, gr.skip()
                 continue

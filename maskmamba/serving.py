@@ -31,6 +31,7 @@ from maskmamba.models.tokenizer import VQTokenizer
 from maskmamba.modules import count_params
 from maskmamba.ops import attention_backend, scan_backend
 from maskmamba.pipeline import ASSETS, MAX_PROMPT_CHARS, Pipeline, StepResult, model_image, model_mask
+from maskmamba.prompt_match import CaptionMatcher, PromptMatch
 from maskmamba.settings import MAX_SEED, SamplingSettings
 from maskmamba.text_encoder import PromptEncoder
 
@@ -40,7 +41,7 @@ OUT_OF_MEMORY = ("the GPU ran out of memory on this request, so it was stopped a
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "ASSETS", "MAX_PROMPT_CHARS", "MAX_SEED", "CheckpointError", "ClassIndex", "unknown_class_message", "OutOfMemory", "Runtime", "Settings", "StepResult",
+    "ASSETS", "MAX_PROMPT_CHARS", "MAX_SEED", "CheckpointError", "ClassIndex", "unknown_class_message", "OutOfMemory", "PromptMatch", "Runtime", "Settings", "StepResult",
     "Timing", "find_variants", "load_tokenizer", "model_image", "model_label", "model_mask", "resolve_device", "scan_checkpoints",
     "summarise",
 ]
@@ -90,6 +91,8 @@ class Settings(SamplingSettings):
             raise ValueError("give exactly one of a class or a prompt")
         if self.prompt is not None and not self.prompt.strip():
             raise ValueError("the prompt is empty: type a few words, or switch to class mode")
+        if self.prompt is not None and len(self.prompt.strip()) > MAX_PROMPT_CHARS:
+            raise ValueError(f"the prompt is longer than {MAX_PROMPT_CHARS} characters")
         if self.class_name is not None and not self.class_name.strip():
             raise ValueError("no class chosen: pick one from the list")
         super().check()
@@ -229,6 +232,7 @@ class Runtime:
             )
         self.tokenizer = load_tokenizer(self.assets / TOKENIZER)
         self.prompt_encoder = PromptEncoder(self.device)  # loads on warm-up or on the first prompt
+        self.prompt_matcher = CaptionMatcher(ClassIndex.for_assets(self.assets), self.prompt_encoder)
         self.pipelines: dict[str, Pipeline] = {}
         for variant in found:
             try:
@@ -296,10 +300,17 @@ class Runtime:
         name = self.class_names(self.variants[0])[0]
         return {v: self.time_run(v, Settings(class_name=name, steps=steps)).wall_ms for v in self.variants}
 
+    def match_prompt(self, prompt: str) -> PromptMatch:
+        """The known caption a prompt is drawn as (see maskmamba.prompt_match)."""
+        if self.prompt_error is not None:
+            raise ValueError(self.prompt_error)
+        return self.prompt_matcher.match(prompt)
+
     def generate_steps(self, variant: str, settings: Settings) -> Iterator[StepResult]:
-        """Decode from scratch, yielding after every step."""
+        """Decode from scratch, yielding after every step; a prompt is drawn as its matched caption."""
         pipe = self._pipeline(variant, settings)
-        return self._stepwise(pipe.stream(settings.class_name, prompt=settings.prompt, settings=settings.sampling()))
+        stream = pipe.stream(settings.class_name, prompt=self._caption(settings), settings=settings.sampling())
+        return self._stepwise(stream)
 
     def compare_steps(self, variants: tuple[str, str], settings: Settings) -> Iterator[tuple[str, StepResult]]:
         """Two variants on the same settings, alternating one step of each: yields (variant, step)."""
@@ -320,7 +331,7 @@ class Runtime:
     ) -> Iterator[StepResult]:
         """Regenerate the tokens under `mask` (True = repaint); pixels outside stay as they were."""
         pipe = self._pipeline(variant, settings)
-        stream = pipe.inpaint_stream(image, mask, class_name=settings.class_name, prompt=settings.prompt,
+        stream = pipe.inpaint_stream(image, mask, class_name=settings.class_name, prompt=self._caption(settings),
                                      settings=settings.sampling())
         return self._stepwise(stream)
 
@@ -354,10 +365,14 @@ class Runtime:
             raise ValueError(self.prompt_error)
         return pipe
 
+    def _caption(self, settings: Settings) -> str | None:
+        return None if settings.prompt is None else self.match_prompt(settings.prompt).caption
+
     def _load_prompt_encoder(self) -> None:
-        """Load the shared MiniLM now; if it cannot load, prompt mode reports why."""
+        """Load the shared MiniLM and the caption embeddings now; if they cannot load, prompt mode reports why."""
         try:
             self.prompt_encoder.encode([WARM_UP_PROMPT])
+            self.prompt_matcher.load()
         except (ImportError, OSError) as err:  # package missing, or its weight files unreadable
             self.prompt_error = f"prompt mode is unavailable on this server: {err}"
 

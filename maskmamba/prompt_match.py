@@ -1,0 +1,103 @@
+"""Free-text prompts drawn as the known caption closest in meaning: "puppy" -> "dog", "hot drink" -> "hot beverage".
+
+The generators learnt from emoji captions (CLDR annotations and tags). A prompt worded otherwise conditions them
+on text they never saw, and they mostly draw colours without the object (paraphrase top-5 36.5% for
+serial-half). The matcher embeds every emoji of the class index (`assets/class_index.json`) twice, as its
+annotation and as "annotation: tags", with MiniLM's sentence embedding (the prompt encoder's model), and maps a
+prompt to the annotation whose either form is most similar (cosine). On the 103 prompts of
+assets/eval/paraphrases.json it picks an emoji of the intended class for 88 and the intended emoji for 72.
+
+The embeddings take about 20 s on a 2-core CPU, so they are cached on disk (keyed on the index's contents).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from maskmamba.class_search import ClassIndex
+from maskmamba.text_encoder import PromptEncoder
+
+CACHE_DIR = Path(os.environ.get("MASKMAMBA_CACHE", Path.home() / ".cache" / "maskmamba"))
+CACHE_VERSION = "captions-v1"  # bump when the embedded forms change
+
+
+@dataclass(frozen=True)
+class PromptMatch:
+    """A prompt as typed, the caption that conditions the generator, and their cosine similarity (1 when equal)."""
+
+    prompt: str
+    caption: str
+    similarity: float
+
+    @property
+    def changed(self) -> bool:
+        return self.caption.lower() != self.prompt.lower()
+
+
+class CaptionMatcher:
+    """Maps prompts to the closest emoji annotation of a class index; embeds the index once, on first use."""
+
+    def __init__(self, index: ClassIndex, encoder: PromptEncoder, cache_dir: Path | None = CACHE_DIR):
+        self.captions = sorted({annotation for items in index.emoji.values() for annotation, _ in items})
+        tags = {annotation: tag for items in index.emoji.values() for annotation, tag in items}
+        self._forms = self.captions + [f"{c}: {tags[c]}" if tags[c] else c for c in self.captions]
+        self._known = {c.lower(): c for c in self.captions}
+        self.encoder = encoder
+        self.cache_dir = cache_dir
+        self._embeddings: torch.Tensor | None = None
+        self._lock = threading.Lock()
+
+    def _embed(self, texts: list[str]) -> torch.Tensor:
+        model = self.encoder.load().model
+        return model.encode(texts, batch_size=256, convert_to_tensor=True, normalize_embeddings=True).float().cpu()
+
+    def _cache_file(self) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        digest = hashlib.sha256(json.dumps([CACHE_VERSION, self._forms]).encode()).hexdigest()[:16]
+        return self.cache_dir / f"{CACHE_VERSION}-{digest}.safetensors"
+
+    def load(self) -> CaptionMatcher:
+        """Embed both forms of every caption now (or read them from the cache)."""
+        with self._lock:
+            if self._embeddings is not None:
+                return self
+            cache = self._cache_file()
+            if cache is not None and cache.is_file():
+                embeddings = load_file(str(cache))["embeddings"]
+            else:
+                embeddings = self._embed(self._forms)
+                if cache is not None:
+                    _save_atomically(cache, embeddings)
+            self._embeddings = embeddings.view(2, len(self.captions), -1)
+        return self
+
+    def match(self, prompt: str) -> PromptMatch:
+        """The caption `prompt` is drawn as: itself when it is a caption (any case), else the closest in meaning."""
+        text = prompt.strip()
+        if text.lower() in self._known:
+            return PromptMatch(text, self._known[text.lower()], 1.0)
+        self.load()
+        query = self._embed([text])[0]
+        similarity = (self._embeddings @ query).amax(dim=0)  # the better of the two forms, per caption
+        best = int(similarity.argmax())
+        return PromptMatch(text, self.captions[best], round(float(similarity[best]), 3))
+
+
+def _save_atomically(path: Path, embeddings: torch.Tensor) -> None:
+    """Write the cache through a temporary file, so a concurrent reader never sees half of it; a read-only disk is
+    no error (the embeddings are then recomputed next time)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.part")
+        save_file({"embeddings": embeddings.contiguous()}, str(partial))
+        partial.replace(path)
+    except OSError:
+        pass

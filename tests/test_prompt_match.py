@@ -1,0 +1,59 @@
+"""Prompts drawn as the closest known caption: the matcher, its disk cache, the runtime and the demo's status."""
+import pytest
+
+from app.handlers import caption_note
+from maskmamba.class_search import ClassIndex
+from maskmamba.prompt_match import CaptionMatcher, PromptMatch
+from maskmamba.serving import Settings
+from maskmamba.text_encoder import PromptEncoder
+
+INDEX = ClassIndex({
+    "animal-mammal": [("dog face", "dog, face, pet"), ("cat", "cat, pet")],
+    "food-prepared": [("pizza", "cheese, slice"), ("hamburger", "burger")],
+    "sky & weather": [("rocket", "space"), ("cloud with rain", "cloud, rain")],
+})
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return PromptEncoder("cpu").load()
+
+
+def test_paraphrases_find_the_caption_they_mean_and_captions_stay_as_typed(encoder, tmp_path):
+    matcher = CaptionMatcher(INDEX, encoder, cache_dir=tmp_path)
+    for prompt, caption in [("puppy", "dog face"), ("slice of pizza", "pizza"), ("rainy weather", "cloud with rain"),
+                            ("space ship", "rocket")]:
+        found = matcher.match(prompt)
+        assert found.caption == caption and found.changed and 0 < found.similarity < 1, found
+    same = matcher.match("  Dog Face ")
+    assert same == PromptMatch("Dog Face", "dog face", 1.0) and not same.changed
+
+
+def test_the_embeddings_are_cached_on_disk_and_reused(encoder, tmp_path, monkeypatch):
+    first = CaptionMatcher(INDEX, encoder, cache_dir=tmp_path).load()
+    assert len(list(tmp_path.glob("captions-*.safetensors"))) == 1
+    second = CaptionMatcher(INDEX, encoder, cache_dir=tmp_path)
+    embedded = []
+    monkeypatch.setattr(second, "_embed", lambda texts: embedded.append(texts) or first._embed(texts))
+    assert second.match("kitten").caption == "cat"
+    assert embedded == [["kitten"]]  # the captions came from the cache; only the prompt was embedded
+    other = ClassIndex({"animal-mammal": [("dog face", "dog")]})
+    assert CaptionMatcher(other, encoder, cache_dir=tmp_path)._cache_file() != first._cache_file()
+
+
+def test_the_runtime_draws_a_prompt_as_its_matched_caption(runtime, monkeypatch):
+    runtime.warm_up(steps=1)
+    pipe = runtime.pipelines["uvit"]
+    asked = []
+    original = pipe.stream
+    monkeypatch.setattr(pipe, "stream", lambda *a, **k: asked.append(k["prompt"]) or original(*a, **k))
+    list(runtime.generate_steps("uvit", Settings(prompt="puppy", steps=2)))
+    assert asked == [runtime.match_prompt("puppy").caption] and asked[0] != "puppy"
+    with pytest.raises(ValueError, match="longer than"):
+        runtime.match_prompt("x") and next(runtime.generate_steps("uvit", Settings(prompt="x" * 5000, steps=2)))
+
+
+def test_the_status_names_the_matched_caption_escaped_and_only_when_it_differs():
+    assert caption_note(None) == "" and caption_note(PromptMatch("Red heart", "red heart", 1.0)) == ""
+    note = caption_note(PromptMatch("star key", "keycap: *", 0.79))
+    assert "**keycap: \\*** (similarity 0.79)" in note
