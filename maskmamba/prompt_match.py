@@ -1,11 +1,12 @@
-"""Free-text prompts drawn as the known caption closest in meaning: "puppy" -> "dog", "hot drink" -> "hot beverage".
+"""Free-text prompts drawn as the known caption closest in meaning: "puppy" -> "dog: animal, animals, dogs".
 
-The generators learnt from emoji captions (CLDR annotations and tags). A prompt worded otherwise conditions them
-on text they never saw, and they mostly draw colours without the object (paraphrase top-5 36.5% for
-serial-half). The matcher embeds every emoji of the class index (`assets/class_index.json`) twice, as its
-annotation and as "annotation: tags", with MiniLM's sentence embedding (the prompt encoder's model), and maps a
-prompt to the annotation whose either form is most similar (cosine). On the 103 prompts of
-assets/eval/paraphrases.json it picks an emoji of the intended class for 88 and the intended emoji for 72.
+The generators learnt from emoji captions (CLDR annotations and tags); a prompt worded otherwise conditions them
+on text they never saw. The matcher embeds every emoji of the class index (`assets/class_index.json`) twice, as
+its annotation and as "annotation: tags", with MiniLM's sentence embedding (the prompt encoder's model), takes the
+emoji whose either form is most similar (cosine) and conditions on its first tag caption, the form the
+evaluation's prompt top-5 scores. On the 103 prompts of assets/eval/paraphrases.json it picks an emoji of the
+intended class for 88 and the intended emoji for 72; paraphrase top-5 of serial-half rose from 36.7% to 42.2%
+(assets/results/prompt_match.json).
 
 The embeddings take about 20 s on a 2-core CPU, so they are cached on disk (keyed on the index's contents).
 """
@@ -22,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from maskmamba.class_search import ClassIndex
+from maskmamba.data.captions import TAGS_PER_CAPTION, tag_separator
 from maskmamba.text_encoder import PromptEncoder
 
 CACHE_DIR = Path(os.environ.get("MASKMAMBA_CACHE", Path.home() / ".cache" / "maskmamba"))
@@ -45,10 +47,11 @@ class CaptionMatcher:
     """Maps prompts to the closest emoji annotation of a class index; embeds the index once, on first use."""
 
     def __init__(self, index: ClassIndex, encoder: PromptEncoder, cache_dir: Path | None = CACHE_DIR):
-        self.captions = sorted({annotation for items in index.emoji.values() for annotation, _ in items})
+        self.annotations = sorted({annotation for items in index.emoji.values() for annotation, _ in items})
         tags = {annotation: tag for items in index.emoji.values() for annotation, tag in items}
-        self._forms = self.captions + [f"{c}: {tags[c]}" if tags[c] else c for c in self.captions]
-        self._known = {c.lower(): c for c in self.captions}
+        self._forms = self.annotations + [f"{a}: {tags[a]}" if tags[a] else a for a in self.annotations]
+        self.captions = [tag_caption(a, tags[a]) for a in self.annotations]
+        self._known = {a.lower(): a for a in self.annotations}
         self.encoder = encoder
         self.cache_dir = cache_dir
         self._embeddings: torch.Tensor | None = None
@@ -76,11 +79,12 @@ class CaptionMatcher:
                 embeddings = self._embed(self._forms)
                 if cache is not None:
                     _save_atomically(cache, embeddings)
-            self._embeddings = embeddings.view(2, len(self.captions), -1)
+            self._embeddings = embeddings.view(2, len(self.annotations), -1)
         return self
 
     def match(self, prompt: str) -> PromptMatch:
-        """The caption `prompt` is drawn as: itself when it is a caption (any case), else the closest in meaning."""
+        """The caption `prompt` is drawn as: itself when it is an emoji's annotation (any case), else the first tag
+        caption of the emoji closest in meaning."""
         text = prompt.strip()
         if text.lower() in self._known:
             return PromptMatch(text, self._known[text.lower()], 1.0)
@@ -89,6 +93,13 @@ class CaptionMatcher:
         similarity = (self._embeddings @ query).amax(dim=0)  # the better of the two forms, per caption
         best = int(similarity.argmax())
         return PromptMatch(text, self.captions[best], round(float(similarity[best]), 3))
+
+
+def tag_caption(annotation: str, tags: str) -> str:
+    """The first tag caption the generators learnt for an emoji ('dog face: dog, face, pet'; see
+    maskmamba.data.captions), or its annotation when it has no tags."""
+    first = [t for t in tags.split(", ") if t][:TAGS_PER_CAPTION]
+    return annotation + tag_separator(annotation) + ", ".join(first) if first else annotation
 
 
 def _save_atomically(path: Path, embeddings: torch.Tensor) -> None:

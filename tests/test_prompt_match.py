@@ -21,8 +21,8 @@ def encoder():
 
 def test_paraphrases_find_the_caption_they_mean_and_captions_stay_as_typed(encoder, tmp_path):
     matcher = CaptionMatcher(INDEX, encoder, cache_dir=tmp_path)
-    for prompt, caption in [("puppy", "dog face"), ("slice of pizza", "pizza"), ("rainy weather", "cloud with rain"),
-                            ("space ship", "rocket")]:
+    for prompt, caption in [("puppy", "dog face: dog, face, pet"), ("slice of pizza", "pizza: cheese, slice"),
+                            ("rainy weather", "cloud with rain: cloud, rain"), ("space ship", "rocket: space")]:
         found = matcher.match(prompt)
         assert found.caption == caption and found.changed and 0 < found.similarity < 1, found
     same = matcher.match("  Dog Face ")
@@ -35,7 +35,7 @@ def test_the_embeddings_are_cached_on_disk_and_reused(encoder, tmp_path, monkeyp
     second = CaptionMatcher(INDEX, encoder, cache_dir=tmp_path)
     embedded = []
     monkeypatch.setattr(second, "_embed", lambda texts: embedded.append(texts) or first._embed(texts))
-    assert second.match("kitten").caption == "cat"
+    assert second.match("kitten").caption == "cat: cat, pet"
     assert embedded == [["kitten"]]  # the captions came from the cache; only the prompt was embedded
     other = ClassIndex({"animal-mammal": [("dog face", "dog")]})
     assert CaptionMatcher(other, encoder, cache_dir=tmp_path)._cache_file() != first._cache_file()
@@ -51,6 +51,13 @@ def test_the_runtime_draws_a_prompt_as_its_matched_caption(runtime, monkeypatch)
     assert asked == [runtime.match_prompt("puppy").caption] and asked[0] != "puppy"
     with pytest.raises(ValueError, match="longer than"):
         runtime.match_prompt("x") and next(runtime.generate_steps("uvit", Settings(prompt="x" * 5000, steps=2)))
+
+
+def test_the_caption_is_the_first_tag_caption_the_generators_learnt():
+    from maskmamba.prompt_match import tag_caption
+
+    assert tag_caption("dog face", "dog, face, pet, puppy") == "dog face: dog, face, pet"
+    assert tag_caption("flag: France", "flag") == "flag: France, flag" and tag_caption("rocket", "") == "rocket"
 
 
 def test_the_status_names_the_matched_caption_escaped_and_only_when_it_differs():
