@@ -17,7 +17,8 @@ from maskmamba.data.imaging import encode_webp
 from maskmamba.data.shards import write_manifest, write_shards
 from maskmamba.eval import generator as evaluation, merge
 from maskmamba.eval.classifier import topk_accuracy, train_classifier
-from maskmamba.eval.paraphrases import Paraphrases, load_states, write_states
+from maskmamba.eval.paraphrases import Paraphrases, load_states, states_path, write_states
+from maskmamba.prompt_match import PromptMatch
 from maskmamba.models import save_weights
 from maskmamba.models.tokenizer import VQTokenizer
 
@@ -76,7 +77,15 @@ def paraphrases(tmp_path_factory):
         {"prompt": "navy circle", "class": "blue", "hexcode": "1F535", "annotation": "blue circle"},
         {"prompt": "something red", "class": "red", "hexcode": "1F534", "annotation": "red circle"}]}))
     write_states(path, FakeEncoder())
+    write_states(path, FakeEncoder(), FakeMatcher())
     return path
+
+
+class FakeMatcher:
+    """Every prompt drawn as the caption 'red circle'."""
+
+    def match(self, prompt: str) -> PromptMatch:
+        return PromptMatch(prompt, "red circle", 0.5)
 
 
 def test_paraphrase_states_round_trip_and_refuse_a_changed_set(paraphrases, tmp_path):
@@ -208,6 +217,24 @@ def test_shipped_section_default_cfg_and_storage_side_by_side(data_dir, checkpoi
     assert compared["fid_change"] == pytest.approx(compared["fid"] - entry["fid"], abs=1e-3)
     assert math.isfinite(compared["fid"]) and 0 <= compared["class_acc"] <= 1
     assert load_generator(serial).config == load_generator(checkpoints / VARIANTS[0], "int8").config
+
+
+def test_paraphrases_only_scores_the_written_and_the_matched_prompts_without_fid(data_dir, checkpoints, paraphrases,
+                                                                                tmp_path):
+    assert states_path(paraphrases, matched=True).is_file()
+    out = tmp_path / "check.json"
+    argv = [
+        "--data", str(data_dir), "--checkpoints", str(checkpoints), "--variants", VARIANTS[0],
+        "--tokenizer", str(checkpoints / "tokenizer"), "--steps", "2", "--batch", "3", "--device", "cpu",
+        "--classifier-epochs", "1", "--work", str(tmp_path / "work"), "--out", str(out),
+        "--paraphrases", str(paraphrases), "--paraphrase-samples", "2", "--paraphrases-only",
+    ]
+    features = StandIn()
+    entry = evaluation.main(argv, features=features)["variants"][VARIANTS[0]]
+    assert features.seen == 0 and "fid" not in entry  # no Inception features, real or generated
+    assert 0 <= entry["paraphrase_top5"] <= 1 and 0 <= entry["paraphrase_top5_matched"] <= 1
+    config = json.loads((checkpoints / VARIANTS[0] / "config.json").read_text())
+    assert entry["n_paraphrase_images"] == 6 and entry["cfg"] == config.get("default_cfg", 1.0)  # else the first --sweep
 
 
 def test_judge_and_real_features_are_rebuilt_for_another_data_set(data_dir, tmp_path):
