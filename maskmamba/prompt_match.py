@@ -8,7 +8,8 @@ evaluation's prompt top-5 scores. On the 103 prompts of assets/eval/paraphrases.
 intended class for 88 and the intended emoji for 72; paraphrase top-5 of serial-half rose from 36.7% to 42.2%
 (assets/results/prompt_match.json).
 
-The embeddings take about 20 s on a 2-core CPU, so they are cached on disk (keyed on the index's contents).
+The embeddings take about 20 s on a 2-core CPU, so they are cached on disk (keyed on the index's contents) in
+~/.cache/maskmamba or $MASKMAMBA_CACHE; an unreadable cache is recomputed, an unwritable one skipped.
 """
 from __future__ import annotations
 
@@ -73,9 +74,8 @@ class CaptionMatcher:
             if self._embeddings is not None:
                 return self
             cache = self._cache_file()
-            if cache is not None and cache.is_file():
-                embeddings = load_file(str(cache))["embeddings"]
-            else:
+            embeddings = _read_cache(cache, len(self._forms))
+            if embeddings is None:
                 embeddings = self._embed(self._forms)
                 if cache is not None:
                     _save_atomically(cache, embeddings)
@@ -100,6 +100,17 @@ def tag_caption(annotation: str, tags: str) -> str:
     maskmamba.data.captions), or its annotation when it has no tags."""
     first = [t for t in tags.split(", ") if t][:TAGS_PER_CAPTION]
     return annotation + tag_separator(annotation) + ", ".join(first) if first else annotation
+
+
+def _read_cache(path: Path | None, rows: int) -> torch.Tensor | None:
+    """The cached embeddings, or None when there is no cache or it cannot be used (truncated, corrupt, wrong shape)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        embeddings = load_file(str(path))["embeddings"]
+    except Exception:  # safetensors and the OS raise their own kinds for a damaged file; it is rebuilt
+        return None
+    return embeddings if embeddings.ndim == 2 and embeddings.shape[0] == rows else None
 
 
 def _save_atomically(path: Path, embeddings: torch.Tensor) -> None:

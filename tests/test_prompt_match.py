@@ -41,6 +41,17 @@ def test_the_embeddings_are_cached_on_disk_and_reused(encoder, tmp_path, monkeyp
     assert CaptionMatcher(other, encoder, cache_dir=tmp_path)._cache_file() != first._cache_file()
 
 
+def test_a_damaged_cache_is_rebuilt_and_an_unwritable_one_skipped(encoder, tmp_path):
+    first = CaptionMatcher(INDEX, encoder, cache_dir=tmp_path).load()
+    cache = first._cache_file()
+    cache.write_bytes(cache.read_bytes()[:100])  # truncated
+    assert CaptionMatcher(INDEX, encoder, cache_dir=tmp_path).match("puppy").caption == "dog face: dog, face, pet"
+    assert cache.stat().st_size > 100  # rewritten whole
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x")
+    assert CaptionMatcher(INDEX, encoder, cache_dir=blocked).match("kitten").caption == "cat: cat, pet"
+
+
 def test_the_runtime_draws_a_prompt_as_its_matched_caption(runtime, monkeypatch):
     runtime.warm_up(steps=1)
     pipe = runtime.pipelines["uvit"]
