@@ -17,7 +17,7 @@ from maskmamba.data.imaging import encode_webp
 from maskmamba.data.shards import write_manifest, write_shards
 from maskmamba.eval import generator as evaluation, merge
 from maskmamba.eval.classifier import topk_accuracy, train_classifier
-from maskmamba.eval.paraphrases import Paraphrases, load_states, states_path, write_states
+from maskmamba.eval.paraphrases import Paraphrases, load_matched, load_states, matched_path, write_matched, write_states
 from maskmamba.prompt_match import PromptMatch
 from maskmamba.models import save_weights
 from maskmamba.models.tokenizer import VQTokenizer
@@ -77,15 +77,15 @@ def paraphrases(tmp_path_factory):
         {"prompt": "navy circle", "class": "blue", "hexcode": "1F535", "annotation": "blue circle"},
         {"prompt": "something red", "class": "red", "hexcode": "1F534", "annotation": "red circle"}]}))
     write_states(path, FakeEncoder())
-    write_states(path, FakeEncoder(), FakeMatcher())
+    write_matched(path, FakeMatcher())
     return path
 
 
 class FakeMatcher:
-    """Every prompt drawn as the caption 'red circle'."""
+    """Every prompt drawn as the tag caption of emoji 0 (a red one)."""
 
     def match(self, prompt: str) -> PromptMatch:
-        return PromptMatch(prompt, "red circle", 0.5)
+        return PromptMatch(prompt, "emoji 0: tag, tag, tag", 0.5)
 
 
 def test_paraphrase_states_round_trip_and_refuse_a_changed_set(paraphrases, tmp_path):
@@ -101,6 +101,24 @@ def test_paraphrase_states_round_trip_and_refuse_a_changed_set(paraphrases, tmp_
         (paraphrases.parent / "paraphrases.states.safetensors").read_bytes())
     with pytest.raises(ValueError, match="another version"):
         load_states(changed)
+
+
+def test_matched_captions_refuse_a_changed_set_and_must_be_captions_of_the_data(paraphrases, data_dir, tmp_path):
+    changed = tmp_path / "paraphrases.json"
+    changed.write_text(paraphrases.read_text().replace("navy", "dark blue"))
+    assert load_matched(changed) is None  # none written for it
+    matched_path(changed).write_bytes(matched_path(paraphrases).read_bytes())
+    with pytest.raises(ValueError, match="another version"):
+        load_matched(changed)
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    prompts = evaluation.matched_paraphrase_prompts(str(paraphrases), str(data_dir), manifest, 2, torch.device("cpu"))
+    assert prompts.labels.tolist() == [0, 0, 1, 1, 0, 0] and prompts.cond.text.shape[:2] == (6, 16)  # intended classes
+    unknown = tmp_path / "unknown" / "paraphrases.json"
+    unknown.parent.mkdir()
+    unknown.write_text(paraphrases.read_text())
+    matched_path(unknown).write_text(matched_path(paraphrases).read_text().replace("emoji 0:", "emoji 9:"))
+    with pytest.raises(ValueError, match="not in .*captions: emoji 9"):
+        evaluation.matched_paraphrase_prompts(str(unknown), str(data_dir), manifest, 1, torch.device("cpu"))
 
 
 def test_paraphrase_grid_draws_every_prompt_labelled(paraphrases, tiny_checkpoint, tmp_path):
@@ -221,7 +239,7 @@ def test_shipped_section_default_cfg_and_storage_side_by_side(data_dir, checkpoi
 
 def test_paraphrases_only_scores_the_written_and_the_matched_prompts_without_fid(data_dir, checkpoints, paraphrases,
                                                                                 tmp_path):
-    assert states_path(paraphrases, matched=True).is_file()
+    assert load_matched(paraphrases) == ["emoji 0: tag, tag, tag"] * 3
     out = tmp_path / "check.json"
     argv = [
         "--data", str(data_dir), "--checkpoints", str(checkpoints), "--variants", VARIANTS[0],

@@ -17,9 +17,9 @@ evaluated in separate runs. The classifier (the judge) and the real features are
 data set (and the Inception weights), so one judge scores every variant of a comparison and a different data set
 gets its own. Paraphrase top-5: the judge's top 5 holds the intended class of each prompt of --paraphrases (its
 cached MiniLM states, see maskmamba.eval.paraphrases), --paraphrase-samples seeds each; also with each prompt drawn
-as its matched caption (`paraphrase_top5_matched`, the demo's prompt path) where that cache exists.
---paraphrases-only scores just the paraphrases, at each checkpoint's default_cfg (else the first --sweep scale): no
-Inception, no FID, only the judge and the shards it trains on.
+as its matched caption (`paraphrase_top5_matched`, the demo's prompt path; states from the caption cache) where
+`paraphrase-states` listed them. --paraphrases-only scores just the paraphrases, at each checkpoint's default_cfg
+(else the first --sweep scale): no Inception, no FID; the judge's shards and the caption cache.
 
 --storage picks the weights file a checkpoint folder is scored in (fp32, fp16, int8, int4; default the most exact
 present); --compare-storage scores the same model in other formats at the same CFG on the same seeds (FID, class
@@ -50,7 +50,7 @@ from maskmamba.eval.classifier import (
     CONFIG_FILE, EmojiClassifier, evaluate, load_classifier, save_classifier, topk_accuracy, train_classifier,
 )
 from maskmamba.eval.fid import InceptionFeatures, feature_stats, frechet_distance
-from maskmamba.eval.paraphrases import Paraphrases, load_states, states_path
+from maskmamba.eval.paraphrases import Paraphrases, load_matched, load_states
 from maskmamba.eval.plots import figure, save_plot
 from maskmamba.data.captions import is_tag_caption
 from maskmamba.models import FILES, Condition, check_tokenizer, load_generator, read_config, stored_formats
@@ -125,14 +125,30 @@ def tag_prompts(root: str, manifest: dict, device: torch.device) -> Prompts:
     return Prompts(Condition.prompts(states, mask).to(device), labels, np.array([table[row]["split"] for row, _ in rows]))
 
 
-def paraphrase_prompts(path: str, class_names: list[str], samples: int, device: torch.device,
-                       matched: bool = False) -> Prompts | None:
-    """Each paraphrase prompt (`matched`: its matched caption) `samples` times (consecutive rows), with its intended
-    class; None for matched captions whose cache was not written."""
-    if matched and not states_path(path, matched).is_file():
+def paraphrase_prompts(path: str, class_names: list[str], samples: int, device: torch.device) -> Prompts:
+    """Each paraphrase prompt `samples` times (consecutive rows), with its intended class."""
+    states, mask = load_states(path)
+    return _repeated(states, mask, Paraphrases.load(path).labels(class_names), samples, device)
+
+
+def matched_paraphrase_prompts(path: str, root: str, manifest: dict, samples: int, device: torch.device) -> Prompts | None:
+    """Each paraphrase prompt drawn as its matched caption (maskmamba.eval.paraphrases.load_matched), with the states
+    the generators learnt for that caption (the data set's caption cache); None when no matched captions were written."""
+    captions = load_matched(path)
+    if captions is None:
         return None
-    states, mask = load_states(path, matched)
-    labels = Paraphrases.load(path).labels(class_names)
+    bank, ids = CaptionBank(root), {}
+    for row, entry in enumerate(manifest["emoji"]):
+        for caption, caption_id in zip(entry["captions"], bank.captions_of(row)):
+            ids.setdefault(caption, caption_id)
+    missing = sorted({c for c in captions if c not in ids})
+    if missing:
+        raise ValueError(f"matched captions not in {root}'s captions: {', '.join(missing[:5])}")
+    states, mask = bank.states([ids[c] for c in captions])
+    return _repeated(states, mask, Paraphrases.load(path).labels(manifest["classes"]), samples, device)
+
+
+def _repeated(states: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, samples: int, device: torch.device) -> Prompts:
     cond = Condition.prompts(states.repeat_interleave(samples, 0), mask.repeat_interleave(samples, 0))
     return Prompts(cond.to(device), labels.repeat_interleave(samples), np.full(len(labels) * samples, "paraphrase"))
 
@@ -238,7 +254,7 @@ def score_prompts(model: torch.nn.Module, bench: Bench, cfg: float, steps: int, 
 
 def score_paraphrases(model: torch.nn.Module, bench: Bench, cfg: float, steps: int, name: str) -> dict:
     """Top-5 rate at which the judge finds each paraphrase prompt's intended class in the images drawn for it: for
-    the prompts as written (the generator alone) and, where their cache exists, drawn as their matched captions
+    the prompts as written (the generator alone) and, where they were listed, drawn as their matched captions
     (`paraphrase_top5_matched`: the demo's prompt path)."""
     scores = {}
     for key, p in (("paraphrase_top5", bench.paraphrases), ("paraphrase_top5_matched", bench.matched_paraphrases)):
@@ -428,8 +444,8 @@ def build_bench(args: argparse.Namespace, features: Features | None) -> tuple[Be
         prompts=tag_prompts(args.data, manifest, device) if full else None,
         paraphrases=paraphrase_prompts(args.paraphrases, manifest["classes"], args.paraphrase_samples, device)
         if args.paraphrases else None,
-        matched_paraphrases=paraphrase_prompts(args.paraphrases, manifest["classes"], args.paraphrase_samples, device,
-                                               matched=True) if args.paraphrases else None,
+        matched_paraphrases=matched_paraphrase_prompts(args.paraphrases, args.data, manifest, args.paraphrase_samples,
+                                                       device) if args.paraphrases else None,
         batch=args.batch,
         seed=args.seed,
     )

@@ -4,8 +4,9 @@ The set is read by maskmamba.data.paraphrases (prompts that no caption contains 
 (CLDR subgroup) and emoji it should produce). The generator evaluation conditions on the prompts'
 MiniLM states; they are cached beside the set (`<name>.states.safetensors`, keyed on the set's SHA-256), so the
 GPU machine needs no text encoder once `python -m maskmamba.eval paraphrase-states` has written the cache here.
-A second cache (`<name>.matched.states.safetensors`) holds the states of the known caption each prompt is drawn as
-in the demo (maskmamba.prompt_match), so the evaluation scores the generator alone and the demo's prompt path.
+`<name>.matched.json` lists the known caption each prompt is drawn as in the demo (maskmamba.prompt_match); those
+are captions of the data set, so the evaluation takes their states from its caption cache and scores both the
+generator alone and the demo's prompt path.
 
 python -m maskmamba.eval paraphrase-states [--paraphrases assets/eval/paraphrases.json]
 (the picture of a variant's paraphrases: maskmamba.eval.paraphrase_grid)
@@ -61,28 +62,48 @@ class Paraphrases:
         return torch.tensor([index[c] for c in self.classes], dtype=torch.long)
 
 
-def states_path(path: str | Path, matched: bool = False) -> Path:
-    return Path(path).with_name(Path(path).stem + (".matched" if matched else "") + ".states.safetensors")
+def states_path(path: str | Path) -> Path:
+    return Path(path).with_name(Path(path).stem + ".states.safetensors")
 
 
-def write_states(path: str | Path, encoder: PromptEncoder | None = None, matcher: CaptionMatcher | None = None) -> Path:
-    """Encode the set's prompts with MiniLM and write the int8 states cache beside it; with a matcher, the states of
-    each prompt's matched caption instead, into the `.matched` cache (the captions in its metadata)."""
+def matched_path(path: str | Path) -> Path:
+    return Path(path).with_name(Path(path).stem + ".matched.json")
+
+
+def write_states(path: str | Path, encoder: PromptEncoder | None = None) -> Path:
+    """Encode the set's prompts with MiniLM and write the int8 states cache beside it."""
     para = Paraphrases.load(path)
-    texts = para.prompts if matcher is None else [matcher.match(p).caption for p in para.prompts]
-    states, mask = (encoder or PromptEncoder()).encode(texts)
+    states, mask = (encoder or PromptEncoder()).encode(para.prompts)
     tokens, scales = quantise_rows(states.reshape(-1, states.shape[-1]).cpu().numpy())
-    out = states_path(path, matched=matcher is not None)
-    metadata = {"sha256": para.sha256} | ({} if matcher is None else {"captions": json.dumps(texts)})
+    out = states_path(path)
     save_file({"tokens": tokens.reshape(states.shape), "scales": scales.reshape(mask.shape), "mask": mask.cpu().numpy()},
-              str(out), metadata=metadata)
+              str(out), metadata={"sha256": para.sha256})
     return out
 
 
-def load_states(path: str | Path, matched: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """The cached prompt states (P, K, D) float32 and mask (P, K) (`matched`: of the matched captions); refuses a
-    cache of another version of the set."""
-    para, cache = Paraphrases.load(path), states_path(path, matched)
+def write_matched(path: str | Path, matcher: CaptionMatcher) -> Path:
+    """Write the caption each prompt of the set is drawn as (`<name>.matched.json`, keyed on the set's SHA-256)."""
+    para = Paraphrases.load(path)
+    out = matched_path(path)
+    captions = [matcher.match(prompt).caption for prompt in para.prompts]
+    out.write_text(json.dumps({"sha256": para.sha256, "captions": captions}, indent=1) + "\n")
+    return out
+
+
+def load_matched(path: str | Path) -> list[str] | None:
+    """The matched caption of each prompt, or None when none were written; refuses those of another version."""
+    para, file = Paraphrases.load(path), matched_path(path)
+    if not file.is_file():
+        return None
+    written = json.loads(file.read_text())
+    if written.get("sha256") != para.sha256 or len(written.get("captions", [])) != len(para.prompts):
+        raise ValueError(f"{file} was written for another version of {path}: run paraphrase-states again")
+    return written["captions"]
+
+
+def load_states(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cached prompt states (P, K, D) float32 and mask (P, K); refuses a cache of another version of the set."""
+    para, cache = Paraphrases.load(path), states_path(path)
     if not cache.is_file():
         raise FileNotFoundError(f"no prompt states for {path}: run python -m maskmamba.eval paraphrase-states --paraphrases {path}")
     with safe_open(str(cache), framework="numpy") as handle:
@@ -102,6 +123,6 @@ def main(argv: list[str]) -> Path:
     args = p.parse_args(argv)
     encoder = PromptEncoder(args.device)
     out = write_states(args.paraphrases, encoder)
-    matched = write_states(args.paraphrases, encoder, CaptionMatcher(ClassIndex.for_assets(args.assets), encoder))
+    matched = write_matched(args.paraphrases, CaptionMatcher(ClassIndex.for_assets(args.assets), encoder))
     print(f"wrote {out} and {matched}")
     return out
