@@ -35,9 +35,11 @@ from maskmamba.ops import (
     use_scan_backend,
 )
 from maskmamba.ops import triton_scan
+from maskmamba.eval.plots import save_plot
 
 KINDS = ("attn", "bimamba_v2", "bimamba_vim", "mmamba", "parallel2", "parallel4")
 MAMBA_KINDS = KINDS[1:]
+LAYER_PLOT_MAX_BYTES = 120_000  # two panels, each with a legend of every layer kind and backend
 BARS = {"ratio_L16384_b1": (16384, 1), "ratio_L4096_b8": (4096, 8), "ratio_L65536_b1": (65536, 1),
         "ratio_L1024_b8": (1024, 8)}
 
@@ -184,8 +186,7 @@ def plot(rows: list[dict], out: Path, batch: int, device: str | None = None) -> 
         ax.legend(fontsize=7)
     fig.suptitle(f"one layer, batch {batch}, bf16, {device or torch.cuda.get_device_name()}")
     fig.tight_layout()
-    fig.savefig(out / f"layers_b{batch}.png", dpi=120)
-    plt.close(fig)
+    save_plot(fig, out / f"layers_b{batch}.png", max_bytes=LAYER_PLOT_MAX_BYTES)
 
 
 def merge_bench_json(path: Path, update: dict) -> None:
