@@ -13,6 +13,7 @@ The embeddings take about 20 s on a 2-core CPU, so they are cached on disk (keye
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ from maskmamba.text_encoder import PromptEncoder
 
 CACHE_DIR = Path(os.environ.get("MASKMAMBA_CACHE", Path.home() / ".cache" / "maskmamba"))
 CACHE_VERSION = "captions-v1"  # bump when the embedded forms change
+REMEMBERED_PROMPTS = 256
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class CaptionMatcher:
         self.cache_dir = cache_dir
         self._embeddings: torch.Tensor | None = None
         self._lock = threading.Lock()
+        self._remembered = functools.lru_cache(maxsize=REMEMBERED_PROMPTS)(self._match)
 
     def _embed(self, texts: list[str]) -> torch.Tensor:
         model = self.encoder.load().model
@@ -84,8 +87,11 @@ class CaptionMatcher:
 
     def match(self, prompt: str) -> PromptMatch:
         """The caption `prompt` is drawn as: itself when it is an emoji's annotation (any case), else the first tag
-        caption of the emoji closest in meaning."""
-        text = prompt.strip()
+        caption of the emoji closest in meaning. Recent prompts are remembered: the demo asks once for the status
+        and once per model it runs."""
+        return self._remembered(prompt.strip())
+
+    def _match(self, text: str) -> PromptMatch:
         if text.lower() in self._known:
             return PromptMatch(text, self._known[text.lower()], 1.0)
         self.load()

@@ -37,6 +37,8 @@ def test_the_embeddings_are_cached_on_disk_and_reused(encoder, tmp_path, monkeyp
     monkeypatch.setattr(second, "_embed", lambda texts: embedded.append(texts) or first._embed(texts))
     assert second.match("kitten").caption == "cat: cat, pet"
     assert embedded == [["kitten"]]  # the captions came from the cache; only the prompt was embedded
+    second.match(" kitten ")
+    assert embedded == [["kitten"]]  # asked again (the status, then each model): remembered, not embedded again
     other = ClassIndex({"animal-mammal": [("dog face", "dog")]})
     assert CaptionMatcher(other, encoder, cache_dir=tmp_path)._cache_file() != first._cache_file()
 
