@@ -210,6 +210,24 @@ def test_scaling_study_collects_points_and_plots(tmp_path):
     assert all((tmp_path / f).stat().st_size > 1000 for f in ("scaling_fid_vs_images.png", "scaling_fid_vs_params.png"))
 
 
+def test_scaling_study_adds_a_later_lease_to_the_earlier_runs(tmp_path):
+    from maskmamba.eval import scaling
+
+    def lease(folder: Path, size: str, fid: float) -> Path:
+        name = f"uvit@{size}"
+        (folder / name).mkdir(parents=True)
+        (folder / name / "log.jsonl").write_text(json.dumps({"event": "start", "variant": "uvit", "params": 1e6, "batch": 8}))
+        (folder / "eval" / name).mkdir(parents=True)
+        (folder / "eval" / name / "000100.json").write_text(json.dumps({"variants": {"uvit": {"fid": fid}}}))
+        return folder
+
+    out = ["--out", str(tmp_path / "scaling.json"), "--plots", str(tmp_path)]
+    scaling.main(["--runs", str(lease(tmp_path / "a", "small", 70.0)), *out])
+    later = lease(tmp_path / "b", "mid", 60.0)
+    assert set(scaling.main(["--runs", str(later), *out])["runs"]) == {"uvit@small", "uvit@mid"}
+    assert set(scaling.main(["--runs", str(later), "--replace", *out])["runs"]) == {"uvit@mid"}
+
+
 @pytest.fixture()
 def built_data(tmp_path):
     """4 emoji (a mirrorable apple, a flag; rows 0-2 train, row 3 val), one image each, with a tiny tokenizer."""
