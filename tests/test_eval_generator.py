@@ -137,6 +137,31 @@ def test_paraphrase_grid_draws_every_prompt_labelled(paraphrases, tiny_checkpoin
     assert (pixels[TILE + 4 :, :TILE] < 128).any()  # a label under the first
 
 
+class RecordingEncoder(FakeEncoder):
+    """FakeEncoder that keeps every text it was asked to encode."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        self.texts += prompts
+        return super().encode(prompts)
+
+
+def test_paraphrase_grid_matched_draws_the_demos_caption(paraphrases, tiny_checkpoint, tmp_path):
+    from maskmamba.eval.paraphrase_grid import paraphrase_grid
+
+    assets = tmp_path / "assets"
+    shutil.copytree(tiny_checkpoint, assets / "maskmamba-serial-half")
+    encoder = RecordingEncoder()
+    paraphrase_grid("maskmamba-serial-half", assets, paraphrases, steps=2, prompt_encoder=encoder, matched=True)
+    assert set(encoder.texts) == {"emoji 0: tag, tag, tag"}  # FakeMatcher's caption, never the prompts
+    bare = tmp_path / "bare.json"
+    bare.write_text(paraphrases.read_text())
+    with pytest.raises(SystemExit, match="paraphrase-states"):
+        paraphrase_grid("maskmamba-serial-half", assets, bare, steps=2, prompt_encoder=encoder, matched=True)
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     """Untrained tiny generators (2 classes) per variant (serial-half also stored in int8), serial-half also at

@@ -1,9 +1,11 @@
 """A labelled picture of every paraphrase prompt drawn by one shipped variant (what the README shows).
 
-python -m maskmamba.eval paraphrase-grid --variant V [--assets assets] [--out assets/results/V_paraphrases.png]
+python -m maskmamba.eval paraphrase-grid --variant V [--matched] [--assets assets] [--out PNG]
     [--paraphrases assets/eval/paraphrases.json] [--steps 12] [--seed 0] [--device cpu]
 
-Seed 0 for every prompt, CFG at the checkpoint's default (`default_cfg` in its config.json), 12 iterations. Saved
+Seed 0 for every prompt, CFG at the checkpoint's default (`default_cfg` in its config.json), 12 iterations. Each
+prompt is drawn as written (V_paraphrases.png), or with --matched as the demo draws it: conditioned on its closest
+known caption (`<set>.matched.json`, maskmamba.prompt_match), labelled with the prompt (V_paraphrases_matched.png). Saved
 as a 128-colour PNG (about a sixth of the full-colour file) because it ships in assets/, which has a size budget.
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from maskmamba.eval.paraphrases import PARAPHRASES, Paraphrases
+from maskmamba.eval.paraphrases import PARAPHRASES, Paraphrases, load_matched, matched_path
 from maskmamba.settings import SamplingSettings
 from maskmamba.text_encoder import PromptEncoder
 
@@ -41,14 +43,18 @@ def compact(sheet: Image.Image) -> Image.Image:
 
 def paraphrase_grid(
     variant: str, assets: str | Path, paraphrases: str | Path, steps: int = SamplingSettings.steps, seed: int = 0, device: str = "cpu",
-    prompt_encoder: PromptEncoder | None = None,
+    prompt_encoder: PromptEncoder | None = None, matched: bool = False,
 ) -> Image.Image:
-    """Every paraphrase prompt drawn by the shipped `variant` at its default CFG, one seed, labelled."""
+    """Every paraphrase prompt drawn by the shipped `variant` at its default CFG, one seed, labelled with the prompt;
+    `matched`: conditioned on the prompt's matched caption, as the demo does."""
     from maskmamba.pipeline import Pipeline
 
-    pipeline = Pipeline.from_pretrained(variant, assets=assets, device=device, prompt_encoder=prompt_encoder)
     para = Paraphrases.load(paraphrases)
-    images = [pipeline.generate(prompt=p, steps=steps, seed=seed) for p in para.prompts]
+    texts = load_matched(paraphrases) if matched else para.prompts
+    if texts is None:
+        raise SystemExit(f"no {matched_path(paraphrases)}: run python -m maskmamba.eval paraphrase-states first")
+    pipeline = Pipeline.from_pretrained(variant, assets=assets, device=device, prompt_encoder=prompt_encoder)
+    images = [pipeline.generate(prompt=text, steps=steps, seed=seed) for text in texts]
     return labelled_grid(images, para.prompts)
 
 
@@ -57,13 +63,15 @@ def main(argv: list[str]) -> Path:
     p.add_argument("--variant", required=True)
     p.add_argument("--assets", default="assets")
     p.add_argument("--paraphrases", default=str(PARAPHRASES))
-    p.add_argument("--out", default=None, help="PNG path (default assets/results/<variant>_paraphrases.png)")
+    p.add_argument("--matched", action="store_true", help="draw each prompt's matched caption, as the demo does")
+    p.add_argument("--out", default=None, help="PNG path (default assets/results/<variant>_paraphrases[_matched].png)")
     p.add_argument("--steps", type=int, default=SamplingSettings.steps)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
-    out = Path(args.out or f"assets/results/{args.variant}_paraphrases.png")
+    out = Path(args.out or f"assets/results/{args.variant}_paraphrases{'_matched' if args.matched else ''}.png")
     out.parent.mkdir(parents=True, exist_ok=True)
-    compact(paraphrase_grid(args.variant, args.assets, args.paraphrases, args.steps, args.seed, args.device)).save(out, optimize=True)
+    sheet = paraphrase_grid(args.variant, args.assets, args.paraphrases, args.steps, args.seed, args.device, matched=args.matched)
+    compact(sheet).save(out, optimize=True)
     print(f"wrote {out}")
     return out
