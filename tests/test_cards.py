@@ -45,6 +45,7 @@ def tree(tmp_path_factory):
     (root / "results").mkdir()
     (root / "results" / "generators.json").write_text(json.dumps(results))
     (root / "results" / "uvit_curves.png").write_bytes(b"png")
+    (root / "results" / "uvit_paraphrases_matched.png").write_bytes(b"png")
     (root / "results" / "dataset.json").write_text(json.dumps({
         "n_images": 17640, "styles": {"noto": 9000, "openmoji": 8640}, "splits": {"train": 16694, "val": 946},
         "n_classes": len(DEV_CLASSES), "build_command": "python -m maskmamba.data build /data/emoji-v2",
@@ -85,6 +86,8 @@ def test_cards_hold_the_figures_and_credits(tree):
     uvit = (tree / "uvit" / "README.md").read_text()
     assert "default CFG scale is 2.5, the best of its sweep" in uvit
     assert f"`{tree / 'results' / 'uvit_curves.png'}`" in uvit
+    assert f"as the demo draws them, from their matched captions: `{tree / 'results' / 'uvit_paraphrases_matched.png'}`" in uvit
+    assert "matched captions" not in half  # no such picture for this variant
     assert "int4: FID 24.1 (+0.6), class accuracy 80.0% (-1.2 points)" in uvit
     assert (tree / "maskmamba-parallel-2" / "README.md").read_bytes() == untouched  # not shipped: no card
 

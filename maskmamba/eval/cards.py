@@ -205,6 +205,7 @@ def card(variant: str, folder: Path, s: Sources, note: str | None = None) -> str
     dropout = f", dropout {config.dropout:g}" if config.dropout else ""
     curves = s.results_path.parent / f"{variant}_curves.png"
     pictures = s.results_path.parent / f"{variant}_paraphrases.png"
+    matched = s.results_path.parent / f"{variant}_paraphrases_matched.png"
     lines = [
         f"# {variant} ({config.size})",
         "",
@@ -217,6 +218,8 @@ def card(variant: str, folder: Path, s: Sources, note: str | None = None) -> str
     ]
     if pictures.is_file():
         lines.append(f"Every paraphrase prompt drawn at seed 0 and the default CFG: `{pictures}`.")
+    if matched.is_file():
+        lines.append(f"The same prompts as the demo draws them, from their matched captions: `{matched}`.")
     if note:
         lines.append(f"What still looks wrong: {note.strip().rstrip('.')}.")
     lines += [
