@@ -20,7 +20,7 @@ class Size:
 SIZES: dict[str, Size] = {
     "tiny": Size(width=64, depth=4, heads=2, d_state=8),  # CPU tests
     "small": Size(width=192, depth=8, heads=6),  # 4.1M parameters: what the demo shipped on data v1
-    "mid": Size(width=256, depth=10, heads=4),  # 8.6M: the scaling study's middle point
+    "mid": Size(width=256, depth=10, heads=4),  # 8.6M (9.4M with tokenizer-v2's vocabulary): the compare pair ships it
     "medium": Size(width=320, depth=10, heads=5),  # 13.2M (head width 64)
     "base": Size(width=512, depth=12, heads=8),  # 39M
     "xl": Size(width=1024, depth=24, heads=16),  # speed benchmarks

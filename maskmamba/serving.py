@@ -207,7 +207,7 @@ def load_tokenizer(folder: Path) -> VQTokenizer:
 
 
 def model_label(variant: str, generator: Generator) -> str:
-    """How the demo names a model: its variant, size and parameters, e.g. 'uvit · medium, 14.2M params'."""
+    """How the demo names a model: its variant, size and parameters, e.g. 'uvit · mid, 9.4M params'."""
     return f"{variant} · {generator.config.size}, {count_params(generator) / 1e6:.1f}M params"
 
 

@@ -14,10 +14,8 @@ from maskmamba.models.tokenizer import VQTokenizer
 from maskmamba.pipeline import ASSETS
 
 SHIPPED = ["maskmamba-serial-half", "maskmamba-serial-interleave", "maskmamba-parallel-2", "maskmamba-parallel-4", "uvit", "mmamba"]
-# everything in assets/: weights, examples, results. Issue 14 set 48 MB before tokenizer-v2; its 2,560-code vocabulary
-# adds 4.4 MB to the six generators' embeddings and heads, and int4 (also the improved one) moved FID by more than 1.0
-# (assets/results/storage.json), so every model ships int8 and the budget is 57 MB until that changes.
-MAX_ASSET_BYTES = 57_000_000
+# everything in assets/: weights, examples, results (issue 14's budget)
+MAX_ASSET_BYTES = 48_000_000
 
 
 def test_every_demo_variant_ships_within_the_size_budget_with_a_model_card():
