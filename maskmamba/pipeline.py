@@ -21,6 +21,14 @@ from maskmamba.text_encoder import PromptEncoder
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 IMAGE_SIZE = 128
 MAX_PROMPT_CHARS = 300
+
+
+def check_prompt_length(prompt: str) -> None:
+    """Refuse a prompt of more than MAX_PROMPT_CHARS characters, leading and trailing spaces aside."""
+    if len(prompt.strip()) > MAX_PROMPT_CHARS:
+        raise ValueError(f"the prompt is longer than {MAX_PROMPT_CHARS} characters")
+
+
 PreviewFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (1, N) ids, (1, N) still masked -> (H, W, 3) uint8
 
 
@@ -122,8 +130,7 @@ class Pipeline:
             prompt = prompt.strip()
             if not prompt:
                 raise ValueError("the prompt is empty")
-            if len(prompt) > MAX_PROMPT_CHARS:
-                raise ValueError(f"the prompt is longer than {MAX_PROMPT_CHARS} characters")
+            check_prompt_length(prompt)
             states, mask = self.prompt_encoder.encode([prompt])
             return Condition.prompts(states, mask).to(self.device)
         if class_name is not None:

@@ -30,7 +30,9 @@ from maskmamba.models import Generator, stored_formats
 from maskmamba.models.tokenizer import VQTokenizer
 from maskmamba.modules import count_params
 from maskmamba.ops import attention_backend, scan_backend
-from maskmamba.pipeline import ASSETS, MAX_PROMPT_CHARS, Pipeline, StepResult, model_image, model_mask
+from maskmamba.pipeline import (
+    ASSETS, MAX_PROMPT_CHARS, Pipeline, StepResult, check_prompt_length, model_image, model_mask,
+)
 from maskmamba.prompt_match import CaptionMatcher, PromptMatch
 from maskmamba.settings import MAX_SEED, SamplingSettings
 from maskmamba.text_encoder import PromptEncoder
@@ -91,8 +93,8 @@ class Settings(SamplingSettings):
             raise ValueError("give exactly one of a class or a prompt")
         if self.prompt is not None and not self.prompt.strip():
             raise ValueError("the prompt is empty: type a few words, or switch to class mode")
-        if self.prompt is not None and len(self.prompt.strip()) > MAX_PROMPT_CHARS:
-            raise ValueError(f"the prompt is longer than {MAX_PROMPT_CHARS} characters")
+        if self.prompt is not None:
+            check_prompt_length(self.prompt)
         if self.class_name is not None and not self.class_name.strip():
             raise ValueError("no class chosen: pick one from the list")
         super().check()
