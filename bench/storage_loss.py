@@ -20,7 +20,7 @@ from safetensors.torch import save
 
 from maskmamba import load_generator
 from maskmamba.models.quantize import (
-    CLIPS, Int4, dequantize_state, metadata, quantize_state, read_state, weights_file,
+    CLIPS, Int4, dequantize_state, metadata, quantize_state, read_state, weights_files,
 )
 from maskmamba.train.generator import Data, validation_loss
 
@@ -44,12 +44,12 @@ def subset(data: Data, images: int) -> SimpleNamespace:
 def measure(folder: Path, data, names: list[str]) -> list[dict]:
     """One row per format: bytes of its file and its val loss."""
     model = load_generator(folder).eval()
-    reference_file = weights_file(folder, None)
-    reference = read_state(reference_file)
+    reference_files = weights_files(folder, None)
+    reference = read_state(reference_files)
     rows = []
     for name in ["int8", *names]:
         if name == "int8":
-            size, state = reference_file.stat().st_size, reference
+            size, state = sum(p.stat().st_size for p in reference_files), reference
         else:
             plan = CANDIDATES[name]
             tensors = quantize_state(reference, "int4", plan)

@@ -19,5 +19,5 @@ done
 [ -f "$RUNS/done" ] && echo "done" || echo "not done yet"
 mkdir -p "$DEST"
 tar czf - -C "$RUNS" --exclude='*.pt' --exclude=snapshots --exclude='real_*' --exclude='pack/*/model.safetensors' \
-  --exclude=model.fp16.safetensors --exclude=model.int4.safetensors . | split -b 15M -d - "$DEST/results.tgz."
+  --exclude='model.fp16*.safetensors' --exclude='model.int4*.safetensors' . | split -b 15M -d - "$DEST/results.tgz."
 ls -l "$DEST"

@@ -46,8 +46,9 @@ def test_a_probe_too_short_to_measure_is_an_error(tmp_path):
 def test_the_bundle_keeps_int8_packs_and_results_and_leaves_bulk_behind(tmp_path):
     runs, dest = tmp_path / "runs", tmp_path / "out"
     files = {
-        "pack/uvit@mid/uvit/model.int8.safetensors": True, "pack/uvit@mid/uvit/config.json": True,
-        "pack/uvit@mid/uvit/model.safetensors": False, "pack/uvit@mid/uvit/model.int4.safetensors": False,
+        "pack/uvit@mid/uvit/model.int8-00001-of-00002.safetensors": True, "pack/uvit@mid/uvit/config.json": True,
+        "pack/uvit@mid/uvit/model.int8-00002-of-00002.safetensors": True, "pack/uvit@mid/uvit/model.safetensors": False,
+        "pack/uvit@mid/uvit/model.int4.safetensors": False, "pack/uvit@mid/uvit/model.int4-00001-of-00002.safetensors": False,
         "uvit@mid/ckpt.pt": False, "uvit@mid/log.jsonl": True, "uvit@mid/snapshots/003700/uvit/model.safetensors": False,
         "eval/full/uvit@mid.json": True, "logs/uvit@mid.log": True, "judge/real_train_features.npz": False,
         "judge/classifier/model.safetensors": True, "judge/classifier/config.json": True,

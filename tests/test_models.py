@@ -95,7 +95,7 @@ def test_storage_formats_shrink_and_stay_close(tmp_path, storage, max_size, max_
 
     model = build_model("maskmamba-serial-half", "tiny", num_classes=NUM_CLASSES).eval()
     model.save_pretrained(tmp_path / "fp32")
-    path = save_weights(model, tmp_path / storage, storage)
+    [path] = save_weights(model, tmp_path / storage, storage)
     assert path.name == FILES[storage] and stored_formats(tmp_path / storage) == [storage]
     assert path.stat().st_size < max_size * (tmp_path / "fp32" / "model.safetensors").stat().st_size
     loaded = load_generator(tmp_path / storage).eval()

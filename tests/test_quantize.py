@@ -7,10 +7,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from maskmamba import build_model, load_generator
-from maskmamba.checksums import read_sums, sha256
+from maskmamba.checksums import ChecksumError, read_sums, sha256
 from maskmamba.models import FILES, save_weights
 from maskmamba.models.quantize import (
-    CLIPS, GROUP, GROUP_KEY, INT8_SCALE, Int4, dequantize_state, main, quantize_state,
+    CLIPS, GROUP, GROUP_KEY, INT8_SCALE, Int4, dequantize_state, main, quantize_state, read_state, shard_name,
+    stored_files, stored_formats, weights_files, write_state,
 )
 
 from .conftest import NUM_CLASSES
@@ -63,7 +64,7 @@ def test_all_zero_rows_round_trip_to_zero():
 
 def test_int4_keeps_the_embedding_and_head_int8_and_records_its_group(tmp_path):
     model = build_model("maskmamba-parallel-4", "tiny", num_classes=NUM_CLASSES).eval()
-    path = save_weights(model, tmp_path, "int4", Int4(group=16))
+    [path] = save_weights(model, tmp_path, "int4", Int4(group=16))
     with safe_open(str(path), framework="pt") as file:
         assert file.metadata()[GROUP_KEY] == "16"
         names = set(file.keys())
@@ -76,7 +77,7 @@ def test_int4_keeps_the_embedding_and_head_int8_and_records_its_group(tmp_path):
 
 def test_a_file_whose_group_does_not_fit_its_tensors_is_named(tmp_path):
     model = build_model("transformer", "tiny", num_classes=NUM_CLASSES).eval()
-    path = save_weights(model, tmp_path, "int4")
+    [path] = save_weights(model, tmp_path, "int4")
     tensors = {}
     with safe_open(str(path), framework="pt") as file:
         tensors = {name: file.get_tensor(name) for name in file.keys()}
@@ -138,3 +139,43 @@ def test_int4_keeps_attention_int8_by_module_name_only():
     stored = quantize_state({name: torch.randn(64, 128) for name in names}, "int4")
     assert [stored[name].dtype for name in names] == [torch.int8, torch.int8, torch.uint8, torch.uint8]
     assert Int4().keeps_int8("tok_emb.weight") and not Int4().keeps_int8("blocks.0.mixer.scan.x_proj")
+
+
+def test_a_large_file_is_written_as_shards_that_load_as_one(tmp_path, capsys):
+    model = build_model("maskmamba-serial-half", "tiny", num_classes=NUM_CLASSES).eval()
+    (tmp_path / "one").mkdir(), (tmp_path / "sharded").mkdir()
+    [single] = write_state(model.state_dict(), tmp_path / "one", "int8")
+    limit = single.stat().st_size // 2 + 4096  # about half the file: two or three shards
+    paths = write_state(model.state_dict(), tmp_path / "sharded", "int8", max_bytes=limit)
+    assert len(paths) >= 2 and all(p.stat().st_size < limit for p in paths)
+    assert paths[0].name == shard_name("int8", 1, len(paths)) == f"model.int8-00001-of-{len(paths):05d}.safetensors"
+    for path in paths:  # each matrix beside its scales
+        names = set(safe_open(str(path), framework="pt").keys())
+        assert all(n[: -len(INT8_SCALE)] in names for n in names if n.endswith(INT8_SCALE))
+    assert stored_formats(tmp_path / "sharded") == ["int8"]
+    whole, merged = read_state(single), read_state(weights_files(tmp_path / "sharded", "int8"))
+    assert merged.keys() == whole.keys() and all(torch.equal(whole[n], merged[n]) for n in whole)
+    # rewriting replaces the old set, and a missing or extra shard is named
+    again = write_state(model.state_dict(), tmp_path / "sharded", "int8")
+    assert [p.name for p in again] == [FILES["int8"]] and stored_files(tmp_path / "sharded", "int8") == again
+    write_state(model.state_dict(), tmp_path / "sharded", "int8", max_bytes=limit)
+    paths[-1].unlink()
+    with pytest.raises(FileNotFoundError, match=f"{paths[-1].name} missing"):
+        weights_files(tmp_path / "sharded", "int8")
+    (tmp_path / "sharded" / FILES["int8"]).write_bytes(single.read_bytes())
+    with pytest.raises(ValueError, match="mixes int8 weights files"):
+        weights_files(tmp_path / "sharded", "int8")
+
+
+def test_save_weights_shards_and_sums_each_file(tmp_path, monkeypatch):
+    import maskmamba.models.quantize as quantize
+
+    model = build_model("uvit", "tiny", num_classes=NUM_CLASSES).eval()
+    monkeypatch.setattr(quantize, "MAX_FILE_BYTES", 200_000)
+    paths = save_weights(model, tmp_path, "int8")
+    assert len(paths) >= 2 and set(read_sums(tmp_path)) == {p.name for p in paths}
+    loaded = load_generator(tmp_path)
+    assert (loaded.head.weight - model.head.weight).abs().max() < model.head.weight.abs().max() / 100
+    paths[1].write_bytes(paths[1].read_bytes()[:-1] + b"x")
+    with pytest.raises(ChecksumError, match=paths[1].name):
+        load_generator(tmp_path)

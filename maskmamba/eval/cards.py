@@ -18,7 +18,7 @@ from pathlib import Path
 
 from maskmamba.configs import VARIANTS
 from maskmamba.models import GeneratorConfig, check_tokenizer, generator_class, read_config, stored_formats
-from maskmamba.models.quantize import FILES, GROUP
+from maskmamba.models.quantize import GROUP, MAX_FILE_BYTES, weights_files
 from maskmamba.models.tokenizer import FSQ
 from maskmamba.modules import count_params
 from maskmamba.settings import SamplingSettings
@@ -100,7 +100,10 @@ def num(x: float) -> str:
 
 def storage_line(storage: str, folder: Path) -> str:
     loads = "dequantises them" if storage.startswith("int") else "loads them"
-    return (f"Weights are stored {STORAGE[storage]} (`{FILES[storage]}`); "
+    paths = weights_files(folder, storage)
+    files = " and ".join(f"`{p.name}`" for p in paths)
+    shards = f", in shards under {MAX_FILE_BYTES / 1e6:g} MB each" if len(paths) > 1 else ""
+    return (f"Weights are stored {STORAGE[storage]} ({files}{shards}); "
             f"`maskmamba.load_generator(\"{folder}\")` {loads}.")
 
 

@@ -11,6 +11,10 @@ linear, embedding and conv weights, and also the larger SSM and position tables 
 272x16 at `small`); 1-D tensors (norms, biases, D, dt_bias) and small tables stay float32. Loading dequantizes to
 float32.
 
+A weights file over MAX_FILE_BYTES is written as shards that each stay under it, named as the Hugging Face
+libraries name theirs: model.int8-00001-of-00002.safetensors, ... (a tensor and its companions share a shard);
+reading merges them, and a folder holds either the single file or one complete set of shards of a format.
+
 An int4 file records its group size in its metadata (GROUP_KEY; files without it are LEGACY_GROUP). Each group's
 scale is the fraction of its absmax (among CLIPS) whose rounding leaves the least squared error, and the matrices
 of the modules named in KEEP_INT8 are stored int8 inside the int4 file (their companions tell them apart).
@@ -20,6 +24,7 @@ of the modules named in KEEP_INT8 are stored int8 inside the int4 file (their co
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 import tempfile
@@ -39,6 +44,8 @@ FILES = {  # storage format -> weights file, in the order a folder holding sever
     "int8": "model.int8.safetensors",
     "int4": "model.int4.safetensors",
 }
+MAX_FILE_BYTES = 8_000_000  # larger weights are written as shards below this (the repository's per-file limit)
+SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.safetensors$")  # model.int8-00001-of-00002.safetensors
 MIN_NUMEL = 4096  # smaller tensors gain nothing from quantization
 GROUP = 32  # int4: inputs that share one scale, in the files written here
 LEGACY_GROUP = 64  # int4: the group of files written before the group was recorded
@@ -160,37 +167,86 @@ def check_storage(storage: str) -> str:
     return storage
 
 
-def write_state(state: dict[str, torch.Tensor], path: str | Path, storage: str, plan: Int4 = Int4()) -> Path:
-    """Write a float state dict as `storage`'s weights file at `path` (no sums); returns the path."""
-    save_file(quantize_state(state, storage, plan), str(path), metadata=metadata(storage, plan))
-    return Path(path)
+def shard_name(storage: str, index: int, count: int) -> str:
+    """The file name of shard `index` (from 1) of `count` of `storage`'s weights."""
+    return FILES[storage].replace(".safetensors", f"-{index:05d}-of-{count:05d}.safetensors")
 
 
-def save_weights(model: nn.Module, folder: str | Path, storage: str = "fp32", plan: Int4 = Int4()) -> Path:
-    """config.json (save_pretrained's) beside the weights file of `storage`, and SHA256SUMS of every weights file
-    there; returns the weights file's path. Weights files of other formats already in `folder` stay, so one
-    folder can hold a model in several formats."""
+def _nbytes(name: str, tensor: torch.Tensor) -> int:
+    """Bytes `tensor` adds to a safetensors file: its data and a generous bound on its header entry."""
+    return tensor.numel() * tensor.element_size() + len(name) + 128
+
+
+def split_shards(tensors: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, torch.Tensor]]:
+    """Tensors -> consecutive groups whose files stay under `max_bytes` each; a tensor and its companions
+    (scales, shape) stay in one group. One group when everything fits."""
+    budget = max_bytes - 1024  # the header's braces and metadata
+    units: dict[str, dict[str, torch.Tensor]] = {}
+    for name, tensor in tensors.items():
+        base = next((name[: -len(s)] for s in (INT8_SCALE, INT4_SCALE, INT4_SHAPE) if name.endswith(s)), name)
+        units.setdefault(base, {})[name] = tensor
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    used = 0
+    for unit in units.values():
+        size = sum(_nbytes(n, t) for n, t in unit.items())
+        if size > budget:
+            raise ValueError(f"{next(iter(unit))}: {size} bytes cannot fit a shard of {max_bytes} bytes")
+        if used + size > budget and shards[-1]:
+            shards.append({})
+            used = 0
+        shards[-1].update(unit)
+        used += size
+    return shards
+
+
+def stored_files(folder: str | Path, storage: str) -> list[Path]:
+    """Every file of `storage`'s weights in `folder`: the single file and any shards (empty when none)."""
     folder = Path(folder)
-    path = folder / FILES[check_storage(storage)]
-    if storage == "fp32":
+    single = folder / FILES[storage]
+    shards = sorted(folder.glob(FILES[storage].replace(".safetensors", "-*-of-*.safetensors")))
+    return ([single] if single.is_file() else []) + [p for p in shards if SHARD.search(p.name)]
+
+
+def write_state(state: dict[str, torch.Tensor], folder: str | Path, storage: str, plan: Int4 = Int4(),
+                max_bytes: int | None = None) -> list[Path]:
+    """Write a float state dict as `storage`'s weights in `folder`: one file, or shards when it would exceed
+    `max_bytes` (default MAX_FILE_BYTES; no sums). Files of `storage` already there are replaced; returns the
+    paths written."""
+    folder = Path(folder)
+    shards = split_shards(quantize_state(state, storage, plan), max_bytes or MAX_FILE_BYTES)
+    for old in stored_files(folder, storage):
+        old.unlink()
+    names = [FILES[storage]] if len(shards) == 1 else [shard_name(storage, k + 1, len(shards)) for k in range(len(shards))]
+    for name, tensors in zip(names, shards):
+        save_file(tensors, str(folder / name), metadata=metadata(storage, plan))
+    return [folder / name for name in names]
+
+
+def save_weights(model: nn.Module, folder: str | Path, storage: str = "fp32", plan: Int4 = Int4()) -> list[Path]:
+    """config.json (save_pretrained's) beside the weights of `storage` (sharded past MAX_FILE_BYTES, fp32 as
+    save_pretrained writes it), and SHA256SUMS of every weights file there; returns the weights files' paths.
+    Weights of other formats already in `folder` stay, so one folder can hold a model in several formats."""
+    folder = Path(folder)
+    if check_storage(storage) == "fp32":
         model.save_pretrained(folder)  # writes the sums too (Generator.save_pretrained)
-        return path
+        return [folder / FILES[storage]]
     with tempfile.TemporaryDirectory() as scratch:
         model.save_pretrained(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(Path(scratch) / "config.json", folder / "config.json")
-    write_state(model.state_dict(), path, storage, plan)
+    paths = write_state(model.state_dict(), folder, storage, plan)
     write_sums(folder)
-    return path
+    return paths
 
 
 def stored_formats(folder: str | Path) -> list[str]:
-    """The storage formats whose weights file is in `folder`, most exact first."""
-    return [storage for storage, name in FILES.items() if (Path(folder) / name).is_file()]
+    """The storage formats whose weights (one file or shards) are in `folder`, most exact first."""
+    return [storage for storage in FILES if stored_files(folder, storage)]
 
 
-def weights_file(folder: str | Path, storage: str | None) -> Path:
-    """The weights file of `storage` in `folder` (default: the most exact one present)."""
+def weights_files(folder: str | Path, storage: str | None) -> list[Path]:
+    """The weights files of `storage` in `folder` (default: the most exact format present): the single file, or
+    every shard of one complete set; an error names what is missing or mixed."""
     found = stored_formats(folder)
     if storage is None:
         if not found:
@@ -198,54 +254,70 @@ def weights_file(folder: str | Path, storage: str | None) -> Path:
         storage = found[0]
     elif check_storage(storage) not in found:
         raise FileNotFoundError(f"{folder} has no {storage} weights ({FILES[storage]}); it holds: {', '.join(found) or 'none'}")
-    return Path(folder) / FILES[storage]
+    files = stored_files(folder, storage)
+    counts = {int(SHARD.search(p.name).group(2)) for p in files if SHARD.search(p.name)}
+    if len(files) > 1 and (len(counts) != 1 or (Path(folder) / FILES[storage]).is_file()):
+        raise ValueError(f"{folder} mixes {storage} weights files ({', '.join(p.name for p in files)}): keep one set")
+    if counts:
+        count = counts.pop()
+        missing = [shard_name(storage, k, count) for k in range(1, count + 1)]
+        missing = [name for name in missing if Path(folder) / name not in files]
+        if missing:
+            raise FileNotFoundError(f"{folder}: {storage} weights are incomplete: {', '.join(missing)} missing")
+    return files
 
 
-def read_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """A weights file (checked against the SHA256SUMS beside it where one is recorded) -> float32 state dict;
-    every failure names the file."""
-    path = Path(path)
+def _read_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     verify(path)
     try:
         with safe_open(str(path), framework="pt") as file:
-            meta = file.metadata() or {}
-            tensors = {name: file.get_tensor(name) for name in file.keys()}
+            return file.metadata() or {}, {name: file.get_tensor(name) for name in file.keys()}
     except Exception as err:  # safetensors raises its own SafetensorError (and OSError) for damaged files
         raise ValueError(f"{path}: cannot be read as safetensors ({err}): the file is truncated or damaged") from None
+
+
+def read_state(paths: str | Path | list[Path]) -> dict[str, torch.Tensor]:
+    """A weights file or its shards (each checked against the SHA256SUMS beside it where one is recorded) ->
+    float32 state dict; every failure names the file."""
+    paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    meta, tensors = {}, {}
+    for path in paths:
+        meta, more = _read_file(path)
+        tensors |= more
     try:
         group = int(meta.get(GROUP_KEY, LEGACY_GROUP))
         if group < 2 or group % 2:
             raise ValueError(f"not an even number of at least 2: {group}")
         return dequantize_state(tensors, group)
     except ValueError as err:
-        raise ValueError(f"{path}: damaged int4 layout ({err})") from None
+        raise ValueError(f"{paths[0]}: damaged int4 layout ({err})") from None
 
 
 def load_weights(model: nn.Module, folder: str | Path, storage: str | None = None) -> nn.Module:
     """Load folder's weights of `storage` (default: the most exact one present) into `model` and return it. The
     file is checked against the SHA256SUMS beside it where one is recorded; every failure names the file."""
-    path = weights_file(folder, storage)
-    state = read_state(path)
+    paths = weights_files(folder, storage)
+    state = read_state(paths)
     try:
         model.load_state_dict(state)
     except (RuntimeError, KeyError) as err:
         reason = str(err).strip().splitlines()[0][:200]
-        raise ValueError(f"{path}: its tensors do not fit the model its config.json describes ({reason})") from None
+        raise ValueError(f"{paths[0] if len(paths) == 1 else Path(folder)}: its tensors do not fit the model its config.json describes ({reason})") from None
     return model
 
 
-def convert(folder: str | Path, to: str, source: str | None = None, plan: Int4 = Int4()) -> Path:
-    """Write `folder`'s weights as `to` from its `source` file (default: the most exact one present) and rewrite
-    its SHA256SUMS; returns the new file's path. Only a coarser format can be made (precision is not regained)."""
-    origin = weights_file(folder, source)
-    source = next(s for s, name in FILES.items() if name == origin.name)
+def convert(folder: str | Path, to: str, source: str | None = None, plan: Int4 = Int4()) -> list[Path]:
+    """Write `folder`'s weights as `to` from its `source` weights (default: the most exact present) and rewrite
+    its SHA256SUMS; returns the new files' paths. Only a coarser format can be made (precision is not regained)."""
+    source = source or (stored_formats(folder) or [None])[0]
+    origin = weights_files(folder, source)
     order = list(FILES)
     if order.index(check_storage(to)) <= order.index(source):
         coarser = ", ".join(order[order.index(source) + 1:]) or "none"
         raise ValueError(f"cannot make {to} from {source} in {folder}: only a coarser format ({coarser}) can be made")
-    path = write_state(read_state(origin), Path(folder) / FILES[to], to, plan)
+    paths = write_state(read_state(origin), folder, to, plan)
     write_sums(folder)
-    return path
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -258,11 +330,13 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--group", type=int, default=GROUP, help=f"int4: inputs per scale (default {GROUP})")
     args = p.parse_args(argv)
     try:
-        path = convert(args.folder, args.to, args.source, Int4(group=args.group))
+        paths = convert(args.folder, args.to, args.source, Int4(group=args.group))
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"{path}: {path.stat().st_size} bytes; SHA256SUMS rewritten")
+    for path in paths:
+        print(f"{path}: {path.stat().st_size} bytes")
+    print("SHA256SUMS rewritten")
     return 0
 
 
