@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -42,6 +43,27 @@ class StepResult:
     mask: np.ndarray  # (grid, grid) bool, True where still masked
     latency_ms: float  # the model step (forward + sampling), not the preview decode
     tokens: torch.Tensor  # (grid*grid,) decoded ids, mask id where still masked
+
+
+class PendingStep:
+    """A step whose preview and mask are on their way to the host (copied without waiting on a GPU);
+    `result()` waits for them and builds the StepResult."""
+
+    def __init__(self, step: SampleStep, preview: torch.Tensor, grid: int):
+        self.step = step
+        host = (preview, step.mask[0].view(grid, grid))
+        if preview.device.type == "cuda":
+            self.preview, self.mask = (t.to("cpu", non_blocking=True) for t in host)  # pinned by the copy
+            self.copied: torch.cuda.Event | None = torch.cuda.Event()
+            self.copied.record()
+        else:
+            self.preview, self.mask, self.copied = *host, None
+
+    def result(self) -> StepResult:
+        if self.copied is not None:
+            self.copied.synchronize()
+        s = self.step
+        return StepResult(s.index, s.total, Image.fromarray(self.preview.numpy()), self.mask.numpy(), s.latency_ms, s.tokens[0])
 
 
 class Pipeline:
@@ -161,13 +183,21 @@ class Pipeline:
         """Yield a StepResult after every decoding step; `tokens` (grid*grid,) with mask ids inpaints.
 
         Sampling follows `settings` (default: the pipeline's defaults) with keyword changes such as `cfg_scale=2.0`.
+        On a GPU a step's result is handed out once the next step is queued, so the GPU never waits for the host
+        to show a preview.
         """
         chosen = self.settings(settings, **changes)
         cond = self.condition(class_name, class_id, prompt)
         start = None if tokens is None else tokens.to(self.device)[None]
         g = self.generator
+        lag = 1 if self.device.type == "cuda" else 0
+        queued: deque[PendingStep] = deque()
         for s in maskgit(self._logits_fn, cond, g.grid, g.mask_id, chosen, tokens=start):
-            yield self._result(s)
+            queued.append(PendingStep(s, self._preview_fn(s.prediction[:1], s.mask[:1]), g.grid))
+            if len(queued) > lag:
+                yield queued.popleft().result()
+        while queued:
+            yield queued.popleft().result()
 
     def generate(self, **kwargs) -> Image.Image:
         """The final image of `stream(**kwargs)`."""
@@ -205,11 +235,6 @@ class Pipeline:
     def decode(self, tokens: torch.Tensor) -> list[Image.Image]:
         """(B, grid*grid) ids -> B images."""
         return [Image.fromarray(p) for p in decode_pixels(self.tokenizer, tokens).cpu().numpy()]
-
-    def _result(self, s: SampleStep) -> StepResult:
-        mask = s.mask[0].view(self.generator.grid, self.generator.grid).cpu().numpy()
-        preview = self._preview_fn(s.prediction[:1], s.mask[:1])
-        return StepResult(s.index, s.total, Image.fromarray(preview.cpu().numpy()), mask, s.latency_ms, s.tokens[0])
 
     def _eager_preview(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return preview_pixels(self.tokenizer, tokens, mask)[0]

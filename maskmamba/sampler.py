@@ -23,9 +23,37 @@ from maskmamba.settings import SamplingSettings
 LogitsFn = Callable[[torch.Tensor, Condition, float], torch.Tensor]  # (tokens, condition, CFG scale) -> logits
 
 
+class StepTimer:
+    """The latency of one decoding step: CUDA events on a GPU, read only when asked, so that timing a step never
+    holds back the launch of the next; the wall clock elsewhere."""
+
+    def __init__(self, device: torch.device):
+        self._events = None
+        if device.type == "cuda":
+            self._events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+            self._events[0].record()
+        self._start = time.perf_counter()
+        self._ms: float | None = None
+
+    def stop(self) -> StepTimer:
+        if self._events is None:
+            self._ms = (time.perf_counter() - self._start) * 1000
+        else:
+            self._events[1].record()
+        return self
+
+    @property
+    def ms(self) -> float:
+        """Milliseconds from start to stop (on a GPU, waits for the step to finish)."""
+        if self._ms is None:
+            self._events[1].synchronize()
+            self._ms = self._events[0].elapsed_time(self._events[1])
+        return self._ms
+
+
 @dataclass
 class SampleStep:
-    """The state after step `index` (1-based) of `total`."""
+    """The state after step `index` (1-based) of `total`. On a GPU its tensors may still be being computed."""
 
     index: int
     total: int
@@ -33,7 +61,12 @@ class SampleStep:
     prediction: torch.Tensor  # (B, N) this step's sampled id at every position (for previews)
     mask: torch.Tensor  # (B, N) bool, True where still masked after this step
     confidence: torch.Tensor  # (B, N) log-probability of each decoded token (+inf for given tokens)
-    latency_ms: float
+    timer: StepTimer
+
+    @property
+    def latency_ms(self) -> float:
+        """The step's forward and sampling, in milliseconds (GPU time on a GPU)."""
+        return self.timer.ms
 
 
 def guided_logits(model: nn.Module, tokens: torch.Tensor, cond: Condition, cfg_scale: float | torch.Tensor) -> torch.Tensor:
@@ -80,7 +113,7 @@ def maskgit(
     n_unknown = (tokens == mask_id).sum(dim=1)
     total = decoding_steps(settings.steps, n_unknown)
     for step in range(1, total + 1):
-        start = time.perf_counter()
+        timer = StepTimer(device)
         mask = tokens == mask_id
         logits = logits_fn(tokens, cond, settings.cfg_scale)
         logp = torch.log_softmax(logits / settings.temperature, dim=-1)
@@ -92,7 +125,5 @@ def maskgit(
         rank = confidence.argsort(dim=1).argsort(dim=1)
         still_masked = rank < masked_after(step, total, n_unknown, mask.sum(dim=1))[:, None]
         tokens = torch.where(still_masked, mask_id, prediction)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        latency = (time.perf_counter() - start) * 1000
-        yield SampleStep(step, total, tokens, prediction, still_masked, torch.where(mask, picked, math.inf), latency)
+        confidence = torch.where(mask, picked, math.inf)
+        yield SampleStep(step, total, tokens, prediction, still_masked, confidence, timer.stop())

@@ -1,11 +1,13 @@
 """The step count that lets runs trained side by side finish inside a training window.
 
-    python3 scripts/choose_steps.py WINDOW_MINUTES BATCH PROBE_LOG...
+    python3 scripts/choose_steps.py WINDOW_MINUTES BATCH PROBE_LOG...          # one count for every run
+    python3 scripts/choose_steps.py --each WINDOW_MINUTES BATCH PROBE_LOG...   # "RUN STEPS" per run
 
 Each PROBE_LOG is the log.jsonl of a short probe run (`maskmamba.train generator --log-every 50`), started as the
 lease lays the real runs out on the GPUs, so GPU sharing is in the rate. The steady rate of a probe comes from its
 cumulative rates at step 100 and at its last line (which leaves CUDA-graph capture and compilation out); the slowest
-probe sets the steps. Prints the steps, a multiple of 300 (snapshots at thirds, held-out losses at twentieths).
+probe sets the steps (equal images seen, as a scaling study needs), or with --each every run gets the steps its own
+rate fits (each fills the window). Steps are multiples of 300 (snapshots at thirds, held-out losses at twentieths).
 """
 from __future__ import annotations
 
@@ -34,12 +36,19 @@ def choose_steps(window_minutes: float, batch: int, rates: list[float]) -> int:
 
 
 def main() -> None:
-    if len(sys.argv) < 4:
+    args = sys.argv[1:]
+    each = args[:1] == ["--each"]
+    args = args[each:]
+    if len(args) < 3:
         raise SystemExit(__doc__)
-    window, batch, logs = float(sys.argv[1]), int(sys.argv[2]), [Path(p) for p in sys.argv[3:]]
+    window, batch, logs = float(args[0]), int(args[1]), [Path(p) for p in args[2:]]
     rates = {log.parent.name: steady_rate(log, batch) for log in logs}
     print("steady images/s:", {name: round(rate) for name, rate in rates.items()}, file=sys.stderr)
-    print(choose_steps(window, batch, list(rates.values())))
+    if each:
+        for name, rate in rates.items():
+            print(name, choose_steps(window, batch, [rate]))
+    else:
+        print(choose_steps(window, batch, list(rates.values())))
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@
 #   env: RUNS (VARIANT@SIZE[:full][/GPU] items, longest first; `full` runs get the full evaluation below; /GPU pins a
 #        run to a GPU, else runs take free slots), JUDGE_GPU (1),
 #        SHIPPED (variants recorded under `shipped`), STEPS (6000, or `auto`: short probes of every run, laid out on
-#        the GPUs as the runs will be, and the slowest sets the steps that fit TRAIN_MINUTES, kept in OUT/steps for reruns;
-#        scripts/choose_steps.py),
+#        the GPUs as the runs will be, and the slowest sets the steps that fit TRAIN_MINUTES; or `each`: the same
+#        probes, and every run gets the steps its own rate fits; kept in OUT/steps for reruns; scripts/choose_steps.py),
 #        PROBE_STEPS (400), BATCH (256), SNAPSHOTS (3), PARALLEL (runs per GPU, 3),
 #        TRAIN_MINUTES (training stops by then, counted from the start of training, best EMA exported; 17), SNAP_N (images per
 #        point of the CFG sweeps, the snapshots and the iteration curve; 2000),
@@ -37,8 +37,8 @@ NGPU=$( [ "$DEVICE" = cuda ] && nvidia-smi -L | wc -l || echo 1 )
 mkdir -p "$OUT/logs" "$OUT/eval/full" "$OUT/judge"
 rm -f "$OUT/done"
 
-if [ "$STEPS" = auto ] && [ -f "$OUT/steps" ]; then STEPS=$(cat "$OUT/steps")  # a rerun keeps the schedule
-elif [ "$STEPS" = auto ]; then  # probes laid out as the runs will be (pinned GPU, else in turn), side by side
+if [[ $STEPS == auto || $STEPS == each ]] && [ -f "$OUT/steps" ]; then :  # a rerun keeps the schedule
+elif [[ $STEPS == auto || $STEPS == each ]]; then  # probes laid out as the runs will be (pinned GPU, else in turn), side by side
   probe=${TMPDIR:-/tmp}/gpu_generators_probe; rm -rf "$probe"; mkdir -p "$probe"; i=0
   for item in $RUNS; do
     name=${item%%/*}; name=${name%%:*}; gpu=$(( i++ % NGPU )); [[ $item == */* ]] && gpu=${item##*/}
@@ -47,12 +47,22 @@ elif [ "$STEPS" = auto ]; then  # probes laid out as the runs will be (pinned GP
       --eval-every 100000 --snapshot-every 0 --log-every 50 --device "$DEVICE" > "$probe/$name.log" 2>&1 &
   done
   wait
-  STEPS=$(python3 scripts/choose_steps.py "$TRAIN_MINUTES" "$BATCH" "$probe"/*/log.jsonl 2>> "$OUT/logs/probe.log") || exit 1
+  flag=""; [ "$STEPS" = each ] && flag=--each
+  python3 scripts/choose_steps.py $flag "$TRAIN_MINUTES" "$BATCH" "$probe"/*/log.jsonl > "$OUT/steps.part" \
+    2>> "$OUT/logs/probe.log" || exit 1
+  mv "$OUT/steps.part" "$OUT/steps"
+else
   echo "$STEPS" > "$OUT/steps"
 fi
-echo "steps: $STEPS"
+echo "steps: $(cat "$OUT/steps")"
 STOP_AT=$(( $(date +%s) + TRAIN_MINUTES * 60 ))
-export DATA INCEPTION SHIPPED STEPS BATCH SNAPSHOTS STOP_AT SNAP_N SNAP_SWEEP EVAL_N SWEEP STORAGE COMPARE TOKENIZER
+steps_of() {  # VARIANT@SIZE -> its steps: OUT/steps holds one count for all, or "VARIANT@SIZE STEPS" lines
+  local file=$OUT/steps
+  if [ "$(wc -l < "$file")" -le 1 ] && [[ $(cat "$file") =~ ^[0-9]+$ ]]; then cat "$file"
+  else awk -v run="$1" '$1 == run { print $2 }' "$file"; fi
+}
+export -f steps_of
+export DATA INCEPTION SHIPPED BATCH SNAPSHOTS STOP_AT SNAP_N SNAP_SWEEP EVAL_N SWEEP STORAGE COMPARE TOKENIZER
 export PARAPHRASES TRAIN_FLAGS EVAL_FLAGS DEVICE OUT NGPU OMP_NUM_THREADS=2 PYTHONUNBUFFERED=1
 
 evaluate() {  # CHECKPOINTS VARIANT OUTFILE [flags...]: one judge (OUT/judge) scores everything
@@ -74,11 +84,13 @@ run_one() {  # VARIANT@SIZE[:full][/GPU]; xargs sets SLOT, so unpinned runs hold
   local item=${1%%/*} gpu=$SLOT name variant size kind
   [[ $1 == */* ]] && gpu=${1##*/}
   name=${item%%:*} variant=${item%%@*} size=${name#*@} kind=${item#"$name"}
+  local steps; steps=$(steps_of "$name")
+  [ -n "$steps" ] || { echo "no steps for $name in $OUT/steps" >> "$OUT/logs/$name.log"; return 1; }
   [ "$DEVICE" = cuda ] && export CUDA_VISIBLE_DEVICES=$(( gpu % NGPU ))
   local minutes=$(( (STOP_AT - $(date +%s)) / 60 ))
   (( minutes < 1 )) && minutes=1
   python3 -m maskmamba.train generator --variant "$variant" --size "$size" --data "$DATA" --out "$OUT/$name" \
-    --steps "$STEPS" --batch "$BATCH" --snapshot-every $(( STEPS / SNAPSHOTS )) --eval-every $(( STEPS / 20 > 0 ? STEPS / 20 : 1 )) \
+    --steps "$steps" --batch "$BATCH" --snapshot-every $(( steps / SNAPSHOTS )) --eval-every $(( steps / 20 > 0 ? steps / 20 : 1 )) \
     --minutes "$minutes" --device "$DEVICE" --export "$OUT/pack/$name/$variant" --storage fp32,int8,int4 $TRAIN_FLAGS \
     >> "$OUT/logs/$name.log" 2>&1
   until [ -f "$OUT/judge/ready" ]; do [ -f "$OUT/judge/failed" ] && return 1; sleep 5; done

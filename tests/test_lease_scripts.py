@@ -36,6 +36,16 @@ def test_the_slowest_run_sets_the_steps_and_they_fit_the_window():
     assert steps * 256 / 3800 <= 14 * 60
 
 
+def test_each_run_can_fill_the_window_at_its_own_rate(tmp_path):
+    logs = [probe_log(tmp_path / name, 30.0, rate) for name, rate in (("mmamba@small", 1650.0), ("uvit@small", 6700.0))]
+    out = subprocess.run(["python3", str(SCRIPTS / "choose_steps.py"), "--each", "15", "256", *map(str, logs)],
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:2] == ["mmamba@small 4800", "uvit@small 19500"]  # 90% of 14 minutes at each rate, rounded down
+    single = subprocess.run(["python3", str(SCRIPTS / "choose_steps.py"), "15", "256", *map(str, logs)],
+                            capture_output=True, text=True, check=True).stdout
+    assert single == "4800\n"
+
+
 def test_a_probe_too_short_to_measure_is_an_error(tmp_path):
     log = tmp_path / "log.jsonl"
     log.write_text(json.dumps({"event": "train", "step": 100, "images_per_s": 10.0}) + "\n")

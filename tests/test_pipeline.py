@@ -81,6 +81,24 @@ def test_enabled_cuda_graphs_give_the_eager_images(tiny_checkpoint):
     assert same >= 3  # identical kernels; allow one step of argmax tie-breaking from reordered reductions
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_results_handed_out_a_step_late_are_each_steps_own(tiny_checkpoint):
+    from maskmamba.models.tokenizer import preview_pixels
+    from maskmamba.sampler import guidance, maskgit
+
+    pipe = Pipeline.from_pretrained(path=tiny_checkpoint, device="cuda")
+    results = list(pipe.stream(class_id=1, steps=4, seed=2))
+    g = pipe.generator
+    steps = list(maskgit(guidance(g), pipe.condition(class_id=1), g.grid, g.mask_id, pipe.settings(steps=4, seed=2)))
+    assert [r.step for r in results] == [s.index for s in steps] == [1, 2, 3, 4]
+    for r, s in zip(results, steps):
+        assert torch.equal(r.tokens, s.tokens[0]) and r.latency_ms > 0
+        assert np.array_equal(r.mask, s.mask[0].view(g.grid, g.grid).cpu().numpy())
+        preview = preview_pixels(pipe.tokenizer, s.prediction[:1], s.mask[:1])[0].cpu().numpy()
+        assert np.array_equal(np.asarray(r.image), preview)
+
+
 def test_settings_start_from_the_checkpoint_default_cfg(tiny_checkpoint, tmp_path):
     import json
     import shutil
