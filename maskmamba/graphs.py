@@ -1,4 +1,5 @@
-"""CUDA graphs captured once and replayed: a sampling step's guided forward, its preview, and a training step."""
+"""CUDA graphs captured once and replayed: a sampling step's guided forward, a whole sampling step, its preview,
+and a training step."""
 from __future__ import annotations
 
 from typing import Callable
@@ -8,7 +9,7 @@ from torch import nn
 
 from maskmamba.models.conditioning import Condition
 from maskmamba.models.tokenizer import VQTokenizer, preview_pixels
-from maskmamba.sampler import guided_logits
+from maskmamba.sampler import Decoded, StepPlan, choose, guided_logits
 from maskmamba.text_encoder import PROMPT_TOKENS
 
 
@@ -68,6 +69,49 @@ class GraphedGuidance:
         self.scale.fill_(cfg_scale)
         self.graph.replay()
         return self.out
+
+
+class GraphedDecoding:
+    """A `step_fn` for `maskgit`: a whole decoding step (guided forward, sampling, re-masking; `sampler.choose`)
+    for a fixed batch size, from one CUDA graph replay, so a step costs the host a few copies and one launch.
+
+    The sampling noise is drawn before the replay from the run's generator, in the order `eager_step` draws it,
+    into static buffers; the outputs are copied out, so a step's tensors outlive the next replay.
+    """
+
+    def __init__(self, model: nn.Module, batch: int = 1, slots: int = PROMPT_TOKENS, warmup: int = 3):
+        device = _cuda_device(model)
+        self.model, self.mask_id = model, model.mask_id
+        n, vocab = model.grid**2, model.head.out_features
+        self.tokens = torch.full((batch, n), model.mask_id, dtype=torch.long, device=device)
+        self.cond = Condition.null(batch, device, slots)
+        self.n_unknown = torch.full((batch,), n, dtype=torch.long, device=device)
+        self.u_sample = torch.rand((batch, n, vocab), device=device)
+        self.u_choice = torch.rand((batch, n), device=device)
+        self.scalars = {name: torch.ones((), device=device) for name in ("cfg_scale", "temperature", "noise_scale", "ratio")}
+        self.later = torch.ones((), dtype=torch.long, device=device)
+        self.graph, self.out = _capture(self._forward, device, warmup)
+
+    def _forward(self) -> Decoded:
+        logits = guided_logits(self.model, self.tokens, self.cond, self.scalars["cfg_scale"])
+        v = self.scalars
+        return choose(logits, self.tokens, self.mask_id, self.n_unknown, self.u_sample, self.u_choice,
+                      v["temperature"], v["noise_scale"], v["ratio"], self.later)
+
+    def __call__(self, tokens: torch.Tensor, cond: Condition, plan: StepPlan, generator: torch.Generator,
+                 n_unknown: torch.Tensor) -> Decoded:
+        self.tokens.copy_(tokens)
+        self.cond.class_ids.copy_(cond.class_ids)
+        self.cond.text.copy_(cond.text)
+        self.cond.text_mask.copy_(cond.text_mask)
+        self.n_unknown.copy_(n_unknown)
+        torch.rand(self.u_sample.shape, generator=generator, device=self.u_sample.device, out=self.u_sample)
+        torch.rand(self.u_choice.shape, generator=generator, device=self.u_choice.device, out=self.u_choice)
+        for name, value in self.scalars.items():
+            value.fill_(getattr(plan, name))
+        self.later.fill_(plan.later)
+        self.graph.replay()
+        return tuple(t.clone() for t in self.out)
 
 
 class GraphedPreview:

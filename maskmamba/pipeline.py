@@ -15,7 +15,7 @@ from PIL import Image
 
 from maskmamba.models import Condition, Generator, check_tokenizer, load_generator, read_config
 from maskmamba.models.tokenizer import VQTokenizer, decode_pixels, preview_pixels
-from maskmamba.sampler import LogitsFn, SampleStep, guidance, maskgit
+from maskmamba.sampler import LogitsFn, SampleStep, StepFn, guidance, maskgit
 from maskmamba.settings import SamplingSettings
 from maskmamba.text_encoder import PromptEncoder
 
@@ -88,6 +88,7 @@ class Pipeline:
         defaults.check()
         self.defaults = defaults
         self._logits_fn: LogitsFn = guidance(self.generator)
+        self._step_fn: StepFn | None = None  # eager steps through _logits_fn until enable_cuda_graphs
         self._preview_fn: PreviewFn = self._eager_preview
 
     @classmethod
@@ -115,18 +116,18 @@ class Pipeline:
         return cls(generator, tokenizer, classes, device, prompt_encoder, defaults)
 
     def enable_cuda_graphs(self, preview: Callable | None = None) -> None:
-        """Replay each step's guided forward (batch 1) and its preview from CUDA graphs captured now.
+        """Replay each whole step (batch 1) and its preview from CUDA graphs captured now.
 
         `preview` is a `maskmamba.graphs.GraphedPreview` of this pipeline's tokenizer, to share one between
         pipelines; by default one is captured here. Needs the pipeline on a CUDA device.
         """
         if self.device.type != "cuda":
             raise ValueError("CUDA graphs need the pipeline on a CUDA device")
-        from maskmamba.graphs import GraphedGuidance, GraphedPreview  # CUDA only
+        from maskmamba.graphs import GraphedDecoding, GraphedPreview  # CUDA only
 
         if preview is not None and getattr(preview, "tokenizer", None) is not self.tokenizer:
             raise ValueError("the shared preview graph must be captured for this pipeline's tokenizer")
-        self._logits_fn = GraphedGuidance(self.generator)
+        self._step_fn = GraphedDecoding(self.generator)
         self._preview_fn = preview or GraphedPreview(self.tokenizer)
 
     @property
@@ -192,7 +193,7 @@ class Pipeline:
         g = self.generator
         lag = 1 if self.device.type == "cuda" else 0
         queued: deque[PendingStep] = deque()
-        for s in maskgit(self._logits_fn, cond, g.grid, g.mask_id, chosen, tokens=start):
+        for s in maskgit(self._logits_fn, cond, g.grid, g.mask_id, chosen, tokens=start, step_fn=self._step_fn):
             queued.append(PendingStep(s, self._preview_fn(s.prediction[:1], s.mask[:1]), g.grid))
             if len(queued) > lag:
                 yield queued.popleft().result()

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from maskmamba.models.conditioning import Condition
-from maskmamba.schedule import decoding_steps, masked_after
+from maskmamba.schedule import clamped_count, decoding_steps, mask_ratio
 from maskmamba.settings import SamplingSettings
 
 LogitsFn = Callable[[torch.Tensor, Condition, float], torch.Tensor]  # (tokens, condition, CFG scale) -> logits
@@ -81,9 +81,61 @@ def guidance(model: nn.Module) -> LogitsFn:
     return functools.partial(guided_logits, model)
 
 
-def _gumbel(shape: torch.Size, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    u = torch.rand(shape, generator=generator, device=device).clamp_(1e-20, 1.0)
-    return -torch.log(-torch.log(u).clamp_(max=-1e-20))
+@dataclass(frozen=True)
+class StepPlan:
+    """The numbers decoding step `step` of `total` reads besides tokens, condition and noise."""
+
+    cfg_scale: float
+    temperature: float
+    noise_scale: float  # choice_temperature * (1 - step / total): the re-masking choice's Gumbel scale
+    ratio: float  # mask_ratio(step / total): the cosine share of a row's unknown tokens still masked after it
+    later: int  # steps after this one
+
+    @classmethod
+    def at(cls, step: int, total: int, settings: SamplingSettings, choice_temperature: float) -> StepPlan:
+        return cls(settings.cfg_scale, settings.temperature, choice_temperature * (1 - step / total),
+                   mask_ratio(step / total), total - step)
+
+
+Decoded = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # tokens, prediction, still masked, confidence
+# (tokens, condition, plan, generator, n_unknown) -> Decoded: one whole step (eager_step, or graphs.GraphedDecoding)
+StepFn = Callable[[torch.Tensor, Condition, StepPlan, torch.Generator, torch.Tensor], Decoded]
+
+
+def gumbel(uniform: torch.Tensor) -> torch.Tensor:
+    """Gumbel noise from uniform noise in [0, 1)."""
+    return -torch.log(-torch.log(uniform.clamp(1e-20, 1.0)).clamp(max=-1e-20))
+
+
+def choose(
+    logits: torch.Tensor, tokens: torch.Tensor, mask_id: int, n_unknown: torch.Tensor, u_sample: torch.Tensor,
+    u_choice: torch.Tensor, temperature: float | torch.Tensor, noise_scale: float | torch.Tensor,
+    ratio: float | torch.Tensor, later: int | torch.Tensor,
+) -> Decoded:
+    """A step from its logits, in tensor operations only (a CUDA graph holds it as it is): sample every masked
+    position at `temperature` with the Gumbel noise of `u_sample`, then keep masked the least confident of them
+    (confidence noised by `noise_scale` times the Gumbel noise of `u_choice`), as many as the schedule says."""
+    mask = tokens == mask_id
+    logp = torch.log_softmax(logits / temperature, dim=-1)
+    sampled = (logp + gumbel(u_sample)).argmax(dim=-1)
+    picked = logp.gather(-1, sampled[..., None]).squeeze(-1)
+    prediction = torch.where(mask, sampled, tokens)
+    confidence = torch.where(mask, picked + noise_scale * gumbel(u_choice), math.inf)
+    rank = confidence.argsort(dim=1).argsort(dim=1)
+    still_masked = rank < clamped_count(n_unknown, mask.sum(dim=1), ratio, later)[:, None]
+    return torch.where(still_masked, mask_id, prediction), prediction, still_masked, torch.where(mask, picked, math.inf)
+
+
+def eager_step(
+    logits_fn: LogitsFn, mask_id: int, tokens: torch.Tensor, cond: Condition, plan: StepPlan,
+    generator: torch.Generator, n_unknown: torch.Tensor,
+) -> Decoded:
+    """One decoding step, op by op: the logits, then the sampling noise (token noise first), then `choose`."""
+    logits = logits_fn(tokens, cond, plan.cfg_scale)
+    u_sample = torch.rand(logits.shape, generator=generator, device=logits.device)
+    u_choice = torch.rand(tokens.shape, generator=generator, device=tokens.device)
+    return choose(logits, tokens, mask_id, n_unknown, u_sample, u_choice, plan.temperature, plan.noise_scale,
+                  plan.ratio, plan.later)
 
 
 @torch.no_grad()
@@ -95,12 +147,14 @@ def maskgit(
     settings: SamplingSettings = SamplingSettings(),
     tokens: torch.Tensor | None = None,
     choice_temperature: float = 4.5,
+    step_fn: StepFn | None = None,
 ) -> Iterator[SampleStep]:
     """Decode every position of `tokens` (B, grid*grid) that holds `mask_id` (default: all masked).
 
     Given tokens (inpainting) are never changed. Runs `settings.steps` steps, or fewer when fewer tokens are
     masked (no step decodes nothing). Tokens are sampled at `settings.temperature`; the confidence used to choose
-    what stays decoded gets Gumbel noise scaled by `choice_temperature`, annealed linearly to 0.
+    what stays decoded gets Gumbel noise scaled by `choice_temperature`, annealed linearly to 0. `step_fn` runs a
+    whole step in place of `eager_step` with `logits_fn` (a CUDA-graph replay of the same operations).
     """
     settings.check()
     device = cond.class_ids.device
@@ -112,18 +166,9 @@ def maskgit(
     generator = torch.Generator(device).manual_seed(settings.seed)
     n_unknown = (tokens == mask_id).sum(dim=1)
     total = decoding_steps(settings.steps, n_unknown)
+    step_fn = step_fn or functools.partial(eager_step, logits_fn, mask_id)
     for step in range(1, total + 1):
         timer = StepTimer(device)
-        mask = tokens == mask_id
-        logits = logits_fn(tokens, cond, settings.cfg_scale)
-        logp = torch.log_softmax(logits / settings.temperature, dim=-1)
-        sampled = (logp + _gumbel(logp.shape, generator, device)).argmax(dim=-1)
-        picked = logp.gather(-1, sampled[..., None]).squeeze(-1)
-        prediction = torch.where(mask, sampled, tokens)
-        noise = choice_temperature * (1 - step / total) * _gumbel(picked.shape, generator, device)
-        confidence = torch.where(mask, picked + noise, torch.full_like(picked, math.inf))
-        rank = confidence.argsort(dim=1).argsort(dim=1)
-        still_masked = rank < masked_after(step, total, n_unknown, mask.sum(dim=1))[:, None]
-        tokens = torch.where(still_masked, mask_id, prediction)
-        confidence = torch.where(mask, picked, math.inf)
+        plan = StepPlan.at(step, total, settings, choice_temperature)
+        tokens, prediction, still_masked, confidence = step_fn(tokens, cond, plan, generator, n_unknown)
         yield SampleStep(step, total, tokens, prediction, still_masked, confidence, timer.stop())

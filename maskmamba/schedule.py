@@ -25,8 +25,13 @@ def masked_after(step: int, total: int, n_unknown: torch.Tensor, still_masked: t
     The cosine count, clamped as MaskGIT does: every step decodes at least one token while any remain, and leaves
     at least one for each later step, so with `total` from `decoding_steps` no step decodes nothing.
     """
-    if step >= total:
-        return torch.zeros_like(n_unknown)
-    cosine = torch.floor(n_unknown * mask_ratio(step / total)).long()
-    later = torch.full_like(cosine, total - step)
-    return torch.minimum(torch.maximum(cosine, later), (still_masked - 1).clamp(min=0))
+    return clamped_count(n_unknown, still_masked, mask_ratio(step / total), total - step)
+
+
+def clamped_count(
+    n_unknown: torch.Tensor, still_masked: torch.Tensor, ratio: float | torch.Tensor, later: int | torch.Tensor
+) -> torch.Tensor:
+    """`masked_after` from the step's cosine ratio and the number of later steps, which may be 0-d tensors (the
+    inputs of a CUDA graph). After the last step (ratio cos(pi/2), later 0) it is 0."""
+    cosine = torch.floor(n_unknown * ratio).long()
+    return torch.minimum(cosine.clamp(min=later), (still_masked - 1).clamp(min=0))

@@ -105,3 +105,42 @@ def test_few_masked_tokens_take_one_step_each(model):
 def test_bad_settings_raise_readable_errors(model, kwargs):
     with pytest.raises(ValueError):
         _run(model, **kwargs)
+
+
+def test_a_step_fn_replaces_the_eager_step_and_sees_each_steps_plan(model):
+    from maskmamba.sampler import eager_step
+
+    plans = []
+
+    def recording(tokens, cond, plan, generator, n_unknown):
+        plans.append(plan)
+        return eager_step(guidance(model), model.mask_id, tokens, cond, plan, generator, n_unknown)
+
+    cond = Condition.classes(torch.tensor([2, 4]))
+    settings = SamplingSettings(steps=4, seed=1, cfg_scale=2.5)
+    stepped = list(maskgit(None, cond, model.grid, model.mask_id, settings, step_fn=recording))
+    eager = _run(model, steps=4, seed=1, cfg_scale=2.5)
+    assert all(torch.equal(a.tokens, b.tokens) for a, b in zip(stepped, eager))
+    assert [p.later for p in plans] == [3, 2, 1, 0] and plans[-1].noise_scale == 0 and plans[0].cfg_scale == 2.5
+    assert plans[0].ratio == pytest.approx(mask_ratio(1 / 4))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_graphed_step_is_the_eager_step_and_its_outputs_outlive_the_next_replay(model):
+    from maskmamba.graphs import GraphedDecoding
+    from maskmamba.sampler import StepPlan, eager_step
+
+    gpu = build_model("maskmamba-serial-half", "tiny", num_classes=NUM_CLASSES).eval().cuda().to(torch.bfloat16)
+    graphed = GraphedDecoding(gpu)
+    cond = Condition.classes(torch.tensor([3], device="cuda"))
+    tokens = torch.full((1, gpu.grid**2), gpu.mask_id, device="cuda")
+    n_unknown = (tokens == gpu.mask_id).sum(dim=1)
+    plan = StepPlan(cfg_scale=2.0, temperature=1.0, noise_scale=2.0, ratio=0.7, later=3)
+    eager = eager_step(guidance(gpu), gpu.mask_id, tokens, cond, plan, torch.Generator("cuda").manual_seed(0), n_unknown)
+    replay = graphed(tokens, cond, plan, torch.Generator("cuda").manual_seed(0), n_unknown)
+    assert (eager[0] == replay[0]).float().mean() > 0.95  # the same kernels; argmax ties aside
+    assert eager[2].sum() == replay[2].sum() == math.floor(gpu.grid**2 * 0.7)
+    kept = [t.clone() for t in replay]
+    graphed(replay[0], cond, StepPlan(2.0, 1.0, 0.0, 0.0, 0), torch.Generator("cuda").manual_seed(1), n_unknown)
+    assert all(torch.equal(a, b) for a, b in zip(kept, replay))
