@@ -46,18 +46,21 @@ class StepResult:
 
 
 class PendingStep:
-    """A step whose preview and mask are on their way to the host (copied without waiting on a GPU);
-    `result()` waits for them and builds the StepResult."""
+    """A step whose preview is being made: on a GPU it is decoded and copied to the host on a side stream, beside
+    the next step on the main one; `result()` waits for it and builds the StepResult."""
 
-    def __init__(self, step: SampleStep, preview: torch.Tensor, grid: int):
-        self.step = step
-        host = (preview, step.mask[0].view(grid, grid))
-        if preview.device.type == "cuda":
-            self.preview, self.mask = (t.to("cpu", non_blocking=True) for t in host)  # pinned by the copy
-            self.copied: torch.cuda.Event | None = torch.cuda.Event()
+    def __init__(self, step: SampleStep, preview_fn: PreviewFn, grid: int, side: torch.cuda.Stream | None = None):
+        self.step, self.copied = step, None
+        mask = step.mask[0].view(grid, grid)
+        if side is None:
+            self.preview, self.mask = preview_fn(step.prediction[:1], step.mask[:1]), mask
+            return
+        side.wait_stream(torch.cuda.current_stream(side.device))
+        with torch.cuda.stream(side):
+            preview = preview_fn(step.prediction[:1], step.mask[:1])
+            self.preview, self.mask = (t.to("cpu", non_blocking=True) for t in (preview, mask))  # pinned by the copy
+            self.copied = torch.cuda.Event()
             self.copied.record()
-        else:
-            self.preview, self.mask, self.copied = *host, None
 
     def result(self) -> StepResult:
         if self.copied is not None:
@@ -89,6 +92,7 @@ class Pipeline:
         self.defaults = defaults
         self._logits_fn: LogitsFn = guidance(self.generator)
         self._step_fn: StepFn | None = None  # eager steps through _logits_fn until enable_cuda_graphs
+        self._side = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None  # for previews
         self._preview_fn: PreviewFn = self._eager_preview
 
     @classmethod
@@ -184,17 +188,17 @@ class Pipeline:
         """Yield a StepResult after every decoding step; `tokens` (grid*grid,) with mask ids inpaints.
 
         Sampling follows `settings` (default: the pipeline's defaults) with keyword changes such as `cfg_scale=2.0`.
-        On a GPU a step's result is handed out once the next step is queued, so the GPU never waits for the host
-        to show a preview.
+        On a GPU a step's preview is decoded on a side stream beside the next step, and its result is handed out
+        once that step is queued, so the GPU never waits for the host to show a preview.
         """
         chosen = self.settings(settings, **changes)
         cond = self.condition(class_name, class_id, prompt)
         start = None if tokens is None else tokens.to(self.device)[None]
         g = self.generator
-        lag = 1 if self.device.type == "cuda" else 0
+        lag = 0 if self._side is None else 1
         queued: deque[PendingStep] = deque()
         for s in maskgit(self._logits_fn, cond, g.grid, g.mask_id, chosen, tokens=start, step_fn=self._step_fn):
-            queued.append(PendingStep(s, self._preview_fn(s.prediction[:1], s.mask[:1]), g.grid))
+            queued.append(PendingStep(s, self._preview_fn, g.grid, self._side))
             if len(queued) > lag:
                 yield queued.popleft().result()
         while queued:
