@@ -41,7 +41,7 @@ class StepResult:
     total: int
     image: Image.Image  # preview: this step's prediction, still-masked cells dimmed
     mask: np.ndarray  # (grid, grid) bool, True where still masked
-    latency_ms: float  # the model step (forward + sampling), not the preview decode
+    latency_ms: float  # the model step (forward + sampling; GPU time on a GPU), not the preview decode
     tokens: torch.Tensor  # (grid*grid,) decoded ids, mask id where still masked
 
 
