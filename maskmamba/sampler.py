@@ -1,9 +1,11 @@
 """MaskGIT decoding as a generator that yields every step, so the demo, the tests and the benchmarks share it.
 
 The sampler sees the model only as a logits function (MaskGIT's `tokens_to_logits`): `guidance(model)` gives one
-that batches the conditional and null passes in one forward (classifier-free guidance); a CUDA-graph replay can
-stand in for it. Each step samples a token at every masked position and re-masks the least confident of those
-following the cosine schedule (`maskmamba.schedule`). Randomness comes only from a seeded torch.Generator.
+that batches the conditional and null passes in one forward (classifier-free guidance). Each step samples a token
+at every masked position and re-masks the least confident of those following the cosine schedule
+(`maskmamba.schedule`); `choose` holds that part in tensor operations only, so a CUDA graph of the whole step
+(`graphs.GraphedDecoding`, passed as `step_fn`) replays exactly what `eager_step` runs. Randomness comes only from
+a seeded torch.Generator, drawn in the same order either way.
 """
 from __future__ import annotations
 
@@ -140,7 +142,7 @@ def eager_step(
 
 @torch.no_grad()
 def maskgit(
-    logits_fn: LogitsFn,
+    logits_fn: LogitsFn | None,
     cond: Condition,
     grid: int,
     mask_id: int,
