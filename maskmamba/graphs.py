@@ -118,12 +118,14 @@ class GraphedPreview:
     """The step preview `Pipeline.enable_cuda_graphs` uses: a batch-of-one step preview from a CUDA graph replay of `preview_pixels`.
 
     Tokens (1, grid*grid) and still-masked flags (1, grid*grid) in -> (H, W, 3) uint8 on the GPU: the graph's
-    static output, overwritten by the next call.
+    static output, overwritten by the next call. `stream` is where its callers replay it, so that pipelines sharing
+    the graph take turns with its static buffers.
     """
 
     def __init__(self, tokenizer: VQTokenizer, warmup: int = 3):
         device = _cuda_device(tokenizer)
         self.tokenizer = tokenizer
+        self.stream = torch.cuda.Stream(device)
         self.tokens = torch.zeros((1, tokenizer.grid**2), dtype=torch.long, device=device)
         self.mask = torch.ones((1, tokenizer.grid**2), dtype=torch.bool, device=device)
         self.graph, self.out = _capture(self._forward, device, warmup)

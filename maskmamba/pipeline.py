@@ -123,7 +123,8 @@ class Pipeline:
         """Replay each whole step (batch 1) and its preview from CUDA graphs captured now.
 
         `preview` is a `maskmamba.graphs.GraphedPreview` of this pipeline's tokenizer, to share one between
-        pipelines; by default one is captured here. Needs the pipeline on a CUDA device.
+        pipelines (previews are then decoded on its stream); by default one is captured here. Needs the pipeline on
+        a CUDA device.
         """
         if self.device.type != "cuda":
             raise ValueError("CUDA graphs need the pipeline on a CUDA device")
@@ -133,6 +134,7 @@ class Pipeline:
             raise ValueError("the shared preview graph must be captured for this pipeline's tokenizer")
         self._step_fn = GraphedDecoding(self.generator)
         self._preview_fn = preview or GraphedPreview(self.tokenizer)
+        self._side = self._preview_fn.stream  # one stream per preview graph: its sharers take turns
 
     @property
     def cuda_graphs(self) -> bool:

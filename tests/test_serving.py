@@ -139,6 +139,7 @@ def test_cuda_runtime_uses_graphs_and_bf16(assets):
     kernels = runtime.kernels
     assert kernels["device"].startswith("cuda") and kernels["dtype"] == "bfloat16" and kernels["cuda_graphs"] == "on"
     assert all(p.cuda_graphs for p in runtime.pipelines.values())
+    assert len({id(p._side) for p in runtime.pipelines.values()}) == 1  # the shared preview graph: one stream
     for variant in DEV_VARIANTS:
         results = list(runtime.generate_steps(variant, Settings(class_name=DEV_CLASSES[0], steps=12)))
         assert len(results) == 12 and results[-1].mask.sum() == 0
