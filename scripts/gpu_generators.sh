@@ -7,7 +7,8 @@
 #     reads tokens, captions and the manifest, the judge and FID read the pixels. INCEPTION: the TF-Inception
 #     TorchScript file (`python -m maskmamba.eval fid-fp16`).
 #   env: RUNS (VARIANT@SIZE[:full][/GPU] items, longest first; `full` runs get the full evaluation below; /GPU pins a
-#        run to a GPU, else runs take free slots), JUDGE_GPU (1),
+#        run to a GPU, /0+1 trains it on several under torchrun (scripts/launch_train.sh), else runs take free
+#        slots), JUDGE_GPU (1),
 #        SHIPPED (variants recorded under `shipped`), STEPS (6000, or `auto`: short probes of every run, laid out on
 #        the GPUs as the runs will be, and the slowest sets the steps that fit TRAIN_MINUTES; or `each`: the same
 #        probes, and every run gets the steps its own rate fits; kept in OUT/steps for reruns; scripts/choose_steps.py),
@@ -42,8 +43,8 @@ elif [[ $STEPS == auto || $STEPS == each ]]; then  # probes laid out as the runs
   probe=${TMPDIR:-/tmp}/gpu_generators_probe; rm -rf "$probe"; mkdir -p "$probe"; i=0
   for item in $RUNS; do
     name=${item%%/*}; name=${name%%:*}; gpu=$(( i++ % NGPU )); [[ $item == */* ]] && gpu=${item##*/}
-    CUDA_VISIBLE_DEVICES=$(( gpu % NGPU )) python3 -m maskmamba.train generator --variant "${name%%@*}" \
-      --size "${name#*@}" --data "$DATA" --out "$probe/$name" --steps "$PROBE_STEPS" --batch "$BATCH" \
+    BATCH=$BATCH DEVICE=$DEVICE NGPU=$NGPU scripts/launch_train.sh "$gpu" --variant "${name%%@*}" \
+      --size "${name#*@}" --data "$DATA" --out "$probe/$name" --steps "$PROBE_STEPS" \
       --eval-every 100000 --snapshot-every 0 --log-every 50 --device "$DEVICE" > "$probe/$name.log" 2>&1 &
   done
   wait
@@ -86,11 +87,11 @@ run_one() {  # VARIANT@SIZE[:full][/GPU]; xargs sets SLOT, so unpinned runs hold
   name=${item%%:*} variant=${item%%@*} size=${name#*@} kind=${item#"$name"}
   local steps; steps=$(steps_of "$name")
   [ -n "$steps" ] || { echo "no steps for $name in $OUT/steps" >> "$OUT/logs/$name.log"; return 1; }
-  [ "$DEVICE" = cuda ] && export CUDA_VISIBLE_DEVICES=$(( gpu % NGPU ))
+  [ "$DEVICE" = cuda ] && export CUDA_VISIBLE_DEVICES=$(( ${gpu%%+*} % NGPU ))  # evaluations: the first GPU
   local minutes=$(( (STOP_AT - $(date +%s)) / 60 ))
   (( minutes < 1 )) && minutes=1
-  python3 -m maskmamba.train generator --variant "$variant" --size "$size" --data "$DATA" --out "$OUT/$name" \
-    --steps "$steps" --batch "$BATCH" --snapshot-every $(( steps / SNAPSHOTS )) --eval-every $(( steps / 20 > 0 ? steps / 20 : 1 )) \
+  CUDA_VISIBLE_DEVICES= scripts/launch_train.sh "$gpu" --variant "$variant" --size "$size" --data "$DATA" --out "$OUT/$name" \
+    --steps "$steps" --snapshot-every $(( steps / SNAPSHOTS )) --eval-every $(( steps / 20 > 0 ? steps / 20 : 1 )) \
     --minutes "$minutes" --device "$DEVICE" --export "$OUT/pack/$name/$variant" --storage fp32,int8,int4 $TRAIN_FLAGS \
     >> "$OUT/logs/$name.log" 2>&1
   until [ -f "$OUT/judge/ready" ]; do [ -f "$OUT/judge/failed" ] && return 1; sleep 5; done

@@ -75,3 +75,25 @@ def test_the_bundle_keeps_int8_packs_and_results_and_leaves_bulk_behind(tmp_path
         names = {n.removeprefix("./") for n in tar.getnames()}
     assert {n for n, kept in files.items() if kept} <= names
     assert not {n for n, kept in files.items() if not kept} & names
+
+
+@pytest.mark.parametrize("gpus, visible, launcher, batch", [
+    ("5", "1", ["-m", "maskmamba.train"], "256"),  # taken modulo the machine's 4 GPUs
+    ("0+1", "0,1", ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"], "128"),
+    ("0+1+2+3", "0,1,2,3", ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "4"], "64"),
+])
+def test_a_run_trains_on_one_gpu_or_on_several_under_torchrun(tmp_path, gpus, visible, launcher, batch):
+    fake = tmp_path / "python3"  # records how it was called instead of training
+    fake.write_text('#!/usr/bin/env bash\necho "CUDA=$CUDA_VISIBLE_DEVICES ARGS=$*"\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "NGPU": "4", "BATCH": "256", "DEVICE": "cuda"}
+    out = subprocess.run(["bash", str(SCRIPTS / "launch_train.sh"), gpus, "--variant", "mmamba"], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == f"CUDA={visible}" and out[1:1 + len(launcher)] == ["ARGS=" + launcher[0], *launcher[1:]]
+    assert out[-2:] == ["--batch", batch] and "--variant" in out
+
+
+def test_a_batch_that_does_not_split_over_the_gpus_is_refused(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "NGPU": "4", "BATCH": "255", "DEVICE": "cuda"}
+    out = subprocess.run(["bash", str(SCRIPTS / "launch_train.sh"), "0+1"], env=env, capture_output=True, text=True)
+    assert out.returncode == 2 and "does not split over 2 GPUs" in out.stderr
