@@ -22,17 +22,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch.nn.attention import sdpa_kernel
 
 from maskmamba import SIZES
 from maskmamba.modules import SeqLayout
 from maskmamba.modules.block import make_block
 from maskmamba.ops import (
+    PROBE_TOKENS,
+    SDPA_BACKENDS,
     ScanConfig,
     attention_backend,
     available_scan_backends,
+    fastest_sdpa,
     fused_scan,
     selective_scan,
     use_scan_backend,
+    use_sdpa_backend,
 )
 from maskmamba.ops import triton_scan
 from maskmamba.eval.plots import save_plot
@@ -189,6 +195,25 @@ def plot(rows: list[dict], out: Path, batch: int, device: str | None = None) -> 
     save_plot(fig, out / f"layers_b{batch}.png", max_bytes=LAYER_PLOT_MAX_BYTES)
 
 
+def time_sdpa_backends(heads: int, head_dim: int, repeats: int, tokens: tuple[int, ...] = PROBE_TOKENS) -> dict:
+    """Milliseconds of one bf16 SDPA call, batch 1, per CUDA backend and sequence length (None where the backend
+    refuses the shape), then the fastest made the one `attention` uses: {"ms": {backend: {tokens: ms}}, "choice"}."""
+    timings: dict[str, dict[int, float | None]] = {}
+    for name in (n for n in SDPA_BACKENDS if n != "math"):
+        timings[name] = {}
+        for length in tokens:
+            q, k, v = (torch.randn(1, heads, length, head_dim, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+            try:
+                with sdpa_kernel(SDPA_BACKENDS[name]):
+                    timings[name][length] = round(cuda_ms(lambda: F.scaled_dot_product_attention(q, k, v), repeats), 4)
+            except RuntimeError:  # the backend does not support this shape or device
+                timings[name][length] = None
+    choice = fastest_sdpa(timings)
+    use_sdpa_backend(choice)
+    print(f"SDPA backends, ms at {tokens} tokens: {timings}; using {choice}", flush=True)
+    return {"ms": timings, "choice": choice}
+
+
 def merge_bench_json(path: Path, update: dict) -> None:
     """Merge `update` into bench.json (its `bars` merged key by key), so both benchmarks can write it."""
     data = json.loads(path.read_text()) if path.exists() else {}
@@ -227,6 +252,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     backends = args.backends.split(",") if args.backends else list(available_scan_backends("cuda"))
     device = torch.cuda.get_device_name()
+    sdpa = time_sdpa_backends(size.heads, size.width // size.heads, args.repeats)
     print(f"{device}; scan backends {backends}; attention {attention_backend('cuda')}; size {args.size}; bf16")
     bw = copy_bandwidth()
     print(f"device-to-device copy: {bw:.0f} GB/s")
@@ -239,7 +265,8 @@ def main() -> None:
     rows: list[dict] = []
     command = shlex.join(["python", "-m", "bench.layers", *sys.argv[1:]])
     header = {"device": device, "layers_command": command, "size": args.size, "copy_gbps": round(bw, 1),
-              "attention": attention_backend("cuda"), "bars_scan_backend": backends[0] if backends else None,
+              "attention": attention_backend("cuda"), "sdpa_backends": sdpa,
+              "bars_scan_backend": backends[0] if backends else None,
               "scan_alone": alone, "scan_config_sweep": sweep}
     for tokens in map(int, args.tokens.split(",")):
         for batch in map(int, args.batches.split(",")):

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from bench.layers import merge_bench_json
-from maskmamba import Condition, build_model
+from bench.layers import merge_bench_json, time_sdpa_backends
+from maskmamba import SIZES, Condition, build_model
 from maskmamba.ops import attention_backend, available_scan_backends, scan_backend, use_scan_backend
 
 E2E_SIDES = (1024, 2048, 4096)
@@ -60,6 +60,8 @@ def main() -> None:
     variants = args.variants.split(",")
     backends = args.backends.split(",") if args.backends else list(available_scan_backends("cuda"))
     name = torch.cuda.get_device_name()
+    size = SIZES[args.size]
+    sdpa = time_sdpa_backends(size.heads, size.width // size.heads, args.repeats)
     print(f"{name}; scan {scan_backend('cuda')} (also timed: {backends}); attention {attention_backend('cuda')}; "
           f"size {args.size}; batch 1, bf16")
     rows = []
@@ -95,7 +97,8 @@ def report(rows: list[dict], args: argparse.Namespace, name: str) -> None:
     command = shlex.join(["python", "-m", "bench.speed_vs_resolution", *sys.argv[1:]])
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"device": name, "size": args.size, "command": command, "rows": rows}, f, indent=1)
+            json.dump({"device": name, "size": args.size, "command": command, "sdpa_backends": sdpa, "rows": rows}, f,
+                      indent=1)
     if args.bench_json:
         def speedup(model: str, side: int) -> float | None:
             ms = next((r["ms"] for r in rows if r["model"] == model and r["side"] == side), None)
@@ -104,8 +107,8 @@ def report(rows: list[dict], args: argparse.Namespace, name: str) -> None:
         bars = {f"e2e_speedup_{side}": speedup("maskmamba-serial-half", side) for side in E2E_SIDES}
         bars["e2e_bimamba_v2_speedup_2048"] = speedup("bimamba-v2", 2048)
         print("bars:", bars)
-        merge_bench_json(Path(args.bench_json), {"e2e_device": name, "e2e_command": command, "e2e_rows": rows,
-                                                 "bars": bars})
+        merge_bench_json(Path(args.bench_json), {"e2e_device": name, "e2e_command": command, "e2e_sdpa_backends": sdpa,
+                                                 "e2e_rows": rows, "bars": bars})
 
 
 if __name__ == "__main__":

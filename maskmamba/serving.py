@@ -275,7 +275,7 @@ class Runtime:
             "dtype": str(pipes[0].dtype).removeprefix("torch."),
             "scan": {"triton": "fused Triton kernel", "mamba-ssm": "mamba-ssm CUDA kernel"}.get(
                 scan_backend(self.device), "torch reference"),
-            "attention": "flash-attn" if attention_backend(self.device) == "flash-attn" else "PyTorch SDPA",
+            "attention": attention_backend(self.device).replace("sdpa", "PyTorch SDPA", 1),
             "cuda_graphs": "on" if all(p.cuda_graphs for p in pipes) else "off",
         }
 

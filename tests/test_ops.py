@@ -187,3 +187,27 @@ def test_attention_ref_is_softmax_attention() -> None:
 
 def test_attention_backend_on_cpu_is_sdpa() -> None:
     assert attention_backend("cpu") == "sdpa"
+
+
+def test_the_fastest_sdpa_backend_is_the_least_total_time_over_lengths_it_ran_all_of() -> None:
+    from maskmamba.ops import fastest_sdpa
+
+    timings = {"cudnn": {4096: 0.1, 16384: 1.0, 65536: None}, "flash": {4096: 0.2, 16384: 1.2, 65536: 15.0},
+               "efficient": {4096: 0.3, 16384: 2.0, 65536: 30.0}}
+    assert fastest_sdpa(timings) == "flash"  # cudnn refused one length
+    assert fastest_sdpa({"cudnn": {4096: None}}) is None and fastest_sdpa({}) is None
+
+
+def test_a_named_sdpa_backend_is_used_and_reported() -> None:
+    from maskmamba.ops import use_sdpa_backend
+
+    q = torch.randn(1, 2, 9, 16)
+    try:
+        use_sdpa_backend("math")
+        assert attention_backend("cpu") == "sdpa (math)"
+        assert rel_err(attention(q, q, q), attention_ref(q, q, q)) < 1e-5
+        with pytest.raises(ValueError, match="unknown SDPA backend 'fastest'"):
+            use_sdpa_backend("fastest")
+    finally:
+        use_sdpa_backend(None)
+    assert attention_backend("cpu") == "sdpa"

@@ -1,6 +1,15 @@
 """Kernels: the selective scan and attention, each with a plain-PyTorch reference beside its fast paths."""
 
-from .attention import FLASH_ATTN_AVAILABLE, attention, attention_backend, attention_ref
+from .attention import (
+    FLASH_ATTN_AVAILABLE,
+    PROBE_TOKENS,
+    SDPA_BACKENDS,
+    attention,
+    attention_backend,
+    attention_ref,
+    fastest_sdpa,
+    use_sdpa_backend,
+)
 from .triton_scan import TRITON_AVAILABLE, ScanConfig, conv_silu, fused_scan
 from .selective_scan import (
     MAMBA_SSM_AVAILABLE,
@@ -16,11 +25,14 @@ from .selective_scan import (
 __all__ = [
     "FLASH_ATTN_AVAILABLE",
     "MAMBA_SSM_AVAILABLE",
+    "PROBE_TOKENS",
+    "SDPA_BACKENDS",
     "SCAN_BACKENDS",
     "ScanConfig",
     "TRITON_AVAILABLE",
     "available_scan_backends",
     "conv_silu",
+    "fastest_sdpa",
     "fused_scan",
     "attention",
     "attention_backend",
@@ -30,4 +42,5 @@ __all__ = [
     "selective_scan_ref",
     "selective_scan_torch",
     "use_scan_backend",
+    "use_sdpa_backend",
 ]
