@@ -211,3 +211,21 @@ def test_a_named_sdpa_backend_is_used_and_reported() -> None:
     finally:
         use_sdpa_backend(None)
     assert attention_backend("cpu") == "sdpa"
+
+
+def test_causal_conv_reference_sees_only_the_past() -> None:
+    from maskmamba.ops import causal_conv_silu, causal_conv_silu_ref
+
+    gen = torch.Generator().manual_seed(4)
+    u, weight = torch.randn(2, 6, 11, generator=gen), torch.randn(6, 1, 4, generator=gen)
+    bias = torch.randn(6, generator=gen)
+    out = causal_conv_silu_ref(u, weight, bias)
+    def at(t: int) -> torch.Tensor:  # output position t: taps on positions t-3 .. t
+        return sum(weight[:, 0, 3 - j] * u[..., t - j] for j in range(4) if t >= j)
+
+    by_hand = torch.stack([at(t) for t in range(11)], -1)
+    assert torch.allclose(out, F.silu(by_hand + bias[:, None]), atol=1e-6)
+    changed = u.clone()
+    changed[..., 7] += 1  # a later position cannot move earlier outputs
+    assert torch.equal(causal_conv_silu_ref(changed, weight, bias)[..., :7], out[..., :7])
+    assert torch.equal(causal_conv_silu(u, weight, bias), out)  # on the CPU, the reference itself

@@ -1,4 +1,4 @@
-"""GPU tests of maskmamba.ops: mamba-ssm, the torch scan, SDPA and flash-attn against float64 references.
+"""GPU tests of maskmamba.ops: mamba-ssm, the torch scan, SDPA, flash-attn and causal-conv1d against references.
 
 Each test prints its max abs and relative errors (run with `pytest -s -m gpu` to see them).
 """
@@ -12,11 +12,14 @@ import torch
 import torch.nn.functional as F
 
 from maskmamba.ops import (
+    CAUSAL_CONV1D_AVAILABLE,
     FLASH_ATTN_AVAILABLE,
     MAMBA_SSM_AVAILABLE,
     attention,
     attention_backend,
     attention_ref,
+    causal_conv_silu,
+    causal_conv_silu_ref,
     scan_backend,
     selective_scan,
     selective_scan_ref,
@@ -146,3 +149,20 @@ def test_each_sdpa_backend_matches_ref_or_refuses_the_shape(backend: str, monkey
 def test_flash_attention_matches_ref(case: tuple) -> None:
     assert attention_backend("cuda") == "flash-attn"
     check_attention("flash-attn", case, torch.bfloat16)
+
+
+@pytest.mark.skipif(not CAUSAL_CONV1D_AVAILABLE, reason="causal_conv1d does not import")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_causal_conv1d_matches_ref_forward_and_backward(dtype: torch.dtype) -> None:
+    gen = torch.Generator().manual_seed(7)
+    u, weight, bias = (t.cuda() for t in (torch.randn(2, 64, 300, generator=gen), torch.randn(64, 1, 4, generator=gen),
+                                          torch.randn(64, generator=gen)))
+    grads = []
+    for fn in (causal_conv_silu, causal_conv_silu_ref):
+        leaves = [t.clone().to(dtype).requires_grad_() for t in (u, weight, bias)]
+        out = fn(*leaves)
+        out.float().square().sum().backward()
+        grads.append((out.float(), *(leaf.grad.float() for leaf in leaves)))
+    tol = 1e-4 if dtype == torch.float32 else 3e-2
+    for got, want in zip(*grads):
+        assert errors(got, want)[1] < tol

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskmamba.ops import conv_silu, fused_scan, scan_backend, selective_scan, selective_scan_torch
+from maskmamba.ops import causal_conv_silu, conv_silu, fused_scan, scan_backend, selective_scan, selective_scan_torch
 
 
 class MultiScan(nn.Module):
@@ -36,9 +36,10 @@ class MultiScan(nn.Module):
             param._no_weight_decay = True
 
     def _conv(self, u: torch.Tensor) -> torch.Tensor:
+        if self.causal:  # past only (Vision Mamba), through causal-conv1d where it imports
+            return causal_conv_silu(u, self.conv.weight, self.conv.bias)
         k = self.d_conv
-        pad = (k - 1, 0) if self.causal else ((k - 1) // 2, k // 2)  # causal: past only; standard: centred
-        return F.silu(self.conv(F.pad(u, pad)))
+        return F.silu(self.conv(F.pad(u, ((k - 1) // 2, k // 2))))  # standard: centred
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, length, e = x.shape

@@ -1,4 +1,5 @@
-"""Kernels: the selective scan and attention, each with a plain-PyTorch reference beside its fast paths."""
+"""Kernels: the selective scan, attention and the causal conv, each with a plain-PyTorch reference beside its fast
+paths."""
 
 from .attention import (
     FLASH_ATTN_AVAILABLE,
@@ -10,6 +11,7 @@ from .attention import (
     fastest_sdpa,
     use_sdpa_backend,
 )
+from .causal_conv import CAUSAL_CONV1D_AVAILABLE, causal_conv_silu, causal_conv_silu_ref
 from .triton_scan import TRITON_AVAILABLE, ScanConfig, conv_silu, fused_scan
 from .selective_scan import (
     MAMBA_SSM_AVAILABLE,
@@ -23,6 +25,7 @@ from .selective_scan import (
 )
 
 __all__ = [
+    "CAUSAL_CONV1D_AVAILABLE",
     "FLASH_ATTN_AVAILABLE",
     "MAMBA_SSM_AVAILABLE",
     "PROBE_TOKENS",
@@ -31,6 +34,8 @@ __all__ = [
     "ScanConfig",
     "TRITON_AVAILABLE",
     "available_scan_backends",
+    "causal_conv_silu",
+    "causal_conv_silu_ref",
     "conv_silu",
     "fastest_sdpa",
     "fused_scan",
