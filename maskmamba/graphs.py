@@ -88,7 +88,8 @@ class GraphedDecoding:
         self.n_unknown = torch.full((batch,), n, dtype=torch.long, device=device)
         self.u_sample = torch.rand((batch, n, vocab), device=device)
         self.u_choice = torch.rand((batch, n), device=device)
-        self.scalars = {name: torch.ones((), device=device) for name in ("cfg_scale", "temperature", "noise_scale", "ratio")}
+        names = ("cfg_scale", "temperature", "noise_scale", "ratio")  # StepPlan's float fields
+        self.scalars = {name: torch.ones((), device=device) for name in names}
         self.later = torch.ones((), dtype=torch.long, device=device)
         self.graph, self.out = _capture(self._forward, device, warmup)
 

@@ -66,7 +66,8 @@ class PendingStep:
         if self.copied is not None:
             self.copied.synchronize()
         s = self.step
-        return StepResult(s.index, s.total, Image.fromarray(self.preview.numpy()), self.mask.numpy(), s.latency_ms, s.tokens[0])
+        image = Image.fromarray(self.preview.numpy())
+        return StepResult(s.index, s.total, image, self.mask.numpy(), s.latency_ms, s.tokens[0])
 
 
 class Pipeline:

@@ -216,7 +216,8 @@ def write_state(state: dict[str, torch.Tensor], folder: str | Path, storage: str
     shards = split_shards(quantize_state(state, storage, plan), max_bytes or MAX_FILE_BYTES)
     for old in stored_files(folder, storage):
         old.unlink()
-    names = [FILES[storage]] if len(shards) == 1 else [shard_name(storage, k + 1, len(shards)) for k in range(len(shards))]
+    count = len(shards)
+    names = [FILES[storage]] if count == 1 else [shard_name(storage, k, count) for k in range(1, count + 1)]
     for name, tensors in zip(names, shards):
         save_file(tensors, str(folder / name), metadata=metadata(storage, plan))
     return [folder / name for name in names]
@@ -302,15 +303,16 @@ def load_weights(model: nn.Module, folder: str | Path, storage: str | None = Non
         model.load_state_dict(state)
     except (RuntimeError, KeyError) as err:
         reason = str(err).strip().splitlines()[0][:200]
-        raise ValueError(f"{paths[0] if len(paths) == 1 else Path(folder)}: its tensors do not fit the model its config.json describes ({reason})") from None
+        where = paths[0] if len(paths) == 1 else Path(folder)
+        raise ValueError(f"{where}: its tensors do not fit the model its config.json describes ({reason})") from None
     return model
 
 
 def convert(folder: str | Path, to: str, source: str | None = None, plan: Int4 = Int4()) -> list[Path]:
     """Write `folder`'s weights as `to` from its `source` weights (default: the most exact present) and rewrite
     its SHA256SUMS; returns the new files' paths. Only a coarser format can be made (precision is not regained)."""
-    source = source or (stored_formats(folder) or [None])[0]
-    origin = weights_files(folder, source)
+    origin = weights_files(folder, source)  # names what is missing before anything is written
+    source = source or stored_formats(folder)[0]
     order = list(FILES)
     if order.index(check_storage(to)) <= order.index(source):
         coarser = ", ".join(order[order.index(source) + 1:]) or "none"
