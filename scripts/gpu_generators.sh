@@ -16,7 +16,9 @@
 #        TRAIN_MINUTES (training stops by then, counted from the start of training, best EMA exported; 17), SNAP_N (images per
 #        point of the CFG sweeps, the snapshots and the iteration curve; 2000),
 #        SNAP_SWEEP (2,3), EVAL_N (10000), SWEEP (1,2,3,4), STORAGE (int8), COMPARE (fp32,int4),
-#        TOKENIZER (assets/tokenizer), PARAPHRASES, TRAIN_FLAGS, EVAL_FLAGS (extra flags of every evaluation),
+#        TOKENIZER (assets/tokenizer), INIT (a folder of one generator folder per variant, such as assets: each
+#        new run starts from its variant's weights there, `--init`), PARAPHRASES, TRAIN_FLAGS,
+#        EVAL_FLAGS (extra flags of every evaluation),
 #        DEVICE (cuda), OUT (runs/generators)
 #
 # Per run: OUT/VARIANT@SIZE (checkpoints, log, curves), OUT/pack/VARIANT@SIZE/VARIANT (the best EMA in fp32, int8
@@ -33,7 +35,7 @@ STEPS=${STEPS:-6000} PROBE_STEPS=${PROBE_STEPS:-400} BATCH=${BATCH:-256} SNAPSHO
 SNAP_N=${SNAP_N:-2000} SNAP_SWEEP=${SNAP_SWEEP:-2,3} EVAL_N=${EVAL_N:-10000} SWEEP=${SWEEP:-1,2,3,4}
 STORAGE=${STORAGE:-int8} COMPARE=${COMPARE:-fp32,int4} TOKENIZER=${TOKENIZER:-assets/tokenizer}
 PARAPHRASES=${PARAPHRASES:-assets/eval/paraphrases.json} TRAIN_FLAGS=${TRAIN_FLAGS:-} EVAL_FLAGS=${EVAL_FLAGS:-} DEVICE=${DEVICE:-cuda}
-OUT=${OUT:-runs/generators} JUDGE_GPU=${JUDGE_GPU:-1}
+OUT=${OUT:-runs/generators} JUDGE_GPU=${JUDGE_GPU:-1} INIT=${INIT:-}
 NGPU=$( [ "$DEVICE" = cuda ] && nvidia-smi -L | wc -l || echo 1 )
 mkdir -p "$OUT/logs" "$OUT/eval/full" "$OUT/judge"
 rm -f "$OUT/done"
@@ -64,7 +66,7 @@ steps_of() {  # VARIANT@SIZE -> its steps: OUT/steps holds one count for all, or
 }
 export -f steps_of
 export DATA INCEPTION SHIPPED BATCH SNAPSHOTS STOP_AT SNAP_N SNAP_SWEEP EVAL_N SWEEP STORAGE COMPARE TOKENIZER
-export PARAPHRASES TRAIN_FLAGS EVAL_FLAGS DEVICE OUT NGPU OMP_NUM_THREADS=2 PYTHONUNBUFFERED=1
+export PARAPHRASES TRAIN_FLAGS EVAL_FLAGS DEVICE OUT NGPU INIT OMP_NUM_THREADS=2 PYTHONUNBUFFERED=1
 
 evaluate() {  # CHECKPOINTS VARIANT OUTFILE [flags...]: one judge (OUT/judge) scores everything
   local folder=$1 variant=$2 out=$3; shift 3
@@ -85,14 +87,15 @@ run_one() {  # VARIANT@SIZE[:full][/GPU]; xargs sets SLOT, so unpinned runs hold
   local item=${1%%/*} gpu=$SLOT name variant size kind
   [[ $1 == */* ]] && gpu=${1##*/}
   name=${item%%:*} variant=${item%%@*} size=${name#*@} kind=${item#"$name"}
-  local steps; steps=$(steps_of "$name")
+  local steps init=(); steps=$(steps_of "$name")
+  [ -n "$INIT" ] && init=(--init "$INIT/$variant")
   [ -n "$steps" ] || { echo "no steps for $name in $OUT/steps" >> "$OUT/logs/$name.log"; return 1; }
   [ "$DEVICE" = cuda ] && export CUDA_VISIBLE_DEVICES=$(( ${gpu%%+*} % NGPU ))  # evaluations: the first GPU
   local minutes=$(( (STOP_AT - $(date +%s)) / 60 ))
   (( minutes < 1 )) && minutes=1
   CUDA_VISIBLE_DEVICES= scripts/launch_train.sh "$gpu" --variant "$variant" --size "$size" --data "$DATA" --out "$OUT/$name" \
     --steps "$steps" --snapshot-every $(( steps / SNAPSHOTS )) --eval-every $(( steps / 20 > 0 ? steps / 20 : 1 )) \
-    --minutes "$minutes" --device "$DEVICE" --export "$OUT/pack/$name/$variant" --storage fp32,int8,int4 $TRAIN_FLAGS \
+    --minutes "$minutes" --device "$DEVICE" --export "$OUT/pack/$name/$variant" --storage fp32,int8,int4 "${init[@]}" $TRAIN_FLAGS \
     >> "$OUT/logs/$name.log" 2>&1
   until [ -f "$OUT/judge/ready" ]; do [ -f "$OUT/judge/failed" ] && return 1; sleep 5; done
   if [ "$kind" = ":full" ] && [ ! -f "$OUT/eval/full/$name.json" ]; then

@@ -65,6 +65,34 @@ def test_loss_falls_and_run_resumes_and_exports(token_data, tmp_path):
     assert json.loads((tmp_path / "export" / "classes.json").read_text()) == ["cats", "dogs"]
 
 
+def test_a_run_starts_from_saved_weights_and_records_them(token_data, tmp_path):
+    """--init loads an exported (here int8) generator into a new run, whose first held-out loss is then the
+    source's, and training.json names the source; a source of another shape is refused, naming the difference."""
+    torch.set_num_threads(1)
+    source = tmp_path / "source"
+    trained = train_generator.main(_args(token_data, tmp_path / "a", 40, export=source, storage="int8"))
+    from maskmamba.models import load_generator
+
+    model = load_generator(source)
+    data = train_generator.Data.load(token_data, "val", torch.device("cpu"))
+    expected = train_generator.validation_loss(model, data, model.mask_id, torch.device("cpu"))
+    fresh = train_generator.validation_loss(load_generator(source).apply(_reset), data, model.mask_id, torch.device("cpu"))
+    assert expected < fresh - 0.5  # the source has learnt something a reset model has not
+    run = tmp_path / "b"
+    train_generator.main(_args(token_data, run, 1, init=source, export=tmp_path / "out", eval_every=1, lr=1e-9))
+    vals = [r["val_loss"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if r["event"] == "val"]
+    assert abs(vals[0] - expected) < 0.05  # one step at lr 1e-9: still the source's weights
+    record = json.loads((tmp_path / "out" / "training.json").read_text())["init"]
+    assert record["from"] == str(source) and record["training"]["step"] == trained["step"]
+    with pytest.raises(SystemExit, match="width"):
+        train_generator.main(_args(token_data, tmp_path / "c", 1, init=source) + ["--size", "small"])
+
+
+def _reset(module: torch.nn.Module) -> None:
+    if hasattr(module, "reset_parameters"):
+        module.reset_parameters()
+
+
 def test_the_vocabulary_follows_the_tokenizer_that_wrote_the_cache(token_data, tmp_path):
     """A cache written by a 2,560-code tokenizer trains a 2,560-code generator; one that does not say is refused."""
     data = tmp_path / "data"

@@ -36,7 +36,7 @@ from maskmamba.configs import COND_POSITIONS
 from maskmamba.data.dataset import CaptionBank, load_manifest
 from maskmamba.data.tokens import load_token_copies, load_tokens, token_codebook_size
 from maskmamba.graphs import GraphedStep
-from maskmamba.models import Condition, build_model, save_weights
+from maskmamba.models import Condition, Generator, build_model, load_generator, save_weights
 from maskmamba.models.quantize import FILES, check_storage
 from maskmamba.schedule import mask_ratio
 from maskmamba.train.checkpoint import Deadline, load_checkpoint, save_checkpoint
@@ -165,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eager", action="store_true", help="no CUDA graph for the training step (always eager under DDP)")
+    p.add_argument("--init", default=None,
+                   help="start a new run from this saved generator's weights (any storage; same config, dropout aside)")
     p.add_argument("--export", default=None, help="write the best EMA weights + classes.json here when done")
     p.add_argument("--storage", type=_storages, default=["fp32"],
                    help=f"comma-separated weight formats to export side by side ({', '.join(FILES)})")
@@ -200,6 +202,7 @@ def main(argv: list[str]) -> dict:
     position = {} if args.cond_position is None else {"cond_position": args.cond_position}
     model = build_model(args.variant, args.size, num_classes=len(classes), dropout=args.dropout,
                         codebook_size=token_codebook_size(args.data), **position).to(device)
+    init = warm_start(model, args.init) if args.init and not (out / CKPT).is_file() else None
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     graphed = device.type == "cuda" and world == 1 and not args.eager
     optimizer = configure_optimizers(model, args.lr, args.weight_decay, graphed)
@@ -221,6 +224,8 @@ def main(argv: list[str]) -> dict:
     train, val = Data.load(args.data, "train", device), Data.load(args.data, "val", device)
     deadline = Deadline(args.minutes, args.save_every)
     log = _Logger(out / LOG if rank == 0 else None)
+    if init is not None:
+        log.write(event="init", **init)
     log.write(event="start", step=step, world=world, variant=args.variant, params=sum(p.numel() for p in model.parameters()),
               cuda_graph=graphed, batch=args.batch * world, copies=train.copies.shape[1])
     bar = tqdm(total=args.steps, initial=step, desc=args.variant, disable=rank != 0, mininterval=5)
@@ -259,6 +264,7 @@ def main(argv: list[str]) -> dict:
         if args.export:  # also when stopped early: training.json records how far it got
             exported = best_ema(out, ema)
             info = result | {"batch": args.batch * world, "steps_planned": args.steps, "exported_step": exported["step"]}
+            info |= _init_record(out)
             result["exported"] = export(exported["model"], classes, Path(args.export), args.storage, info)
         log.write(**result)
         write_curves(out / LOG, out, f"{args.variant} ({args.size})")
@@ -277,6 +283,27 @@ def _held_out(ema, val: Data, mask_id: int, device, step: int, best: dict, out: 
         best.update(current)
         save_checkpoint(out / BEST, {"ema": ema.state_dict(), **best})
     return current
+
+
+def warm_start(model: Generator, folder: str | Path) -> dict:
+    """Load the weights of the generator saved in `folder` (any storage, dequantized) into `model`, whose config
+    must match it but for dropout; returns what the run log records of it (the source and its training.json)."""
+    source = load_generator(folder)
+    mine, theirs = model.config.to_dict(), source.config.to_dict()
+    differ = sorted(k for k in mine if k != "dropout" and mine[k] != theirs[k])
+    if differ:
+        raise SystemExit(f"--init {folder}: its config differs in {', '.join(f'{k} ({theirs[k]!r}, not {mine[k]!r})' for k in differ)}")
+    model.load_state_dict(source.state_dict())
+    training = Path(folder) / "training.json"
+    return {"from": str(folder), "training": json.loads(training.read_text()) if training.is_file() else None}
+
+
+def _init_record(out: Path) -> dict:
+    """{'init': ...} from the run log's init event, when the run started from saved weights; else {}."""
+    log = out / LOG
+    events = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    init = next((e for e in events if e.get("event") == "init"), None)
+    return {} if init is None else {"init": {k: v for k, v in init.items() if k != "event"}}
 
 
 def snapshot(ema: torch.nn.Module, classes: list[str], out: Path, step: int, variant: str) -> Path:
