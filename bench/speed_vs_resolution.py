@@ -79,10 +79,10 @@ def main() -> None:
                 print(f"{side:6d} {label:36s} {ms:9.2f} ms", flush=True)
                 del model
                 torch.cuda.empty_cache()
-        report(rows, args, name)  # after every side, in case a time limit cuts the run
+        report(rows, args, name, sdpa)  # after every side, in case a time limit cuts the run
 
 
-def report(rows: list[dict], args: argparse.Namespace, name: str) -> None:
+def report(rows: list[dict], args: argparse.Namespace, name: str, sdpa: dict) -> None:
     """Print the table; write --out and merge the end-to-end bars into --bench-json."""
     reference = {r["side"]: r["ms"] for r in rows if r["model"] == "transformer"}
     labels = list(dict.fromkeys(r["model"] for r in rows))

@@ -1,0 +1,22 @@
+"""The end-to-end speed table's report (bench.speed_vs_resolution): its JSON and the bars it merges, on the CPU."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from bench.speed_vs_resolution import report
+
+
+def test_the_report_writes_rows_sdpa_timings_and_speedup_bars(tmp_path) -> None:
+    rows = [{"model": "transformer", "scan": None, "side": 2048, "tokens": 16384, "ms": 30.0},
+            {"model": "maskmamba-serial-half", "scan": "triton", "side": 2048, "tokens": 16384, "ms": 20.0}]
+    sdpa = {"cudnn": {4096: 0.2}, "flash": {4096: 0.3}}
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"bars": {"demo_ms": 16.5}}))
+    args = argparse.Namespace(size="xl", out=str(tmp_path / "speed.json"), bench_json=str(bench))
+    report(rows, args, "a GPU", sdpa)
+    speed = json.loads((tmp_path / "speed.json").read_text())
+    assert speed["rows"] == rows and speed["sdpa_backends"]["cudnn"] == {"4096": 0.2}
+    merged = json.loads(bench.read_text())
+    assert merged["bars"]["e2e_speedup_2048"] == 1.5 and merged["bars"]["demo_ms"] == 16.5
+    assert merged["e2e_sdpa_backends"]["flash"] == {"4096": 0.3} and merged["e2e_device"] == "a GPU"
