@@ -1,6 +1,7 @@
 """Training throughput (images/s) of every variant: the eager step against the step replayed from a CUDA graph.
 
     python -m bench.train_throughput --device cuda --size small --batch 256 [--out results.json]
+        [--bench-json assets/results/bench.json]
 
 Random tokens and conditions (throughput does not depend on the data), bf16 autocast, the training AdamW with
 gradient clipping: the step `python -m maskmamba.train generator` runs, less its EMA update (under 1% of a step). Prints one row per variant and the
@@ -10,7 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -20,6 +24,8 @@ from maskmamba.text_encoder import PROMPT_TOKENS, TEXT_DIM
 from maskmamba.train.generator import make_train_step
 from maskmamba.train.optim import configure_optimizers
 from maskmamba.graphs import GraphedStep
+
+from bench.layers import merge_bench_json
 
 
 def random_batch(model: torch.nn.Module, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -59,6 +65,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--out", default="")
+    parser.add_argument("--bench-json", default="", help="merge the rows and train_ratio_small into this bench.json")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type != "cuda":
@@ -75,6 +82,19 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"device": name, "size": args.size, "batch": args.batch, "rows": rows}, f, indent=1)
+    if args.bench_json:
+        command = shlex.join(["python", "-m", "bench.train_throughput", *sys.argv[1:]])
+        merge_bench_json(Path(args.bench_json), {"train_device": name, "train_command": command, "train_rows": rows,
+                                                 "bars": train_bars(rows, args.size)})
+
+
+def train_bars(rows: list[dict], size: str) -> dict:
+    """`train_ratio_small`: serial-half's images/s over the Transformer's, each as training runs it (the step
+    replayed from a CUDA graph), when both were measured at `small`."""
+    rate = {r["variant"]: r["graph_img_s"] for r in rows}
+    if size != "small" or not {"transformer", "maskmamba-serial-half"} <= rate.keys():
+        return {}
+    return {"train_ratio_small": round(rate["maskmamba-serial-half"] / rate["transformer"], 4)}
 
 
 if __name__ == "__main__":

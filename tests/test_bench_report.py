@@ -20,3 +20,12 @@ def test_the_report_writes_rows_sdpa_timings_and_speedup_bars(tmp_path) -> None:
     merged = json.loads(bench.read_text())
     assert merged["bars"]["e2e_speedup_2048"] == 1.5 and merged["bars"]["demo_ms"] == 16.5
     assert merged["e2e_sdpa_backends"]["flash"] == {"4096": 0.3} and merged["e2e_device"] == "a GPU"
+
+
+def test_the_training_ratio_is_serial_half_over_the_transformer_as_training_runs_them() -> None:
+    from bench.train_throughput import train_bars
+
+    rows = [{"variant": "transformer", "eager_img_s": 9641.0, "graph_img_s": 9708.0},
+            {"variant": "maskmamba-serial-half", "eager_img_s": 5101.0, "graph_img_s": 5156.0}]
+    assert train_bars(rows, "small") == {"train_ratio_small": 0.5311}
+    assert train_bars(rows, "mid") == {} and train_bars(rows[:1], "small") == {}

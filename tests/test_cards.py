@@ -92,6 +92,22 @@ def test_cards_hold_the_figures_and_credits(tree):
     assert (tree / "maskmamba-parallel-2" / "README.md").read_bytes() == untouched  # not shipped: no card
 
 
+def test_a_run_started_from_saved_weights_shows_both_runs(tree, tmp_path):
+    """training.json of a run made with --init: the card counts both runs' images and gives both commands."""
+    root = tmp_path / "assets"
+    shutil.copytree(tree, root)
+    path = root / "uvit" / "training.json"
+    first = json.loads(path.read_text()) | {"step": 1000, "steps_planned": 1000, "minutes": 3.25}
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"init": {"from": "FIRST/uvit", "training": first}}))
+    main(_args(root, "--variants", "uvit"))
+    card = (root / "uvit" / "README.md").read_text()
+    for figure in ("two runs of batch 512: 1,000 steps from scratch, then 4,000 more from those weights (`--init`)",
+                   "(2,560,000 images seen", "each run is 3.25 and 12.5 min", "--steps 1000 --batch 512 --data DATA --out RUN1 "
+                   "--export FIRST`, then `python -m maskmamba.train generator --variant uvit --size tiny --steps "
+                   "4000 --batch 512 --data DATA --out RUN2 --init FIRST`"):
+        assert figure in card, figure
+
+
 def test_rerun_is_byte_identical_and_notes_add_a_sentence(tree, tmp_path):
     main(_args(tree))
     first = {v: (tree / v / "README.md").read_bytes() for v in SHIPPED}

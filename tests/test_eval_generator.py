@@ -334,6 +334,8 @@ def test_parts_scored_in_separate_runs_merge_under_one_judge(tmp_path):
     assert set(merged["variants"]) == {"uvit", "transformer"} and set(merged["shipped"]) == {"uvit"}
     assert list(json.loads(out.read_text()))[:3] == ["classifier_real_acc", "classifier_real_top5", "shipped"]
     assert (tmp_path / "generators_fid_vs_cfg.png").is_file() and (tmp_path / "generators_fid_vs_steps.png").is_file()
+    record = merge.main([*map(str, paths), "--out", str(tmp_path / "record.json"), "--drop-shipped"])
+    assert "shipped" not in record and set(record["variants"]) == {"uvit", "transformer"}
     paths[1].write_text(json.dumps(second | {"classifier_real_acc": 0.5}))
     with pytest.raises(ValueError, match="different judges"):
         merge.main([*map(str, paths), "--out", str(out), "--replace"])

@@ -108,13 +108,20 @@ def storage_line(storage: str, folder: Path) -> str:
 
 
 def training_lines(t: dict, n_train: int, curves: Path) -> list[str]:
-    seen = t["step"] * t["batch"]
+    before = (t.get("init") or {}).get("training")  # the run whose weights this one started from (--init)
+    seen = (t["step"] + (before["step"] if before else 0)) * t["batch"]
     status = "" if t["done"] else f", stopped before the {t['steps_planned']:,} planned"
+    if before:
+        runs = (f"Trained in two runs of batch {t['batch']:,}: {before['step']:,} steps from scratch, then "
+                f"{t['step']:,} more from those weights (`--init`){status}")
+        timing = f"each run is {before['minutes']:g} and {t['minutes']:g} min"
+        last = " of the last run; its"
+    else:
+        runs, timing, last = f"Trained for {t['step']:,} steps of batch {t['batch']:,}{status}", f"the run is {t['minutes']:g} min", "; the"
     lines = [
-        f"Trained for {t['step']:,} steps of batch {t['batch']:,}{status} ({seen:,} images seen, "
-        f"{seen / n_train:.1f} passes over the {n_train:,} training images); the recorded wall-clock time of the "
-        f"command that finished the run is {t['minutes']:g} min. The shipped weights are the EMA at step "
-        f"{t['exported_step']:,}; the best held-out masked-token loss was {t['best_val_loss']:g} at step "
+        f"{runs} ({seen:,} images seen, {seen / n_train:.1f} passes over the {n_train:,} training images); the "
+        f"recorded wall-clock time of the command that finished {timing}. The shipped weights are the EMA at step "
+        f"{t['exported_step']:,}{last} best held-out masked-token loss was {t['best_val_loss']:g} at step "
         f"{t['best_step']:,}.",
     ]
     if curves.is_file():
@@ -205,6 +212,11 @@ def card(variant: str, folder: Path, s: Sources, note: str | None = None) -> str
     default_cfg = SamplingSettings.for_checkpoint(raw).cfg_scale
     command = (f"python -m maskmamba.train generator --variant {variant} --size {config.size} "
                f"--steps {training['steps_planned']} --batch {training['batch']} --data DATA --out RUN")
+    if (training.get("init") or {}).get("training"):
+        first = training["init"]["training"]
+        command = (f"python -m maskmamba.train generator --variant {variant} --size {config.size} "
+                   f"--steps {first['steps_planned']} --batch {first['batch']} --data DATA --out RUN1 --export FIRST`, "
+                   f"then `{command.replace('RUN', 'RUN2')} --init FIRST")
     dropout = f", dropout {config.dropout:g}" if config.dropout else ""
     curves = s.results_path.parent / f"{variant}_curves.png"
     pictures = s.results_path.parent / f"{variant}_paraphrases.png"
