@@ -8,7 +8,9 @@ tokens. Timed with CUDA events, median of repeats after warm-up; every variant a
 another in the same process, so the ratios compare like with like. Random weights: speed does not depend on them.
 Variants with Mamba layers run on every scan backend of --backends (default: all on CUDA); rows of the default
 (fastest) backend carry the variant's name, the others "<variant> [<backend>]". --bench-json adds the end-to-end
-bars (e2e_speedup_<side>: Transformer time over serial-half time) to bench.layers' bench.json.
+bars (e2e_speedup_<side>: Transformer time over serial-half time) to bench.layers' bench.json. --cuda-graph replays
+every model's forward from a CUDA graph (as the demo's decoding does), which takes the host's kernel launches out
+of the time; its rows and bars go under e2e_graph_* beside the eager ones.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import shlex
 import statistics
 import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -28,21 +31,48 @@ from maskmamba.ops import attention_backend, available_scan_backends, scan_backe
 E2E_SIDES = (1024, 2048, 4096)
 
 
-def time_forward(model: torch.nn.Module, grid: int, repeats: int) -> float:
-    """Median ms of one forward at batch 1."""
+def forward_fn(model: torch.nn.Module, grid: int, cuda_graph: bool) -> Callable[[], torch.Tensor]:
+    """One forward at batch 1 (all tokens masked, a class condition), eager or replayed from a CUDA graph (whose
+    output buffer each replay returns)."""
     tokens = torch.full((1, grid * grid), model.mask_id, device="cuda")
     cond = Condition.classes(torch.tensor([1], device="cuda"))
-    with torch.no_grad():
-        for _ in range(3):
-            model(tokens, cond)
-        times = []
-        for _ in range(repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            model(tokens, cond)
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
+
+    def forward() -> torch.Tensor:
+        with torch.no_grad():
+            return model(tokens, cond)
+
+    if not cuda_graph:
+        return forward
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):  # compiles the Triton kernels and picks the SDPA kernels before capture
+            forward()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = forward()
+
+    def replay() -> torch.Tensor:
+        graph.replay()
+        return out
+
+    return replay
+
+
+def time_forward(model: torch.nn.Module, grid: int, repeats: int, cuda_graph: bool = False) -> float:
+    """Median ms of one forward at batch 1 (CUDA events, after warm-up)."""
+    run = forward_fn(model, grid, cuda_graph)
+    for _ in range(3):
+        run()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        run()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
     return statistics.median(times)
 
 
@@ -56,6 +86,7 @@ def main() -> None:
     parser.add_argument("--backends", default="", help="scan backends (default: all available on CUDA)")
     parser.add_argument("--torch-max-tokens", type=int, default=4096, help="the PyTorch scan only up to here")
     parser.add_argument("--bench-json", default="", help="merge the end-to-end bars into this bench.json")
+    parser.add_argument("--cuda-graph", action="store_true", help="replay each forward from a CUDA graph")
     args = parser.parse_args()
     variants = args.variants.split(",")
     backends = args.backends.split(",") if args.backends else list(available_scan_backends("cuda"))
@@ -63,7 +94,7 @@ def main() -> None:
     size = SIZES[args.size]
     sdpa = time_sdpa_backends(size.heads, size.width // size.heads, args.repeats)
     print(f"{name}; scan {scan_backend('cuda')} (also timed: {backends}); attention {attention_backend('cuda')}; "
-          f"size {args.size}; batch 1, bf16")
+          f"size {args.size}; batch 1, bf16; {'CUDA graph' if args.cuda_graph else 'eager'}")
     rows = []
     for side in map(int, args.sides.split(",")):
         grid = side // 16
@@ -73,7 +104,7 @@ def main() -> None:
                     continue
                 with use_scan_backend(backend), torch.device("cuda"):
                     model = build_model(v, args.size, num_classes=100, grid=grid).to(torch.bfloat16).eval()
-                    ms = time_forward(model, grid, args.repeats)
+                    ms = time_forward(model, grid, args.repeats, args.cuda_graph)
                 label = v if i == 0 else f"{v} [{backend}]"
                 rows.append({"model": label, "scan": backend, "side": side, "tokens": grid * grid, "ms": round(ms, 3)})
                 print(f"{side:6d} {label:36s} {ms:9.2f} ms", flush=True)
@@ -97,18 +128,19 @@ def report(rows: list[dict], args: argparse.Namespace, name: str, sdpa: dict) ->
     command = shlex.join(["python", "-m", "bench.speed_vs_resolution", *sys.argv[1:]])
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"device": name, "size": args.size, "command": command, "sdpa_backends": sdpa, "rows": rows}, f,
-                      indent=1)
+            json.dump({"device": name, "size": args.size, "command": command, "cuda_graph": args.cuda_graph,
+                       "sdpa_backends": sdpa, "rows": rows}, f, indent=1)
     if args.bench_json:
         def speedup(model: str, side: int) -> float | None:
             ms = next((r["ms"] for r in rows if r["model"] == model and r["side"] == side), None)
             return round(reference[side] / ms, 4) if ms and side in reference else None
 
-        bars = {f"e2e_speedup_{side}": speedup("maskmamba-serial-half", side) for side in E2E_SIDES}
-        bars["e2e_bimamba_v2_speedup_2048"] = speedup("bimamba-v2", 2048)
+        prefix = "e2e_graph" if args.cuda_graph else "e2e"
+        bars = {f"{prefix}_speedup_{side}": speedup("maskmamba-serial-half", side) for side in E2E_SIDES}
+        bars[f"{prefix}_bimamba_v2_speedup_2048"] = speedup("bimamba-v2", 2048)
         print("bars:", bars)
-        merge_bench_json(Path(args.bench_json), {"e2e_device": name, "e2e_command": command, "e2e_sdpa_backends": sdpa,
-                                                 "e2e_rows": rows, "bars": bars})
+        merge_bench_json(Path(args.bench_json), {f"{prefix}_device": name, f"{prefix}_command": command,
+                                                 f"{prefix}_sdpa_backends": sdpa, f"{prefix}_rows": rows, "bars": bars})
 
 
 if __name__ == "__main__":
