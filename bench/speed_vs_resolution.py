@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import statistics
 import sys
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from bench.layers import merge_bench_json, time_sdpa_backends
+from bench.layers import cuda_ms, merge_bench_json, time_sdpa_backends
 from maskmamba import SIZES, Condition, build_model
 from maskmamba.ops import attention_backend, available_scan_backends, scan_backend, use_scan_backend
 
@@ -62,18 +61,7 @@ def forward_fn(model: torch.nn.Module, grid: int, cuda_graph: bool) -> Callable[
 
 def time_forward(model: torch.nn.Module, grid: int, repeats: int, cuda_graph: bool = False) -> float:
     """Median ms of one forward at batch 1 (CUDA events, after warm-up)."""
-    run = forward_fn(model, grid, cuda_graph)
-    for _ in range(3):
-        run()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        run()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    return cuda_ms(forward_fn(model, grid, cuda_graph), repeats, warmup=3)
 
 
 def main() -> None:
