@@ -92,19 +92,26 @@ def test_cards_hold_the_figures_and_credits(tree):
     assert (tree / "maskmamba-parallel-2" / "README.md").read_bytes() == untouched  # not shipped: no card
 
 
-def test_a_run_started_from_saved_weights_shows_both_runs(tree, tmp_path):
-    """training.json of a run made with --init: the card counts both runs' images and gives both commands."""
+def test_runs_started_from_saved_weights_are_all_counted(tree, tmp_path):
+    """training.json of runs made with --init, each from the last: the card counts every run's images and gives
+    every command, each from the export of the one before."""
     root = tmp_path / "assets"
     shutil.copytree(tree, root)
     path = root / "uvit" / "training.json"
-    first = json.loads(path.read_text()) | {"step": 1000, "steps_planned": 1000, "minutes": 3.25}
-    path.write_text(json.dumps(json.loads(path.read_text()) | {"init": {"from": "FIRST/uvit", "training": first}}))
+    last = json.loads(path.read_text())
+    first = last | {"step": 1000, "steps_planned": 1000, "minutes": 3.25}
+    second = last | {"step": 2000, "steps_planned": 2000, "minutes": 5.5, "init": {"from": "A", "training": first}}
+    path.write_text(json.dumps(last | {"init": {"from": "B", "training": second}}))
     main(_args(root, "--variants", "uvit"))
     card = (root / "uvit" / "README.md").read_text()
-    for figure in ("two runs of batch 512: 1,000 steps from scratch, then 4,000 more from those weights (`--init`)",
-                   "(2,560,000 images seen", "each run is 3.25 and 12.5 min", "--steps 1000 --batch 512 --data DATA --out RUN1 "
-                   "--export FIRST`, then `python -m maskmamba.train generator --variant uvit --size tiny --steps "
-                   "4000 --batch 512 --data DATA --out RUN2 --init FIRST`"):
+    for figure in ("Trained in 3 runs of batch 512, each from the last one's weights (`--init`): 1,000 steps from "
+                   "scratch, then 2,000, then 4,000 (3,584,000 images seen", "each run is 3.25 and 5.5 and 12.5 min",
+                   "EMA at step 3,500 of the last run, whose best held-out masked-token loss was 4.4321",
+                   "`python -m maskmamba.train generator --variant uvit --size tiny --steps 1000 --batch 512 --data "
+                   "DATA --out RUN1 --export EXPORT1`, then `python -m maskmamba.train generator --variant uvit --size "
+                   "tiny --steps 2000 --batch 512 --data DATA --out RUN2 --export EXPORT2 --init EXPORT1`, then "
+                   "`python -m maskmamba.train generator --variant uvit --size tiny --steps 4000 --batch 512 --data "
+                   "DATA --out RUN3 --init EXPORT2` (DATA"):
         assert figure in card, figure
 
 

@@ -76,7 +76,8 @@ def test_a_run_starts_from_saved_weights_and_records_them(token_data, tmp_path):
     model = load_generator(source)
     data = train_generator.Data.load(token_data, "val", torch.device("cpu"))
     expected = train_generator.validation_loss(model, data, model.mask_id, torch.device("cpu"))
-    fresh = train_generator.validation_loss(load_generator(source).apply(_reset), data, model.mask_id, torch.device("cpu"))
+    reset = load_generator(source).apply(_reset)
+    fresh = train_generator.validation_loss(reset, data, model.mask_id, torch.device("cpu"))
     assert expected < fresh - 0.5  # the source has learnt something a reset model has not
     run = tmp_path / "b"
     train_generator.main(_args(token_data, run, 1, init=source, export=tmp_path / "out", eval_every=1, lr=1e-9))

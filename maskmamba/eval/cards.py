@@ -107,26 +107,47 @@ def storage_line(storage: str, folder: Path) -> str:
             f"`maskmamba.load_generator(\"{folder}\")` {loads}.")
 
 
+def training_runs(t: dict) -> list[dict]:
+    """The training.json records of every run that led to these weights, first to last: each run started with
+    `--init` records the training.json of the weights it started from."""
+    earlier = (t.get("init") or {}).get("training")
+    return [*training_runs(earlier), t] if earlier else [t]
+
+
 def training_lines(t: dict, n_train: int, curves: Path) -> list[str]:
-    before = (t.get("init") or {}).get("training")  # the run whose weights this one started from (--init)
-    seen = (t["step"] + (before["step"] if before else 0)) * t["batch"]
+    runs = training_runs(t)
+    seen = sum(r["step"] for r in runs) * t["batch"]
     status = "" if t["done"] else f", stopped before the {t['steps_planned']:,} planned"
-    if before:
-        runs = (f"Trained in two runs of batch {t['batch']:,}: {before['step']:,} steps from scratch, then "
-                f"{t['step']:,} more from those weights (`--init`){status}")
-        timing = f"each run is {before['minutes']:g} and {t['minutes']:g} min"
-        last = " of the last run; its"
+    if len(runs) == 1:
+        how, minutes, which = f"Trained for {t['step']:,} steps of batch {t['batch']:,}{status}", "the run is", ""
     else:
-        runs, timing, last = f"Trained for {t['step']:,} steps of batch {t['batch']:,}{status}", f"the run is {t['minutes']:g} min", "; the"
+        steps = ", then ".join(f"{r['step']:,}" for r in runs[1:])
+        how = (f"Trained in {len(runs)} runs of batch {t['batch']:,}, each from the last one's weights (`--init`): "
+               f"{runs[0]['step']:,} steps from scratch, then {steps}{status}")
+        minutes, which = "each run is", " of the last run"
+    times = " and ".join(f"{r['minutes']:g}" for r in runs)
     lines = [
-        f"{runs} ({seen:,} images seen, {seen / n_train:.1f} passes over the {n_train:,} training images); the "
-        f"recorded wall-clock time of the command that finished {timing}. The shipped weights are the EMA at step "
-        f"{t['exported_step']:,}{last} best held-out masked-token loss was {t['best_val_loss']:g} at step "
-        f"{t['best_step']:,}.",
+        f"{how} ({seen:,} images seen, {seen / n_train:.1f} passes over the {n_train:,} training images); the "
+        f"recorded wall-clock time of the command that finished {minutes} {times} min. The shipped weights are the "
+        f"EMA at step {t['exported_step']:,}{which}, whose best held-out masked-token loss was {t['best_val_loss']:g} "
+        f"at step {t['best_step']:,}.",
     ]
     if curves.is_file():
         lines.append(f"Training and held-out loss against images seen: `{curves}`.")
     return lines
+
+
+def training_commands(variant: str, size: str, t: dict) -> str:
+    """The commands that trained these weights, in Markdown: one per run, each after the first from the last's
+    export."""
+    runs = training_runs(t)
+    commands = []
+    for i, run in enumerate(runs, 1):
+        out = "RUN" if len(runs) == 1 else f"RUN{i} --export EXPORT{i}" if i < len(runs) else f"RUN{i}"
+        init = f" --init EXPORT{i - 1}" if i > 1 else ""
+        commands.append(f"`python -m maskmamba.train generator --variant {variant} --size {size} --steps "
+                        f"{run['steps_planned']} --batch {run['batch']} --data DATA --out {out}{init}`")
+    return ", then ".join(commands)
 
 
 def metric_line(shipped: dict, scored: dict, real_acc: float, default_cfg: float, results: Path) -> str:
@@ -210,13 +231,7 @@ def card(variant: str, folder: Path, s: Sources, note: str | None = None) -> str
     training = need(read_json(folder / "training.json"), TRAINING_KEYS, str(folder / "training.json"))
     params = count_params(generator_class(variant)(config)) / 1e6
     default_cfg = SamplingSettings.for_checkpoint(raw).cfg_scale
-    command = (f"python -m maskmamba.train generator --variant {variant} --size {config.size} "
-               f"--steps {training['steps_planned']} --batch {training['batch']} --data DATA --out RUN")
-    if (training.get("init") or {}).get("training"):
-        first = training["init"]["training"]
-        command = (f"python -m maskmamba.train generator --variant {variant} --size {config.size} "
-                   f"--steps {first['steps_planned']} --batch {first['batch']} --data DATA --out RUN1 --export FIRST`, "
-                   f"then `{command.replace('RUN', 'RUN2')} --init FIRST")
+    command = training_commands(variant, config.size, training)
     dropout = f", dropout {config.dropout:g}" if config.dropout else ""
     curves = s.results_path.parent / f"{variant}_curves.png"
     pictures = s.results_path.parent / f"{variant}_paraphrases.png"
@@ -240,7 +255,7 @@ def card(variant: str, folder: Path, s: Sources, note: str | None = None) -> str
     lines += [
         "",
         data_line(s, config),
-        f"- Training: `{command}` (DATA: the data set's token cache; `--batch` counts every device together, so "
+        f"- Training: {command} (DATA: the data set's token cache; `--batch` counts every device together, so "
         f"under torchrun divide it by the number of GPUs; the recipe of `maskmamba.train.generator`{dropout}).",
         metric_line(shipped, scored, s.results["classifier_real_acc"], default_cfg, s.results_path),
         *storage_compare_line(shipped, scored),

@@ -1,6 +1,7 @@
 """Merge generator evaluations made in separate runs (one per variant, same judge) into one results file.
 
-python -m maskmamba.eval merge --out assets/results/generators.json [--plots assets/results] [--drop-shipped] PART.json ...
+python -m maskmamba.eval merge --out assets/results/generators.json [--plots assets/results] [--drop-shipped]
+    PART.json ...
 
 Variants, the `shipped` section and the curves of each part are merged in order (a later part wins a clash);
 the parts must agree on the judge, so its accuracy on real images stays one figure at the top. --drop-shipped

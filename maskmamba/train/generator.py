@@ -292,7 +292,8 @@ def warm_start(model: Generator, folder: str | Path) -> dict:
     mine, theirs = model.config.to_dict(), source.config.to_dict()
     differ = sorted(k for k in mine if k != "dropout" and mine[k] != theirs[k])
     if differ:
-        raise SystemExit(f"--init {folder}: its config differs in {', '.join(f'{k} ({theirs[k]!r}, not {mine[k]!r})' for k in differ)}")
+        named = ", ".join(f"{k} ({theirs[k]!r}, not {mine[k]!r})" for k in differ)
+        raise SystemExit(f"--init {folder}: its config differs in {named}")
     model.load_state_dict(source.state_dict())
     training = Path(folder) / "training.json"
     return {"from": str(folder), "training": json.loads(training.read_text()) if training.is_file() else None}
