@@ -1,12 +1,15 @@
 """What keeps one client from taking the server: a cap on request bodies (an ASGI middleware), a cap on the jobs
-one session or address may have queued or running, and a bound on the files gradio's cache folder holds."""
+one session or address may have queued or running, a bound on the files gradio's cache folder holds, and cached
+images written once and atomically."""
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import os
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -163,6 +166,34 @@ class CacheJanitor:
 
     def stop(self) -> None:
         self._stopped.set()
+
+
+def atomic_cache_writes() -> None:
+    """Make gradio write each cached image once and atomically. Its cache names a file by the hash of its bytes and
+    rewrote the file in place whenever the same image came again (an inpainting overlay unchanged from one step to
+    the next), so a browser or client still reading the earlier answer could get a truncated file. Now a file that
+    is there already is only touched (its age restarts, for the CacheJanitor), and a new one is written under a
+    temporary name and renamed into place. Idempotent."""
+    import gradio.processing_utils as cache
+
+    if getattr(cache.save_pil_to_cache, "atomic", False):
+        return
+
+    def save_pil_to_cache(img: Any, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+        data = cache.encode_pil_to_bytes(img, format)
+        folder = Path(cache_dir) / cache.hash_bytes(data)
+        path = (folder / f"{name}.{format}").resolve()
+        try:
+            os.utime(path)  # these very bytes are there already
+        except FileNotFoundError:
+            folder.mkdir(exist_ok=True, parents=True)
+            part = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+            part.write_bytes(data)
+            os.replace(part, path)
+        return str(path)
+
+    save_pil_to_cache.atomic = True
+    cache.save_pil_to_cache = save_pil_to_cache  # save_img_array_to_cache and the components look it up here
 
 
 def readable_errors() -> None:

@@ -9,7 +9,7 @@ from PIL import Image
 from starlette.middleware import Middleware
 
 from app import media
-from app.guards import BodyLimit, CacheJanitor, limit_jobs_per_client, readable_errors
+from app.guards import BodyLimit, CacheJanitor, atomic_cache_writes, limit_jobs_per_client, readable_errors
 from app.inputs import (
     MAX_CHOICE_CHARS, DropdownInput, ImageEditorInput, ImageInput, NumberInput, RadioInput, SliderInput, TextInput,
 )
@@ -305,6 +305,7 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, sh
     """Serve the page with the demo's theme and styles, the request and upload limits, and the cache janitor."""
     Image.MAX_IMAGE_PIXELS = limits.MAX_PIXELS  # any decode that skipped the header check still stops at 2x this
     readable_errors()
+    atomic_cache_writes()
     janitor = CacheJanitor(demo)
     janitor.start()  # before launch, which blocks unless prevent_thread_lock
     demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=prevent_thread_lock,
