@@ -19,19 +19,16 @@ def decoding_steps(steps: int, n_unknown: torch.Tensor) -> int:
     return max(1, min(steps, int(n_unknown.max()) if n_unknown.numel() else 0))
 
 
-def masked_after(step: int, total: int, n_unknown: torch.Tensor, still_masked: torch.Tensor) -> torch.Tensor:
-    """How many of a row's `n_unknown` tokens stay masked after `step` of `total`; `still_masked` before it.
-
-    The cosine count, clamped as MaskGIT does: every step decodes at least one token while any remain, and leaves
-    at least one for each later step, so with `total` from `decoding_steps` no step decodes nothing.
-    """
-    return clamped_count(n_unknown, still_masked, mask_ratio(step / total), total - step)
-
-
 def clamped_count(
     n_unknown: torch.Tensor, still_masked: torch.Tensor, ratio: float | torch.Tensor, later: int | torch.Tensor
 ) -> torch.Tensor:
-    """`masked_after` from the step's cosine ratio and the number of later steps, which may be 0-d tensors (the
-    inputs of a CUDA graph). After the last step (ratio cos(pi/2), later 0) it is 0."""
+    """How many of a row's `n_unknown` tokens stay masked after a step whose cosine ratio is `ratio`
+    (mask_ratio(step / total)) with `later` steps after it; `still_masked` before it. Either may be a 0-d tensor
+    (the inputs of a CUDA graph); `sampler.StepPlan.at` derives both from the step.
+
+    The cosine count, clamped as MaskGIT does: every step decodes at least one token while any remain, and leaves
+    at least one for each later step, so with `total` from `decoding_steps` no step decodes nothing. After the last
+    step (ratio cos(pi/2), later 0) it is 0.
+    """
     cosine = torch.floor(n_unknown * ratio).long()
     return torch.minimum(cosine.clamp(min=later), (still_masked - 1).clamp(min=0))

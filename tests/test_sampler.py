@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from maskmamba import Condition, build_model, maskgit
-from maskmamba.sampler import guidance, guided_logits
-from maskmamba.schedule import decoding_steps, mask_ratio, masked_after
+from maskmamba.sampler import StepPlan, guidance, guided_logits
+from maskmamba.schedule import clamped_count, decoding_steps, mask_ratio
 from maskmamba.settings import SamplingSettings
 
 from .conftest import NUM_CLASSES
@@ -72,7 +72,8 @@ def _counts(n_unknown: int, steps: int) -> list[int]:
     n = torch.tensor([n_unknown])
     total, left, counts = decoding_steps(steps, n), n, []
     for s in range(1, total + 1):
-        left = masked_after(s, total, n, left)
+        plan = StepPlan.at(s, total, SamplingSettings(), choice_temperature=4.5)
+        left = clamped_count(n, left, plan.ratio, plan.later)
         counts.append(int(left))
     return counts
 
