@@ -12,6 +12,8 @@
 #        SHIPPED (variants recorded under `shipped`), STEPS (6000, or `auto`: short probes of every run, laid out on
 #        the GPUs as the runs will be, and the slowest sets the steps that fit TRAIN_MINUTES; or `each`: the same
 #        probes, and every run gets the steps its own rate fits; kept in OUT/steps for reruns; scripts/choose_steps.py),
+#        STEPS_SET (VARIANT@SIZE=STEPS items: these runs get exactly these steps, as a comparison with an earlier run
+#        needs, whatever STEPS gave them),
 #        PROBE_STEPS (400), BATCH (256), SNAPSHOTS (3), PARALLEL (runs per GPU, 3),
 #        TRAIN_MINUTES (training stops by then, counted from the start of training, best EMA exported; 17), SNAP_N (images per
 #        point of the CFG sweeps, the snapshots and the iteration curve; 2000),
@@ -57,6 +59,14 @@ elif [[ $STEPS == auto || $STEPS == each ]]; then  # probes laid out as the runs
 else
   echo "$STEPS" > "$OUT/steps"
 fi
+for pair in ${STEPS_SET:-}; do  # fixed counts replace what the probes chose
+  if [ "$(wc -l < "$OUT/steps")" -le 1 ] && [[ $(cat "$OUT/steps") =~ ^[0-9]+$ ]]; then  # one count for all: per run
+    for item in $RUNS; do name=${item%%/*}; echo "${name%%:*} $(cat "$OUT/steps")"; done > "$OUT/steps.part"
+    mv "$OUT/steps.part" "$OUT/steps"
+  fi
+  awk -v run="${pair%%=*}" '$1 != run' "$OUT/steps" > "$OUT/steps.part"
+  echo "${pair%%=*} ${pair#*=}" >> "$OUT/steps.part" && mv "$OUT/steps.part" "$OUT/steps"
+done
 echo "steps: $(cat "$OUT/steps")"
 STOP_AT=$(( $(date +%s) + TRAIN_MINUTES * 60 ))
 steps_of() {  # VARIANT@SIZE -> its steps: OUT/steps holds one count for all, or "VARIANT@SIZE STEPS" lines
