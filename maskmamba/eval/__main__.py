@@ -14,6 +14,7 @@ SUBCOMMANDS = {  # subcommand -> module with `main(argv)`
     "scaling": "maskmamba.eval.scaling",
     "merge": "maskmamba.eval.merge",
     "cards": "maskmamba.eval.cards",
+    "fid-trend": "maskmamba.eval.fid_trend",
 }
 
 if __name__ == "__main__":
