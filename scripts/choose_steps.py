@@ -2,12 +2,15 @@
 
     python3 scripts/choose_steps.py WINDOW_MINUTES BATCH PROBE_LOG...          # one count for every run
     python3 scripts/choose_steps.py --each WINDOW_MINUTES BATCH PROBE_LOG...   # "RUN STEPS" per run
+    python3 scripts/choose_steps.py --fix STEPS_FILE "RUN..." RUN=STEPS...     # these runs get exactly these steps
 
 Each PROBE_LOG is the log.jsonl of a short probe run (`maskmamba.train generator --log-every 50`), started as the
 lease lays the real runs out on the GPUs, so GPU sharing is in the rate. The steady rate of a probe comes from its
 cumulative rates at step 100 and at its last line (which leaves CUDA-graph capture and compilation out); the slowest
 probe sets the steps (equal images seen, as a scaling study needs), or with --each every run gets the steps its own
 rate fits (each fills the window). Steps are multiples of 300 (snapshots at thirds, held-out losses at twentieths).
+--fix rewrites a steps file (one count for all, or "RUN STEPS" lines) as "RUN STEPS" lines for the named runs, with
+the given runs set to their fixed counts (a comparison with an earlier run trains for exactly its steps).
 """
 from __future__ import annotations
 
@@ -35,8 +38,27 @@ def choose_steps(window_minutes: float, batch: int, rates: list[float]) -> int:
     return max(MULTIPLE, int(min(rates) * seconds / batch) // MULTIPLE * MULTIPLE)
 
 
+def fix_steps(text: str, runs: list[str], fixed: dict[str, int]) -> str:
+    """A steps file's text as "RUN STEPS" lines for `runs`, the `fixed` ones replaced."""
+    lines = text.split()
+    if len(lines) == 1:
+        chosen = {run: int(lines[0]) for run in runs}
+    else:
+        chosen = {run: int(steps) for run, steps in zip(lines[::2], lines[1::2])}
+    missing = set(fixed) - set(runs)
+    if missing:
+        raise SystemExit(f"fixed steps for runs not in the list: {sorted(missing)}")
+    chosen.update(fixed)
+    return "".join(f"{run} {chosen[run]}\n" for run in runs if run in chosen)
+
+
 def main() -> None:
     args = sys.argv[1:]
+    if args[:1] == ["--fix"] and len(args) >= 4:
+        path = Path(args[1])
+        fixed = {run: int(steps) for run, _, steps in (pair.partition("=") for pair in args[3:])}
+        path.write_text(fix_steps(path.read_text(), args[2].split(), fixed))
+        return
     each = args[:1] == ["--each"]
     args = args[each:]
     if len(args) < 3:

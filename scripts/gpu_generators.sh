@@ -59,14 +59,10 @@ elif [[ $STEPS == auto || $STEPS == each ]]; then  # probes laid out as the runs
 else
   echo "$STEPS" > "$OUT/steps"
 fi
-for pair in ${STEPS_SET:-}; do  # fixed counts replace what the probes chose
-  if [ "$(wc -l < "$OUT/steps")" -le 1 ] && [[ $(cat "$OUT/steps") =~ ^[0-9]+$ ]]; then  # one count for all: per run
-    for item in $RUNS; do name=${item%%/*}; echo "${name%%:*} $(cat "$OUT/steps")"; done > "$OUT/steps.part"
-    mv "$OUT/steps.part" "$OUT/steps"
-  fi
-  awk -v run="${pair%%=*}" '$1 != run' "$OUT/steps" > "$OUT/steps.part"
-  echo "${pair%%=*} ${pair#*=}" >> "$OUT/steps.part" && mv "$OUT/steps.part" "$OUT/steps"
-done
+if [ -n "${STEPS_SET:-}" ]; then  # fixed counts replace what STEPS gave those runs
+  names=""; for item in $RUNS; do name=${item%%/*}; names="$names ${name%%:*}"; done
+  python3 scripts/choose_steps.py --fix "$OUT/steps" "$names" $STEPS_SET || exit 1
+fi
 echo "steps: $(cat "$OUT/steps")"
 STOP_AT=$(( $(date +%s) + TRAIN_MINUTES * 60 ))
 steps_of() {  # VARIANT@SIZE -> its steps: OUT/steps holds one count for all, or "VARIANT@SIZE STEPS" lines

@@ -97,3 +97,19 @@ def test_a_batch_that_does_not_split_over_the_gpus_is_refused(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "NGPU": "4", "BATCH": "255", "DEVICE": "cuda"}
     out = subprocess.run(["bash", str(SCRIPTS / "launch_train.sh"), "0+1"], env=env, capture_output=True, text=True)
     assert out.returncode == 2 and "does not split over 2 GPUs" in out.stderr
+
+
+@pytest.mark.parametrize("before", ["6000\n", "a@mid 100\ntransformer@mid 200\nb@small 300\n"])
+def test_fixed_steps_replace_the_chosen_ones(tmp_path, before):
+    steps = tmp_path / "steps"
+    steps.write_text(before)
+    subprocess.run(["python3", str(SCRIPTS / "choose_steps.py"), "--fix", str(steps), "a@mid transformer@mid b@small",
+                    "transformer@mid=12300"], check=True)
+    kept = "6000" if before == "6000\n" else None
+    expected = {"a@mid": kept or "100", "transformer@mid": "12300", "b@small": kept or "300"}
+    assert dict(line.split() for line in steps.read_text().splitlines()) == expected
+
+
+def test_fixed_steps_for_an_unknown_run_are_refused():
+    with pytest.raises(SystemExit, match="not in the list"):
+        choose_steps.fix_steps("6000\n", ["a@mid"], {"uvit@mid": 100})
