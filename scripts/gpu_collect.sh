@@ -6,9 +6,14 @@
 #     minute, then packs RUNS without optimizer state, snapshots, real-image features and the packs' fp32/fp16/int4
 #     weights (int8 packs, evaluations, logs, curves, plots, the judge) into DEST/results.tgz.00, .01, ... of 15 MB
 #     each (a device command returns at most 8 files of 16 MiB). End every waiting device call with it, DEST=$OUT.
+#     Exits at once (status 2) when RUNS is not there: the call landed on a fresh machine.
 #   Here: cat FILES_AT/results.tgz.* | tar xz -C runs/generators
 set -uo pipefail
 RUNS=$1 DEST=$2 WAIT=${3:-0}
+if [ ! -d "$RUNS" ]; then  # a machine lost between calls comes back fresh: waiting would only spend device time
+  echo "no $RUNS on this machine (a fresh one: the lease's earlier work is gone); nothing to wait for" >&2
+  exit 2
+fi
 end=$(( $(date +%s) + WAIT ))
 while [ ! -f "$RUNS/done" ] && [ "$(date +%s)" -lt "$end" ]; do
   sleep $(( end - $(date +%s) < 60 ? end - $(date +%s) : 60 ))

@@ -113,3 +113,10 @@ def test_fixed_steps_replace_the_chosen_ones(tmp_path, before):
 def test_fixed_steps_for_an_unknown_run_are_refused():
     with pytest.raises(SystemExit, match="not in the list"):
         choose_steps.fix_steps("6000\n", ["a@mid"], {"uvit@mid": 100})
+
+
+def test_collecting_on_a_fresh_machine_stops_at_once(tmp_path):
+    out = subprocess.run(["bash", str(SCRIPTS / "gpu_collect.sh"), str(tmp_path / "runs"), str(tmp_path / "out"), "600"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "fresh" in out.stderr
+    assert not (tmp_path / "out").exists()
