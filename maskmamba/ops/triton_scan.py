@@ -11,7 +11,8 @@ For direction i in its scan order (channels e, states n):
 
 The scan is chunked (a batch-1 image fills the GPU): each chunk of CHUNK positions reduces to its delta sum and
 end state (`_fwd_chunk_summary`), a scan over the chunks chains those into the state entering each chunk
-(`_carry`), and each chunk then scans from its carried-in state (`_fwd_output`). The backward pass recomputes
+(`_carry`), and each chunk then scans from its carried-in state (`_fwd_output`); both forward kernels take
+`ScanConfig.state_block` states at a time, as independent recurrences per lane. The backward pass recomputes
 the chunk states at its own, finer chunk, runs the adjoint scan g_t = C_t dy_t + exp(delta_t' A) g_t' (t' the
 position after t in scan order) the same way in the opposite direction, and ends with the transposed conv.
 Everything accumulates in fp32.
