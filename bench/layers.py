@@ -1,6 +1,7 @@
 """One whole layer of each kind (norm, mixer with its projections, MLP) at a named width, on every scan backend.
 
     python -m bench.layers [--size xl] [--tokens 256,1024,4096,16384,65536] [--batches 1,8] [--out assets/results]
+    python -m bench.layers --size xl --sweep-only    # only the fused scan's tile sweep (SCAN_CONFIGS)
 
 bf16 forward, CUDA events (median of --repeats after warm-up), peak memory above the layer's weights and input.
 Every kind and scan backend runs in the same process, so each ratio to the Transformer layer ("attn") compares
@@ -151,17 +152,28 @@ def scan_alone(width: int, heads: int, d_state: int, tokens: int, repeats: int) 
     return result
 
 
+# (chunk, block_e, warps, state_block): one channel per lane (block_e = 32 x warps) with 1, 2, 4 or 8 states per
+# turn of the forward's state loop; then the chunk spread over lanes (block_e = 16 per warp) or warps
+SCAN_CONFIGS = [(32, 32, 1, 1), (32, 64, 2, 1), (16, 32, 1, 1),
+                (32, 32, 1, 2), (16, 32, 1, 2), (16, 32, 1, 4), (16, 64, 2, 4), (16, 128, 4, 2), (8, 32, 1, 8),
+                (32, 16, 1, 1), (32, 16, 1, 4), (32, 32, 2, 1)]
+
+
+def config_label(config: ScanConfig) -> str:
+    return "config " + " ".join(f"{k}={v}" for k, v in vars(config).items())
+
+
 def sweep_scan_configs(width: int, heads: int, d_state: int, tokens: int, repeats: int) -> list[dict]:
-    """The fused scan alone under a few tile configurations; leaves the fastest in triton_scan.CONFIG."""
+    """The fused scan alone under each of SCAN_CONFIGS; leaves the fastest in triton_scan.CONFIG."""
     results = []
-    for chunk, block_e, warps in [(32, 32, 1), (32, 64, 2), (16, 32, 1)]:
-        triton_scan.CONFIG = ScanConfig(chunk, block_e, warps)
+    for chunk, block_e, warps, state_block in SCAN_CONFIGS:
+        triton_scan.CONFIG = ScanConfig(chunk, block_e, warps, state_block=state_block)
         try:
             r = scan_alone(width, heads, d_state, tokens, repeats)
         except Exception as error:  # a tile too large for the device's registers or shared memory
-            print(f"config {chunk},{block_e},{warps}: {type(error).__name__}: {error}"[:300])
+            print(f"{config_label(triton_scan.CONFIG)}: {type(error).__name__}: {error}"[:300], flush=True)
             continue
-        print(f"config chunk={chunk} block_e={block_e} warps={warps}: {r['triton_ms']:.3f} ms")
+        print(f"{config_label(triton_scan.CONFIG)}: {r['triton_ms']:.3f} ms", flush=True)
         results.append(r)
     best = min(results, key=lambda r: r["triton_ms"])
     triton_scan.CONFIG = ScanConfig(**best["config"])
@@ -236,6 +248,7 @@ def main() -> None:
     parser.add_argument("--out", default="assets/results")
     parser.add_argument("--replot", default="", help="only redraw the plots from this bench.json")
     parser.add_argument("--scan-only", action="store_true", help="only the fused scan at 16,384 tokens (for ncu)")
+    parser.add_argument("--sweep-only", action="store_true", help="only the scan tile sweep at 16,384 tokens")
     parser.add_argument("--profile", action="store_true", help="only the kernel breakdown of a few layers")
     args = parser.parse_args()
     if args.replot:
@@ -244,6 +257,12 @@ def main() -> None:
     size = SIZES[args.size]
     if args.scan_only:
         print(scan_alone(size.width, size.heads, size.d_state, 16384, args.repeats))
+        return
+    if args.sweep_only:
+        sweep = sweep_scan_configs(size.width, size.heads, size.d_state, 16384, args.repeats)
+        best = min(sweep, key=lambda r: r["triton_ms"])
+        print(f"best of {len(sweep)} on {torch.cuda.get_device_name()}, size {args.size}: "
+              f"{config_label(triton_scan.CONFIG)}: {best['triton_ms']:.3f} ms")
         return
     if args.profile:
         profile_layers(size.width, size.heads, size.d_state)

@@ -106,19 +106,30 @@ def check_parity(b, L, n, E, N, K, shared, causal, dtype, device, config, tol_fw
 
 
 SMALL = ScanConfig(chunk=16, block_e=8, warps=1, bwd_chunk=8)
+# the forward's state blocks (N = 4 here: two turns of the state loop, or one), the second with the chunk also
+# spread over lanes on a GPU (block_e < 32 x warps)
+SMALL_STATE_BLOCKS = [ScanConfig(chunk=16, block_e=8, warps=1, bwd_chunk=8, state_block=2),
+                      ScanConfig(chunk=16, block_e=4, warps=1, bwd_chunk=8, state_block=4)]
 # (L, n, shared, causal): Bi-Mamba-v2 (shared input, odd direction reversed, centred conv), lengths below, at,
 # across and not a multiple of the chunk; M-Mamba-like (4 own sequences, causal conv, no reversal).
 CPU_CASES = [(16, 2, True, False), (37, 2, True, False), (23, 4, False, True)]
 
 
+def config_id(config: ScanConfig | None) -> str:
+    return "default" if config is None else "-".join(f"{k}{v}" for k, v in vars(config).items())
+
+
 @interpreter
 @pytest.mark.parametrize("L,n,shared,causal", CPU_CASES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_fused_scan_interpreted(L, n, shared, causal, dtype):
+@pytest.mark.parametrize("config", [SMALL, *SMALL_STATE_BLOCKS], ids=config_id)
+def test_fused_scan_interpreted(L, n, shared, causal, dtype, config):
     if dtype == torch.bfloat16 and L != 37:
         pytest.skip("bf16 once, to keep the interpreter run short")
+    if config is not SMALL and L == 16:
+        pytest.skip("state blocks on the lengths that are not a multiple of the chunk")
     tol = (1e-5, 1e-5) if dtype == torch.float32 else (1e-2, 2e-2)
-    check_parity(1, L, n, 8, 4, 4 if causal else 3, shared, causal, dtype, "cpu", SMALL, *tol)
+    check_parity(1, L, n, 8, 4, 4 if causal else 3, shared, causal, dtype, "cpu", config, *tol)
 
 
 def _mixer_grads(mixer: torch.nn.Module, x: torch.Tensor, layout, backend: str):
@@ -162,19 +173,28 @@ def test_bad_shapes_are_rejected():
         fused_scan(**{**kw, "B": kw["B"][..., :3]}, causal=False, reverse_odd=True)
     with pytest.raises(ValueError, match="x must be"):
         fused_scan(**{**kw, "x": kw["x"][:, :5]}, causal=False, reverse_odd=True)
+    for state_block in (3, 8):  # not a power of two; more than N = 4
+        with pytest.raises(ValueError, match="state_block"):
+            fused_scan(**kw, causal=False, reverse_odd=True, config=ScanConfig(state_block=state_block))
 
 
 GPU_CASES = [(1000, 2, True, False), (4096, 2, True, False), (777, 4, False, True), (300, 2, True, True)]
+# state blocks (N = 16), one with more warps and one with the chunk spread over lanes too
+GPU_STATE_BLOCKS = [ScanConfig(chunk=16, block_e=64, warps=2, state_block=4),
+                    ScanConfig(chunk=32, block_e=16, warps=1, state_block=2)]
 
 
 @gpu
 @pytest.mark.parametrize("L,n,shared,causal", GPU_CASES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_fused_scan_compiled(L, n, shared, causal, dtype):
+@pytest.mark.parametrize("config", [None, *GPU_STATE_BLOCKS], ids=config_id)
+def test_fused_scan_compiled(L, n, shared, causal, dtype, config):
     if dtype == torch.bfloat16 and not (shared and not causal):
         pytest.skip("bf16 on Bi-Mamba-v2's layout only: every other combination is another set of compilations")
+    if config is not None and L not in (1000, 777):
+        pytest.skip("state blocks on one length per layout")
     tol = (1e-4, 1e-4) if dtype == torch.float32 else (1e-2, 2e-2)
-    check_parity(2, L, n, 80, 16, 4 if causal else 3, shared, causal, dtype, "cuda", None, *tol)
+    check_parity(2, L, n, 80, 16, 4 if causal else 3, shared, causal, dtype, "cuda", config, *tol)
 
 
 @gpu

@@ -3,13 +3,18 @@
 Imported only when a fused scan runs, so that `TRITON_INTERPRET=1` set by a test takes effect.
 
 Every scan kernel works on one tile of CHUNK consecutive positions *in its direction's scan order* x BLOCK_E
-channels of one direction, and loops over the N states. Scan position t of a reversed direction (odd d with
+channels of one direction, and loops over the N states. The forward kernels take STATE_BLOCK states per turn of
+that loop as one [CHUNK, STATE_BLOCK, BLOCK_E] tile: each lane then runs STATE_BLOCK independent recurrences
+side by side (instruction-level parallelism for a kernel whose serial in-thread scans leave it latency-bound),
+and B and C load as [CHUNK, STATE_BLOCK] tiles; at STATE_BLOCK 1 the `_state_*` and `_spread` helpers reduce to
+the 2-D [CHUNK, BLOCK_E] tiles of one state, as the backward kernels use. Scan position t of a reversed direction (odd d with
 REV_ODD) lives at memory index L-1-t (`_memory_index`): every load and store goes through that map, so nothing is
 ever flipped in memory and every recurrence inside a tile runs from its first row (the adjoint one from its last).
 
 The row strides (`*_t`) are not specialised: with channels contiguous but rows of unknown alignment, Triton
 (3.6 and 3.9 alike) lays tiles out one channel per lane, unvectorised, keeping each lane's CHUNK positions in its
-own registers, so the scans along the chunk run inside each thread instead of across lanes and warps. The batch
+own registers, so the scans along the chunk run inside each thread instead of across lanes and warps (with
+BLOCK_E = 32 x warps; a narrower BLOCK_E spreads the chunk over lanes too, and its scans cross them). The batch
 index is widened to 64 bits before it scales a stride: batch offsets pass 2^31 elements at 65,536 tokens.
 """
 from __future__ import annotations
@@ -35,17 +40,17 @@ def _combine(a1, x1, a2, x2):
 
 @triton.jit
 def _scan(a, x, h0, BACKWARDS: tl.constexpr):
-    """h_t = a_t h_{t-1} + x_t along axis 0 from h_{-1} = h0 (a row vector), starting at the first row or, if
-    BACKWARDS, at the last.
+    """h_t = a_t h_{t-1} + x_t along axis 0 from h_{-1} = h0 (a's shape without axis 0), starting at the first
+    row or, if BACKWARDS, at the last; 2-D or 3-D tiles.
 
     BACKWARDS flips, scans and flips back: with the axis inside each thread the flips are register renaming,
     whereas `reverse=True` reverses through lane shuffles. The carry enters at the scan's first row, known at
     compile time, so only that row pays for it.
     """
-    first = (tl.arange(0, a.shape[0]) == 0)[:, None]
+    first = tl.expand_dims(tl.arange(0, a.shape[0]) == 0, list(range(1, len(a.shape))))
     if BACKWARDS:
         a, x = tl.flip(a, 0), tl.flip(x, 0)
-    x += tl.where(first, a * h0[None, :], 0.0)
+    x += tl.where(first, a * tl.expand_dims(h0, 0), 0.0)
     _, h = tl.associative_scan((a, x), 0, _combine)
     if BACKWARDS:
         h = tl.flip(h, 0)
@@ -99,13 +104,52 @@ def _state_vec(bc_ptr, bi, dd, n, m, inside, s_b, s_t, s_d, s_n):
     return tl.load(bc_ptr + (bi * s_b + dd * s_d + n * s_n) + m * s_t, mask=inside, other=0.0).to(tl.float32)
 
 
+@triton.jit
+def _state_index(n0, STATE_BLOCK: tl.constexpr):
+    """States n0 .. n0+STATE_BLOCK-1 against a channel vector: n0 itself, or a [STATE_BLOCK, 1] column."""
+    if STATE_BLOCK == 1:
+        return n0
+    else:
+        return (n0 + tl.arange(0, STATE_BLOCK))[:, None]
+
+
+@triton.jit
+def _state_cols(bc_ptr, bi, dd, n0, m, inside, s_b, s_t, s_d, s_n, STATE_BLOCK: tl.constexpr):
+    """B or C of states n0 .. n0+STATE_BLOCK-1 at memory indices m, fp32, 0 where not inside the sequence:
+    [CHUNK], or [CHUNK, STATE_BLOCK]."""
+    if STATE_BLOCK == 1:
+        return _state_vec(bc_ptr, bi, dd, n0, m, inside, s_b, s_t, s_d, s_n)
+    else:
+        n = n0 + tl.arange(0, STATE_BLOCK)
+        ptr = bc_ptr + (bi * s_b + dd * s_d) + m[:, None] * s_t + n[None, :] * s_n
+        return tl.load(ptr, mask=inside[:, None], other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _spread(tile, STATE_BLOCK: tl.constexpr):
+    """A [CHUNK, BLOCK_E] tile against the state tiles: itself, or [CHUNK, 1, BLOCK_E]."""
+    if STATE_BLOCK == 1:
+        return tile
+    else:
+        return tl.expand_dims(tile, 1)
+
+
+@triton.jit
+def _state_sum(tile, STATE_BLOCK: tl.constexpr):
+    """The sum over the states of a block: the tile itself, or its sum over axis 1."""
+    if STATE_BLOCK == 1:
+        return tile
+    else:
+        return tl.sum(tile, axis=1)
+
+
 @_jit
 def _fwd_chunk_summary(
     x_ptr, w_ptr, cb_ptr, dt_ptr, bias_ptr, A_ptr, B_ptr, dsum_ptr, S_ptr,
     L, E, NCHUNK, NEB,
     sx_b, sx_t, sx_d, sx_e, sd_b, sd_t, sd_d, sd_e, sB_b, sB_t, sB_d, sB_n,
     N: tl.constexpr, K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr,
-    CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK_E: tl.constexpr, STATE_BLOCK: tl.constexpr,
 ):
     """Per chunk: the sum of delta and, per state, the state the chunk leaves behind from a zero start."""
     c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
@@ -123,10 +167,12 @@ def _fwd_chunk_summary(
     after = total[None, :] - tl.cumsum(delta, axis=0)  # delta summed over the chunk's later positions
     row = (bi * (tl.num_programs(1) // NEB) + d) * NCHUNK + c  # (b, direction, chunk)
     tl.store(dsum_ptr + row * E + e, total, mask=emask)
-    for n in range(N):
+    for n0 in range(0, N, STATE_BLOCK):
+        n = _state_index(n0, STATE_BLOCK)
         a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0) * LOG2E
-        b_n = _state_vec(B_ptr, bi, dd, n, m, inside, sB_b, sB_t, sB_d, sB_n)
-        s = tl.sum(tl.exp2(after * a_n[None, :]) * du * b_n[:, None], axis=0)
+        b_n = _state_cols(B_ptr, bi, dd, n0, m, inside, sB_b, sB_t, sB_d, sB_n, STATE_BLOCK)
+        s = tl.sum(tl.exp2(_spread(after, STATE_BLOCK) * a_n[None]) * _spread(du, STATE_BLOCK)
+                   * tl.expand_dims(b_n, -1), axis=0)
         tl.store(S_ptr + (row * N + n) * E + e, s, mask=emask)
 
 
@@ -163,7 +209,7 @@ def _fwd_output(
     sx_b, sx_t, sx_d, sx_e, sd_b, sd_t, sd_d, sd_e, sB_b, sB_t, sB_d, sB_n, sC_b, sC_t, sC_d, sC_n,
     sy_b, sy_t, sy_d, sy_e, sz_b, sz_t, sz_e,
     N: tl.constexpr, K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr, GATE: tl.constexpr,
-    CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK_E: tl.constexpr, STATE_BLOCK: tl.constexpr,
 ):
     """Per chunk: scan from the carried-in state H, y = C.h + D u, stored in place of direction d's output.
 
@@ -185,12 +231,15 @@ def _fwd_output(
     du = delta * u
     row = (bi * ndir + d) * NCHUNK + c
     y = tl.load(D_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :] * u
-    for n in range(N):
+    for n0 in range(0, N, STATE_BLOCK):
+        n = _state_index(n0, STATE_BLOCK)
         a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0) * LOG2E
-        b_n = _state_vec(B_ptr, bi, dd, n, m, inside, sB_b, sB_t, sB_d, sB_n)
+        b_n = _state_cols(B_ptr, bi, dd, n0, m, inside, sB_b, sB_t, sB_d, sB_n, STATE_BLOCK)
         h_in = tl.load(H_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
-        h = _scan(tl.exp2(delta * a_n[None, :]), du * b_n[:, None], h_in, False)
-        y += h * _state_vec(C_ptr, bi, dd, n, m, inside, sC_b, sC_t, sC_d, sC_n)[:, None]
+        h = _scan(tl.exp2(_spread(delta, STATE_BLOCK) * a_n[None]),
+                  _spread(du, STATE_BLOCK) * tl.expand_dims(b_n, -1), h_in, False)
+        c_n = _state_cols(C_ptr, bi, dd, n0, m, inside, sC_b, sC_t, sC_d, sC_n, STATE_BLOCK)
+        y += _state_sum(h * tl.expand_dims(c_n, -1), STATE_BLOCK)
     out = y_ptr + bi * sy_b + (m[:, None] * sy_t + e[None, :] * sy_e)
     tl.store(out + dd * sy_d, y.to(y_ptr.dtype.element_ty), mask=tile)
     if GATE:

@@ -11,7 +11,8 @@ For direction i in its scan order (channels e, states n):
 
 The scan is chunked (a batch-1 image fills the GPU): each chunk of CHUNK positions reduces to its delta sum and
 end state (`_fwd_chunk_summary`), a scan over the chunks chains those into the state entering each chunk
-(`_carry`), and each chunk then scans from its carried-in state (`_fwd_output`). The backward pass recomputes
+(`_carry`), and each chunk then scans from its carried-in state (`_fwd_output`); both forward kernels take
+`ScanConfig.state_block` states at a time, as independent recurrences per lane. The backward pass recomputes
 the chunk states at its own, finer chunk, runs the adjoint scan g_t = C_t dy_t + exp(delta_t' A) g_t' (t' the
 position after t in scan order) the same way in the opposite direction, and ends with the transposed conv.
 Everything accumulates in fp32.
@@ -37,12 +38,15 @@ TRITON_AVAILABLE = importlib.util.find_spec("triton") is not None
 class ScanConfig:
     """Tile sizes (powers of two): `chunk` positions (`bwd_chunk` in the backward pass, which keeps more live
     tiles) x `block_e` channels per program, and warps per program (block_e = 32 x warps puts one channel on
-    each lane and a whole chunk in its registers)."""
+    each lane and a whole chunk in its registers; a smaller block_e spreads the chunk over lanes too). The
+    forward kernels (and the backward's recomputation of the chunk states) take `state_block` states per turn
+    of their state loop, dividing N: that many independent recurrences per lane."""
 
     chunk: int = 32
     block_e: int = 32
     warps: int = 1
     bwd_chunk: int = 16
+    state_block: int = 1
 
 
 CONFIG = ScanConfig()  # benchmarks may change it; the CPU interpreter tests pass their own
@@ -89,6 +93,11 @@ def _check(x: Tensor, conv_w: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
         raise ValueError(f"B and C must be (b, L, n, N) with N a power of two; got {tuple(B.shape)}")
     if gate is not None and gate.shape != (b, L, E):
         raise ValueError(f"gate must be (b, L, E), got {tuple(gate.shape)}")
+
+
+def _check_config(cfg: ScanConfig, N: int) -> None:
+    if cfg.state_block < 1 or N % cfg.state_block or cfg.state_block & (cfg.state_block - 1):
+        raise ValueError(f"state_block must be a power of two dividing N = {N}, got {cfg.state_block}")
 
 
 def _conv_input_grad(dpre: Tensor, conv_w: Tensor, x: Tensor, causal: bool, reverse_odd: bool,
@@ -163,7 +172,7 @@ def _chunk_states(x, conv_w, conv_b, delta, A, B, dt_bias, causal, reverse_odd, 
         x, conv_w, conv_b, delta, dt_bias, A, B, dsum, H, L, E, nchunk, neb,
         *_strides4(x), *delta.stride(), *B.stride(),
         N=N, K=K, PAD=_pad(K, causal), REV_ODD=int(reverse_odd), CHUNK=chunk, BLOCK_E=cfg.block_e,
-        num_warps=cfg.warps)
+        STATE_BLOCK=cfg.state_block, num_warps=cfg.warps)
     _chain(dsum, H, A, n, b, adjoint=False)
     return H
 
@@ -187,7 +196,8 @@ class _FusedScan(torch.autograd.Function):
             x, conv_w, conv_b, delta, dt_bias, A, B, C, D, H, y, z, L, E, nchunk, neb,
             *_strides4(x), *delta.stride(), *B.stride(), *C.stride(), *y.stride(),
             z.stride(0), z.stride(1), z.stride(-1), N=N, K=K, PAD=_pad(K, causal), REV_ODD=int(reverse_odd),
-            GATE=gate is not None, CHUNK=cfg.chunk, BLOCK_E=cfg.block_e, num_warps=cfg.warps)
+            GATE=gate is not None, CHUNK=cfg.chunk, BLOCK_E=cfg.block_e, STATE_BLOCK=cfg.state_block,
+            num_warps=cfg.warps)
         ctx.save_for_backward(x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate)
         ctx.meta = (causal, reverse_odd, cfg)
         return out
@@ -273,5 +283,6 @@ def fused_scan(
     if not TRITON_AVAILABLE:
         raise RuntimeError("fused_scan needs triton")
     _check(x, conv_w, delta, A, B, C, gate)
-    return _FusedScan.apply(x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, causal, reverse_odd,
-                            config or CONFIG)
+    config = config or CONFIG
+    _check_config(config, A.shape[1])
+    return _FusedScan.apply(x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, causal, reverse_odd, config)
