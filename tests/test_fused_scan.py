@@ -5,6 +5,7 @@ kernel is built); with CUDA the same checks run compiled (marked `gpu`) and the 
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -105,7 +106,7 @@ def check_parity(b, L, n, E, N, K, shared, causal, dtype, device, config, tol_fw
     assert max(errors.values()) < tol_bwd, errors
 
 
-SMALL = ScanConfig(chunk=16, block_e=8, warps=1, bwd_chunk=8)
+SMALL = ScanConfig(chunk=16, block_e=8, warps=1, bwd_chunk=8, state_block=1)  # one state per turn (2-D tiles)
 # the forward's state blocks (N = 4 here: two turns of the state loop, or one), the second with the chunk also
 # spread over lanes on a GPU (block_e < 32 x warps)
 SMALL_STATE_BLOCKS = [ScanConfig(chunk=16, block_e=8, warps=1, bwd_chunk=8, state_block=2),
@@ -173,9 +174,16 @@ def test_bad_shapes_are_rejected():
         fused_scan(**{**kw, "B": kw["B"][..., :3]}, causal=False, reverse_odd=True)
     with pytest.raises(ValueError, match="x must be"):
         fused_scan(**{**kw, "x": kw["x"][:, :5]}, causal=False, reverse_odd=True)
-    for state_block in (3, 8):  # not a power of two; more than N = 4
-        with pytest.raises(ValueError, match="state_block"):
-            fused_scan(**kw, causal=False, reverse_odd=True, config=ScanConfig(state_block=state_block))
+    with pytest.raises(ValueError, match="state_block"):  # not a power of two
+        fused_scan(**kw, causal=False, reverse_odd=True, config=ScanConfig(state_block=3))
+
+
+@interpreter
+def test_a_state_block_over_n_takes_all_states_at_once():
+    kw = make_inputs(1, 20, 2, 8, 4, 3, shared=True)
+    whole, over = (fused_scan(**kw, causal=False, reverse_odd=True, config=dataclasses.replace(SMALL, state_block=k))
+                   for k in (4, 8))  # N = 4
+    assert torch.equal(whole, over)
 
 
 GPU_CASES = [(1000, 2, True, False), (4096, 2, True, False), (777, 4, False, True), (300, 2, True, True)]
