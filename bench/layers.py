@@ -152,11 +152,11 @@ def scan_alone(width: int, heads: int, d_state: int, tokens: int, repeats: int) 
     return result
 
 
-# (chunk, block_e, warps, state_block): block_e = 32 x warps puts one channel on each lane, a smaller block_e spreads
-# the chunk over lanes too; state_block states per turn of the forward's state loop. The six fastest of twelve timed on one H100 (xl, 16,384 tokens; ms):
-# (32,32,1,2) 0.766, (16,32,1,2) 0.827, (32,16,1,1) 0.854, (16,32,1,4) 0.862, (16,64,2,4) 0.865, (32,32,1,1) 0.878;
-# left out: (32,16,1,4) 0.906, (16,32,1,1) 0.960, (32,64,2,1) 1.068, (32,32,2,1) 1.163, (8,32,1,8) 1.194,
-# (16,128,4,2) 1.263
+# (chunk, block_e, warps, state_block): block_e = 32 x warps puts one channel on each lane, a smaller block_e
+# spreads the chunk over lanes too; state_block states per turn of the forward's state loop. The six fastest of
+# twelve timed on one H100 (xl, 16,384 tokens; ms): (32,32,1,2) 0.766, (16,32,1,2) 0.827, (32,16,1,1) 0.854,
+# (16,32,1,4) 0.862, (16,64,2,4) 0.865, (32,32,1,1) 0.878; left out: (32,16,1,4) 0.906, (16,32,1,1) 0.960,
+# (32,64,2,1) 1.068, (32,32,2,1) 1.163, (8,32,1,8) 1.194, (16,128,4,2) 1.263
 SCAN_CONFIGS = [(32, 32, 1, 2), (16, 32, 1, 2), (32, 16, 1, 1), (16, 32, 1, 4), (16, 64, 2, 4), (32, 32, 1, 1)]
 
 

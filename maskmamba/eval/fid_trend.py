@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(error))
     for fit in fits:
         hours = "" if fit.gpu_hours is None else f", {fit.gpu_hours:,.0f} GPU hours"
-        print(f"floor {fit.floor:g}: FID - floor ~ I^-{fit.exponent}; FID {args.target:g} after {fit.images_needed:.3g} "
-              f"images ({fit.times_seen:,.0f}x the last point's){hours}")
+        print(f"floor {fit.floor:g}: FID - floor ~ I^-{fit.exponent}; FID {args.target:g} after "
+              f"{fit.images_needed:.3g} images ({fit.times_seen:,.0f}x the last point's){hours}")
     print(json.dumps([asdict(fit) for fit in fits]))
 
 

@@ -7,9 +7,10 @@ channels of one direction, and loops over the N states. The forward kernels take
 that loop as one [CHUNK, STATE_BLOCK, BLOCK_E] tile: each lane then runs STATE_BLOCK independent recurrences
 side by side (instruction-level parallelism for a kernel whose serial in-thread scans leave it latency-bound),
 and B and C load as [CHUNK, STATE_BLOCK] tiles; at STATE_BLOCK 1 the `_state_*` and `_spread` helpers reduce to
-the 2-D [CHUNK, BLOCK_E] tiles of one state, as the backward kernels use. Scan position t of a reversed direction (odd d with
-REV_ODD) lives at memory index L-1-t (`_memory_index`): every load and store goes through that map, so nothing is
-ever flipped in memory and every recurrence inside a tile runs from its first row (the adjoint one from its last).
+the 2-D [CHUNK, BLOCK_E] tiles of one state, as the backward kernels use. Scan position t of a reversed direction
+(odd d with REV_ODD) lives at memory index L-1-t (`_memory_index`): every load and store goes through that map, so
+nothing is ever flipped in memory and every recurrence inside a tile runs from its first row (the adjoint one from
+its last).
 
 The row strides (`*_t`) are not specialised: with channels contiguous but rows of unknown alignment, Triton
 (3.6 and 3.9 alike) lays tiles out one channel per lane, unvectorised, keeping each lane's CHUNK positions in its

@@ -95,9 +95,13 @@ def _check(x: Tensor, conv_w: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
         raise ValueError(f"gate must be (b, L, E), got {tuple(gate.shape)}")
 
 
-def _check_config(cfg: ScanConfig, N: int) -> None:
+def _config_for(cfg: ScanConfig, N: int) -> ScanConfig:
+    """`cfg` as N states run it: a state block over N takes all states at once; else it must divide N."""
+    if cfg.state_block > N:
+        return dataclasses.replace(cfg, state_block=N)
     if cfg.state_block < 1 or N % cfg.state_block or cfg.state_block & (cfg.state_block - 1):
         raise ValueError(f"state_block must be a power of two dividing N = {N}, got {cfg.state_block}")
+    return cfg
 
 
 def _conv_input_grad(dpre: Tensor, conv_w: Tensor, x: Tensor, causal: bool, reverse_odd: bool,
@@ -283,8 +287,5 @@ def fused_scan(
     if not TRITON_AVAILABLE:
         raise RuntimeError("fused_scan needs triton")
     _check(x, conv_w, delta, A, B, C, gate)
-    config = config or CONFIG
-    if config.state_block > A.shape[1]:  # fewer states than the block: one block of all of them
-        config = dataclasses.replace(config, state_block=A.shape[1])
-    _check_config(config, A.shape[1])
+    config = _config_for(config or CONFIG, A.shape[1])
     return _FusedScan.apply(x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, causal, reverse_odd, config)
