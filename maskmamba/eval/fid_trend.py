@@ -6,6 +6,8 @@ Each point is one full evaluation (same estimator, image count and judge) of the
 images seen in all. The fit is a power law in the gap to a floor, FID(I) = floor + k I^-c (least squares in log-log),
 once with --floor (the tokenizer's own rFID: no generator of its tokens gets below it) and once without (floor 0),
 which needs the fewest images. With --rate (training images per second on one GPU) the images become GPU hours.
+Any error that falls as a power law of images seen fits the same way: the README reads prompt top-5 error (100
+minus prompt top-5, in points) through it.
 """
 from __future__ import annotations
 
