@@ -105,7 +105,7 @@ def test_runs_started_from_saved_weights_are_all_counted(tree, tmp_path):
     main(_args(root, "--variants", "uvit"))
     card = (root / "uvit" / "README.md").read_text()
     for figure in ("Trained in 3 runs of batch 512, each from the last one's weights (`--init`): 1,000 steps from "
-                   "scratch, then 2,000, then 4,000 (3,584,000 images seen", "each run is 3.25 and 5.5 and 12.5 min",
+                   "scratch, then 2,000, then 4,000 (3,584,000 images seen", "each run is 3.25, 5.5 and 12.5 min",
                    "EMA at step 3,500 of the last run, whose best held-out masked-token loss was 4.4321",
                    "`python -m maskmamba.train generator --variant uvit --size tiny --steps 1000 --batch 512 --data "
                    "DATA --out RUN1 --export EXPORT1`, then `python -m maskmamba.train generator --variant uvit --size "

@@ -98,10 +98,15 @@ def num(x: float) -> str:
     return f"{x:,}" if isinstance(x, int) else f"{x:g}"
 
 
+def join_and(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return " and ".join(filter(None, (", ".join(items[:-1]), items[-1])))
+
+
 def storage_line(storage: str, folder: Path) -> str:
     loads = "dequantises them" if storage.startswith("int") else "loads them"
     paths = weights_files(folder, storage)
-    files = " and ".join(f"`{p.name}`" for p in paths)
+    files = join_and([f"`{p.name}`" for p in paths])
     shards = f", in shards under {MAX_FILE_BYTES / 1e6:g} MB each" if len(paths) > 1 else ""
     return (f"Weights are stored {STORAGE[storage]} ({files}{shards}); "
             f"`maskmamba.load_generator(\"{folder}\")` {loads}.")
@@ -125,7 +130,7 @@ def training_lines(t: dict, n_train: int, curves: Path) -> list[str]:
         how = (f"Trained in {len(runs)} runs of batch {t['batch']:,}, each from the last one's weights (`--init`): "
                f"{runs[0]['step']:,} steps from scratch, then {steps}{status}")
         minutes, which = "each run is", " of the last run"
-    times = " and ".join(f"{r['minutes']:g}" for r in runs)
+    times = join_and([f"{r['minutes']:g}" for r in runs])
     lines = [
         f"{how} ({seen:,} images seen, {seen / n_train:.1f} passes over the {n_train:,} training images); the "
         f"recorded wall-clock time of the command that finished {minutes} {times} min. The shipped weights are the "
