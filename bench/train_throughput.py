@@ -1,11 +1,12 @@
 """Training throughput (images/s) of every variant: the eager step against the step replayed from a CUDA graph.
 
     python -m bench.train_throughput --device cuda --size small --batch 256 [--out results.json]
-        [--bench-json assets/results/bench.json]
+        [--bench-json assets/results/bench.json] [--scan-config bwd_chunk=8,bwd_state_block=2]
 
 Random tokens and conditions (throughput does not depend on the data), bf16 autocast, the training AdamW with
 gradient clipping: the step `python -m maskmamba.train generator` runs, less its EMA update (under 1% of a step). Prints one row per variant and the
-graph/eager ratio, measured side by side in one process.
+graph/eager ratio, measured side by side in one process. --scan-config runs the fused scan at another tile
+configuration (`ScanConfig` fields changed from the default; `python -m bench.scan_registers` says which spill).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 
 from maskmamba import VARIANTS, build_model
-from maskmamba.ops import attention_backend, scan_backend
+from maskmamba.ops import attention_backend, scan_backend, triton_scan
 from maskmamba.text_encoder import PROMPT_TOKENS, TEXT_DIM
 from maskmamba.train.generator import make_train_step
 from maskmamba.train.optim import configure_optimizers
@@ -66,12 +67,16 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--out", default="")
     parser.add_argument("--bench-json", default="", help="merge the rows and train_ratio_small into this bench.json")
+    parser.add_argument("--scan-config", type=triton_scan.config_from_text, default=triton_scan.CONFIG,
+                        help="ScanConfig fields changed from the default, e.g. bwd_chunk=8,bwd_state_block=2")
     args = parser.parse_args()
+    triton_scan.CONFIG = args.scan_config
     device = torch.device(args.device)
     if device.type != "cuda":
         raise SystemExit("this benchmark compares CUDA-graph replay with eager steps: it needs --device cuda")
     name = torch.cuda.get_device_name(device)
-    print(f"device {name}; scan {scan_backend(device)}; attention {attention_backend(device)}; size {args.size}; batch {args.batch}")
+    print(f"device {name}; scan {scan_backend(device)}; attention {attention_backend(device)}; size {args.size}; "
+          f"batch {args.batch}; {args.scan_config}")
     print(f"{'variant':30s} {'eager img/s':>12s} {'graph img/s':>12s} {'graph/eager':>12s}")
     rows = []
     for variant in args.variants.split(","):
@@ -81,10 +86,12 @@ def main() -> None:
         print(f"{variant:30s} {eager:12.0f} {graph:12.0f} {graph / eager:11.2f}x", flush=True)
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"device": name, "size": args.size, "batch": args.batch, "rows": rows}, f, indent=1)
+            json.dump({"device": name, "size": args.size, "batch": args.batch,
+                       "scan_config": vars(args.scan_config), "rows": rows}, f, indent=1)
     if args.bench_json:
         command = shlex.join(["python", "-m", "bench.train_throughput", *sys.argv[1:]])
         merge_bench_json(Path(args.bench_json), {"train_device": name, "train_command": command, "train_rows": rows,
+                                                 "train_scan_config": vars(args.scan_config),
                                                  "bars": train_bars(rows, args.size)})
 
 

@@ -109,8 +109,8 @@ def check_parity(b, L, n, E, N, K, shared, causal, dtype, device, config, tol_fw
 SMALL = ScanConfig(chunk=16, block_e=8, warps=1, bwd_chunk=8, state_block=1)  # one state per turn (2-D tiles)
 # the forward's state blocks (N = 4 here: two turns of the state loop, or one), the second with the chunk also
 # spread over lanes on a GPU (block_e < 32 x warps)
-SMALL_STATE_BLOCKS = [ScanConfig(chunk=16, block_e=8, warps=1, bwd_chunk=8, state_block=2),
-                      ScanConfig(chunk=16, block_e=4, warps=1, bwd_chunk=8, state_block=4)]
+SMALL_STATE_BLOCKS = [ScanConfig(chunk=16, block_e=8, warps=1, bwd_chunk=8, state_block=2, bwd_state_block=2),
+                      ScanConfig(chunk=16, block_e=4, warps=1, bwd_chunk=8, state_block=4, bwd_state_block=4)]
 # (L, n, shared, causal): Bi-Mamba-v2 (shared input, odd direction reversed, centred conv), lengths below, at,
 # across and not a multiple of the chunk; M-Mamba-like (4 own sequences, causal conv, no reversal).
 CPU_CASES = [(16, 2, True, False), (37, 2, True, False), (23, 4, False, True)]
@@ -176,6 +176,8 @@ def test_bad_shapes_are_rejected():
         fused_scan(**{**kw, "x": kw["x"][:, :5]}, causal=False, reverse_odd=True)
     with pytest.raises(ValueError, match="state_block"):  # not a power of two
         fused_scan(**kw, causal=False, reverse_odd=True, config=ScanConfig(state_block=3))
+    with pytest.raises(ValueError, match="bwd_state_block"):
+        fused_scan(**kw, causal=False, reverse_odd=True, config=ScanConfig(bwd_state_block=3))
 
 
 @interpreter
@@ -188,8 +190,8 @@ def test_a_state_block_over_n_takes_all_states_at_once():
 
 GPU_CASES = [(1000, 2, True, False), (4096, 2, True, False), (777, 4, False, True), (300, 2, True, True)]
 # state blocks (N = 16), one with more warps and one with the chunk spread over lanes too
-GPU_STATE_BLOCKS = [ScanConfig(chunk=16, block_e=64, warps=2, state_block=4),
-                    ScanConfig(chunk=32, block_e=16, warps=1, state_block=2)]
+GPU_STATE_BLOCKS = [ScanConfig(chunk=16, block_e=64, warps=2, state_block=4, bwd_state_block=4),
+                    ScanConfig(chunk=32, block_e=16, warps=1, state_block=2, bwd_state_block=2)]
 
 
 @gpu

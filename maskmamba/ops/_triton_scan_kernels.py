@@ -3,11 +3,11 @@
 Imported only when a fused scan runs, so that `TRITON_INTERPRET=1` set by a test takes effect.
 
 Every scan kernel works on one tile of CHUNK consecutive positions *in its direction's scan order* x BLOCK_E
-channels of one direction, and loops over the N states. The forward kernels take STATE_BLOCK states per turn of
+channels of one direction, and loops over the N states. The scan kernels take STATE_BLOCK states per turn of
 that loop as one [CHUNK, STATE_BLOCK, BLOCK_E] tile: each lane then runs STATE_BLOCK independent recurrences
 side by side (instruction-level parallelism for a kernel whose serial in-thread scans leave it latency-bound),
-and B and C load as [CHUNK, STATE_BLOCK] tiles; at STATE_BLOCK 1 the `_state_*` and `_spread` helpers reduce to
-the 2-D [CHUNK, BLOCK_E] tiles of one state, as the backward kernels use. Scan position t of a reversed direction
+and B and C load as [CHUNK, STATE_BLOCK] tiles; at STATE_BLOCK 1 the `_state_*`, `_spread`, `_channel_sum` and
+`_time_rows` helpers reduce to the 2-D [CHUNK, BLOCK_E] tiles of one state. Scan position t of a reversed direction
 (odd d with REV_ODD) lives at memory index L-1-t (`_memory_index`): every load and store goes through that map, so
 nothing is ever flipped in memory and every recurrence inside a tile runs from its first row (the adjoint one from
 its last).
@@ -144,6 +144,26 @@ def _state_sum(tile, STATE_BLOCK: tl.constexpr):
         return tl.sum(tile, axis=1)
 
 
+@triton.jit
+def _channel_sum(tile, STATE_BLOCK: tl.constexpr):
+    """The sum over the channels (the last axis) of a state tile: [CHUNK], or [CHUNK, STATE_BLOCK]."""
+    if STATE_BLOCK == 1:
+        return tl.sum(tile, axis=1)
+    else:
+        return tl.sum(tile, axis=2)
+
+
+@triton.jit
+def _time_rows(first, n0, m, L, inside, STATE_BLOCK: tl.constexpr):
+    """Offsets of (state, memory index) in a (.., N, L) row block starting at row `first`, and their mask:
+    [CHUNK], or [CHUNK, STATE_BLOCK]."""
+    if STATE_BLOCK == 1:
+        return (first + n0) * L + m, inside
+    else:
+        rows = first + n0 + tl.arange(0, STATE_BLOCK)
+        return rows[None, :] * L + m[:, None], tl.broadcast_to(inside[:, None], (inside.shape[0], STATE_BLOCK))
+
+
 @_jit
 def _fwd_chunk_summary(
     x_ptr, w_ptr, cb_ptr, dt_ptr, bias_ptr, A_ptr, B_ptr, dsum_ptr, S_ptr,
@@ -256,6 +276,7 @@ def _bwd_chunk_summary(
     L, E, NCHUNK, NEB,
     sd_b, sd_t, sd_d, sd_e, sC_b, sC_t, sC_d, sC_n, sg_b, sg_t, sg_d, sg_e,
     N: tl.constexpr, REV_ODD: tl.constexpr, CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
+    STATE_BLOCK: tl.constexpr,
 ):
     """Per chunk, for the adjoint g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} (t in scan order): the sum of
     delta_{t+1} over the chunk, and g at the chunk's first row from a zero carry."""
@@ -273,10 +294,12 @@ def _bwd_chunk_summary(
     before = tl.cumsum(nxt, axis=0) - nxt  # delta_{s+1..t}, s the chunk's first position
     row = (bi * (tl.num_programs(1) // NEB) + d) * NCHUNK + c
     tl.store(dsum_ptr + row * E + e, tl.sum(nxt, axis=0), mask=emask)
-    for n in range(N):
+    for n0 in range(0, N, STATE_BLOCK):
+        n = _state_index(n0, STATE_BLOCK)
         a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0) * LOG2E
-        c_n = _state_vec(C_ptr, bi, dd, n, m, inside, sC_b, sC_t, sC_d, sC_n)
-        s = tl.sum(tl.exp2(before * a_n[None, :]) * dy * c_n[:, None], axis=0)
+        c_n = _state_cols(C_ptr, bi, dd, n0, m, inside, sC_b, sC_t, sC_d, sC_n, STATE_BLOCK)
+        s = tl.sum(tl.exp2(_spread(before, STATE_BLOCK) * a_n[None]) * _spread(dy, STATE_BLOCK)
+                   * tl.expand_dims(c_n, -1), axis=0)
         tl.store(S_ptr + (row * N + n) * E + e, s, mask=emask)
 
 
@@ -288,9 +311,10 @@ def _bwd_main(
     sx_b, sx_t, sx_d, sx_e, sd_b, sd_t, sd_d, sd_e, sB_b, sB_t, sB_d, sB_n, sC_b, sC_t, sC_d, sC_n,
     sg_b, sg_t, sg_d, sg_e, sp_b, sp_t, sp_d, sp_e,
     N: tl.constexpr, K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr,
-    CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK_E: tl.constexpr, STATE_BLOCK: tl.constexpr,
 ):
-    """Per chunk: recompute h (from the chunk states H) and g (from the carried G), then every gradient.
+    """Per chunk: recompute h (from the chunk states H) and g (from the carried G), then every gradient, for
+    STATE_BLOCK states per turn of the state loop.
 
     Writes d(delta raw) in delta's layout and d(conv pre-activation) (b, L, dirs, E) fp32; accumulates
     dB, dC (fp32, (b, dirs, N, L)), dA, dD, d(dt bias), the conv weight and bias atomically.
@@ -315,23 +339,25 @@ def _bwd_main(
     ddelta = tl.zeros([CHUNK, BLOCK_E], dtype=tl.float32)
     row = (bi * ndir + d) * NCHUNK + c
     du = delta * u
-    for n in range(N):
+    for n0 in range(0, N, STATE_BLOCK):
+        n = _state_index(n0, STATE_BLOCK)
         a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0)
-        b_n = _state_vec(B_ptr, bi, dd, n, m, inside, sB_b, sB_t, sB_d, sB_n)
-        c_n = _state_vec(C_ptr, bi, dd, n, m, inside, sC_b, sC_t, sC_d, sC_n)
+        b_n = tl.expand_dims(_state_cols(B_ptr, bi, dd, n0, m, inside, sB_b, sB_t, sB_d, sB_n, STATE_BLOCK), -1)
+        c_n = tl.expand_dims(_state_cols(C_ptr, bi, dd, n0, m, inside, sC_b, sC_t, sC_d, sC_n, STATE_BLOCK), -1)
         h_in = tl.load(H_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
         g_in = tl.load(G_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
-        a = tl.exp2(delta * (a_n * LOG2E)[None, :])
-        x = du * b_n[:, None]
+        a = tl.exp2(_spread(delta, STATE_BLOCK) * (a_n * LOG2E)[None])
+        x = _spread(du, STATE_BLOCK) * b_n
         h = _scan(a, x, h_in, False)
-        g = _scan(tl.exp2(nxt * (a_n * LOG2E)[None, :]), dy * c_n[:, None], g_in, True)
+        g = _scan(tl.exp2(_spread(nxt, STATE_BLOCK) * (a_n * LOG2E)[None]), _spread(dy, STATE_BLOCK) * c_n, g_in,
+                  True)
         gh = g * (h - x)  # g_t a_t h_{t-1}
-        ddelta += g * u * b_n[:, None] + gh * a_n[None, :]
-        du_total += g * delta * b_n[:, None]
-        bc = ((bi * ndir + d) * N + n) * L + m
-        tl.atomic_add(dB_ptr + bc, tl.sum(g * du, axis=1), mask=inside)
-        tl.atomic_add(dC_ptr + bc, tl.sum(dy * h, axis=1), mask=inside)
-        tl.atomic_add(dA_ptr + ch * N + n, tl.sum(gh * delta, axis=0), mask=emask)
+        ddelta += _state_sum(g * _spread(u, STATE_BLOCK) * b_n + gh * a_n[None], STATE_BLOCK)
+        du_total += _state_sum(g * _spread(delta, STATE_BLOCK) * b_n, STATE_BLOCK)
+        bc, bc_mask = _time_rows((bi * ndir + d) * N, n0, m, L, inside, STATE_BLOCK)
+        tl.atomic_add(dB_ptr + bc, _channel_sum(g * _spread(du, STATE_BLOCK), STATE_BLOCK), mask=bc_mask)
+        tl.atomic_add(dC_ptr + bc, _channel_sum(_spread(dy, STATE_BLOCK) * h, STATE_BLOCK), mask=bc_mask)
+        tl.atomic_add(dA_ptr + ch * N + n, tl.sum(gh * _spread(delta, STATE_BLOCK), axis=0), mask=emask)
     tl.atomic_add(dD_ptr + ch, tl.sum(dy * u, axis=0), mask=emask)
     # the conv pre-activation and raw delta are recomputed rather than kept live through the state loop
     raw, _ = _delta(dt_ptr, bias_ptr, bi, dd, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)

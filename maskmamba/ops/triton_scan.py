@@ -40,16 +40,30 @@ class ScanConfig:
     tiles) x `block_e` channels per program, and warps per program (block_e = 32 x warps puts one channel on
     each lane and a whole chunk in its registers; a smaller block_e spreads the chunk over lanes too). The
     forward kernels (and the backward's recomputation of the chunk states) take `state_block` states per turn
-    of their state loop, dividing N: that many independent recurrences per lane."""
+    of their state loop, dividing N: that many independent recurrences per lane; the backward's own kernels
+    take `bwd_state_block`."""
 
     chunk: int = 32
     block_e: int = 32
     warps: int = 1
     bwd_chunk: int = 16
     state_block: int = 2  # H100, xl, 16,384 tokens: 0.766 ms against 0.878 at 1 (bench.layers --sweep-only)
+    bwd_state_block: int = 1  # not yet timed above 1
 
 
 CONFIG = ScanConfig()  # benchmarks may change it; the CPU interpreter tests pass their own
+
+
+def config_from_text(text: str, base: ScanConfig | None = None) -> ScanConfig:
+    """'bwd_chunk=8,bwd_state_block=2' -> `base` (default CONFIG) with those fields changed (benchmarks' flags)."""
+    fields = {f.name for f in dataclasses.fields(ScanConfig)}
+    changes = {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        if name not in fields or not value.isdigit():
+            raise ValueError(f"expected NAME=INT with NAME one of {sorted(fields)}, got {item!r}")
+        changes[name] = int(value)
+    return dataclasses.replace(base or CONFIG, **changes)
 
 
 @functools.cache
@@ -97,10 +111,12 @@ def _check(x: Tensor, conv_w: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
 
 def _config_for(cfg: ScanConfig, N: int) -> ScanConfig:
     """`cfg` as N states run it: a state block over N takes all states at once; else it must divide N."""
-    if cfg.state_block > N:
-        return dataclasses.replace(cfg, state_block=N)
-    if cfg.state_block < 1 or N % cfg.state_block or cfg.state_block & (cfg.state_block - 1):
-        raise ValueError(f"state_block must be a power of two dividing N = {N}, got {cfg.state_block}")
+    for name in ("state_block", "bwd_state_block"):
+        block = getattr(cfg, name)
+        if block > N:
+            cfg = dataclasses.replace(cfg, **{name: N})
+        elif block < 1 or N % block or block & (block - 1):
+            raise ValueError(f"{name} must be a power of two dividing N = {N}, got {block}")
     return cfg
 
 
@@ -222,7 +238,8 @@ class _FusedScan(torch.autograd.Function):
         dsum = torch.empty(b, n, nchunk, E, device=dev, dtype=f32)
         G = torch.empty(b, n, nchunk, N, E, device=dev, dtype=f32)
         grid = (nchunk, n * neb, b)
-        common = dict(N=N, REV_ODD=int(reverse_odd), CHUNK=chunk, BLOCK_E=cfg.block_e, num_warps=cfg.warps)
+        common = dict(N=N, REV_ODD=int(reverse_odd), CHUNK=chunk, BLOCK_E=cfg.block_e,
+                      STATE_BLOCK=cfg.bwd_state_block, num_warps=cfg.warps)
         k._bwd_chunk_summary[grid](
             delta, dt_bias, A, C, dy, dsum, G, L, E, nchunk, neb,
             *delta.stride(), *C.stride(), *dy.stride(), **common)

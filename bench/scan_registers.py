@@ -1,0 +1,86 @@
+"""Registers and spill bytes per thread of the fused scan's kernels, compiled for a GPU on a machine without one.
+
+    python -m bench.scan_registers [--arch 90] [--config "bwd_chunk=8" --config "bwd_chunk=8,bwd_state_block=2" ...]
+
+Triton compiles each kernel ahead of time for the given compute capability (its NVIDIA backend and the ptxas and
+cuobjdump it ships run on the CPU) at a `ScanConfig` (default: `triton_scan.CONFIG`, then each --config, fields
+changed from the default as `name=value` pairs). Stack bytes above 0 are spills to local memory: a tile
+configuration that spills is a poor candidate before any device time is spent timing it. Kernel arguments are
+typed as a bf16 layer runs them (x, delta, B, C, dy and d(delta) bf16, the rest fp32), with Bi-Mamba-v2's N = 16
+states and centred conv of 3 taps.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import re
+import subprocess
+import tempfile
+
+from maskmamba.ops.triton_scan import CONFIG, ScanConfig, config_from_text
+
+BF16_ARGS = {"x_ptr", "dt_ptr", "B_ptr", "C_ptr", "g_ptr", "ddt_ptr", "y_ptr", "z_ptr"}
+LAYER = dict(N=16, K=3, PAD=1, REV_ODD=1)  # Bi-Mamba-v2: 16 states, centred conv of 3 taps, odd direction reversed
+
+
+def kernel_constants(config: ScanConfig) -> dict[str, dict]:
+    """The four scan kernels and the compile-time constants each takes at `config`."""
+    fwd = dict(CHUNK=config.chunk, BLOCK_E=config.block_e, STATE_BLOCK=config.state_block)
+    bwd = dict(CHUNK=config.bwd_chunk, BLOCK_E=config.block_e, STATE_BLOCK=config.bwd_state_block)
+    return {
+        "_fwd_chunk_summary": LAYER | fwd,
+        "_fwd_output": LAYER | fwd | {"GATE": True},
+        "_bwd_chunk_summary": {"N": LAYER["N"], "REV_ODD": 1} | bwd,
+        "_bwd_main": LAYER | bwd,
+    }
+
+
+def compile_for(kernel, constants: dict, arch: int, warps: int):
+    """Compile a @triton.jit kernel for compute capability `arch` with the given constexprs."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    names = list(inspect.signature(kernel.fn).parameters)
+    signature = {name: "constexpr" if name in constants else
+                 ("*bf16" if name in BF16_ARGS else "*fp32") if name.endswith("_ptr") else "i32" for name in names}
+    source = ASTSource(fn=kernel, signature=signature,
+                       constexprs={(names.index(name),): value for name, value in constants.items()})
+    return triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
+
+
+def resource_usage(compiled) -> dict[str, int]:
+    """{'REG': registers per thread, 'STACK': stack (spill) bytes per thread} from the kernel's cubin."""
+    import triton
+
+    cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(compiled.asm["cubin"])
+        f.flush()
+        out = subprocess.run([cuobjdump, "-res-usage", f.name], capture_output=True, text=True, check=True).stdout
+    usage = dict(re.findall(r"\b(REG|STACK):(\d+)", out))
+    if set(usage) != {"REG", "STACK"}:
+        raise RuntimeError(f"no REG and STACK figures in cuobjdump's output: {out[:300]!r}")
+    return {key: int(value) for key, value in usage.items()}
+
+
+def main() -> None:
+    os.environ.pop("TRITON_INTERPRET", None)  # compiled, not interpreted
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", type=int, default=90, help="compute capability x 10 (90: H100 and H200)")
+    parser.add_argument("--config", type=config_from_text, action="append", default=[],
+                        help="fields changed from the default ScanConfig, e.g. bwd_chunk=8,bwd_state_block=2")
+    args = parser.parse_args()
+    from maskmamba.ops import _triton_scan_kernels as kernels
+
+    print(f"sm_{args.arch}; registers per thread and stack (spill) bytes per thread")
+    for config in [CONFIG, *args.config]:
+        print(" ".join(f"{k}={v}" for k, v in vars(config).items()))
+        for name, constants in kernel_constants(config).items():
+            usage = resource_usage(compile_for(getattr(kernels, name), constants, args.arch, config.warps))
+            print(f"  {name:20s} {usage['REG']:4d} registers  {usage['STACK']:5d} stack bytes", flush=True)
+
+
+if __name__ == "__main__":
+    main()

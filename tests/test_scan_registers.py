@@ -1,0 +1,45 @@
+"""`bench.scan_registers`: the fused scan's kernels compiled for sm_90 on this CPU-only machine, and the tile
+configuration flags that it and `bench.train_throughput` take."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from maskmamba.ops.triton_scan import CONFIG, TRITON_AVAILABLE, config_from_text
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_config_from_text_changes_only_the_named_fields():
+    config = config_from_text("bwd_chunk=8,bwd_state_block=2")
+    assert (config.bwd_chunk, config.bwd_state_block) == (8, 2)
+    assert (config.chunk, config.block_e, config.state_block) == (CONFIG.chunk, CONFIG.block_e, CONFIG.state_block)
+    assert config_from_text("") == CONFIG
+    for bad in ("chunks=8", "bwd_chunk=eight", "bwd_chunk"):
+        with pytest.raises(ValueError, match="NAME=INT"):
+            config_from_text(bad)
+
+
+@pytest.mark.skipif(not TRITON_AVAILABLE, reason="triton does not import")
+def test_registers_and_spills_of_two_backward_chunks():
+    """The backward's main kernel holds a whole chunk of several tiles per lane: at 16 positions it runs out of
+    its 255 registers and spills, at 8 it fits."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | {"TRITON_DEFAULT_FP_FUSION": "1"}
+    out = subprocess.run([sys.executable, "-m", "bench.scan_registers", "--config", "bwd_chunk=16",
+                          "--config", "bwd_chunk=8"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    blocks = re.split(r"\n(?=chunk=)", out.stdout)
+    usage = {}
+    for block in blocks[1:]:
+        chunk = int(re.search(r"bwd_chunk=(\d+)", block).group(1))
+        for name, regs, stack in re.findall(r"(_\w+)\s+(\d+) registers\s+(\d+) stack bytes", block):
+            usage[chunk, name] = (int(regs), int(stack))
+    assert len(usage) == 8  # four kernels at each backward chunk
+    assert all(0 < regs <= 255 for regs, _ in usage.values())
+    assert usage[16, "_bwd_main"][1] > 0 and usage[8, "_bwd_main"][1] == 0
+    assert usage[8, "_bwd_main"][0] < usage[16, "_bwd_main"][0]
