@@ -161,7 +161,8 @@ SCAN_CONFIGS = [(32, 32, 1, 2), (16, 32, 1, 2), (32, 16, 1, 1), (16, 32, 1, 4), 
 
 
 def config_label(config: ScanConfig) -> str:
-    return "config " + " ".join(f"{k}={v}" for k, v in vars(config).items())
+    """'chunk=32 block_e=32 ...': every field of a scan tile configuration."""
+    return " ".join(f"{k}={v}" for k, v in vars(config).items())
 
 
 def sweep_scan_configs(width: int, heads: int, d_state: int, tokens: int, repeats: int) -> list[dict]:
@@ -172,9 +173,9 @@ def sweep_scan_configs(width: int, heads: int, d_state: int, tokens: int, repeat
         try:
             r = scan_alone(width, heads, d_state, tokens, repeats)
         except Exception as error:  # a tile too large for the device's registers or shared memory
-            print(f"{config_label(triton_scan.CONFIG)}: {type(error).__name__}: {error}"[:300], flush=True)
+            print(f"config {config_label(triton_scan.CONFIG)}: {type(error).__name__}: {error}"[:300], flush=True)
             continue
-        print(f"{config_label(triton_scan.CONFIG)}: {r['triton_ms']:.3f} ms", flush=True)
+        print(f"config {config_label(triton_scan.CONFIG)}: {r['triton_ms']:.3f} ms", flush=True)
         results.append(r)
     best = min(results, key=lambda r: r["triton_ms"])
     triton_scan.CONFIG = ScanConfig(**best["config"])
@@ -263,7 +264,7 @@ def main() -> None:
         sweep = sweep_scan_configs(size.width, size.heads, size.d_state, 16384, args.repeats)
         best = min(sweep, key=lambda r: r["triton_ms"])
         print(f"best of {len(sweep)} on {torch.cuda.get_device_name()}, size {args.size}: "
-              f"{config_label(triton_scan.CONFIG)}: {best['triton_ms']:.3f} ms")
+              f"config {config_label(triton_scan.CONFIG)}: {best['triton_ms']:.3f} ms")
         return
     if args.profile:
         profile_layers(size.width, size.heads, size.d_state)

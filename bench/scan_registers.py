@@ -18,10 +18,12 @@ import re
 import subprocess
 import tempfile
 
-from maskmamba.ops.triton_scan import CONFIG, ScanConfig, config_from_text
+from bench.layers import config_label
+from maskmamba.ops.triton_scan import CONFIG, ScanConfig, _pad, config_from_text
 
 BF16_ARGS = {"x_ptr", "dt_ptr", "B_ptr", "C_ptr", "g_ptr", "ddt_ptr", "y_ptr", "z_ptr"}
-LAYER = dict(N=16, K=3, PAD=1, REV_ODD=1)  # Bi-Mamba-v2: 16 states, centred conv of 3 taps, odd direction reversed
+# Bi-Mamba-v2: 16 states, centred conv of 3 taps, odd direction reversed
+LAYER = dict(N=16, K=3, PAD=_pad(3, causal=False), REV_ODD=1)
 
 
 def kernel_constants(config: ScanConfig) -> dict[str, dict]:
@@ -76,7 +78,7 @@ def main() -> None:
 
     print(f"sm_{args.arch}; registers per thread and stack (spill) bytes per thread")
     for config in [CONFIG, *args.config]:
-        print(" ".join(f"{k}={v}" for k, v in vars(config).items()))
+        print(config_label(config))
         for name, constants in kernel_constants(config).items():
             usage = resource_usage(compile_for(getattr(kernels, name), constants, args.arch, config.warps))
             print(f"  {name:20s} {usage['REG']:4d} registers  {usage['STACK']:5d} stack bytes", flush=True)

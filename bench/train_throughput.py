@@ -26,7 +26,7 @@ from maskmamba.train.generator import make_train_step
 from maskmamba.train.optim import configure_optimizers
 from maskmamba.graphs import GraphedStep
 
-from bench.layers import merge_bench_json
+from bench.layers import config_label, merge_bench_json
 
 
 def random_batch(model: torch.nn.Module, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -76,7 +76,7 @@ def main() -> None:
         raise SystemExit("this benchmark compares CUDA-graph replay with eager steps: it needs --device cuda")
     name = torch.cuda.get_device_name(device)
     print(f"device {name}; scan {scan_backend(device)}; attention {attention_backend(device)}; size {args.size}; "
-          f"batch {args.batch}; {args.scan_config}")
+          f"batch {args.batch}; scan tiles {config_label(args.scan_config)}")
     print(f"{'variant':30s} {'eager img/s':>12s} {'graph img/s':>12s} {'graph/eager':>12s}")
     rows = []
     for variant in args.variants.split(","):

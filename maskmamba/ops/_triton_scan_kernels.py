@@ -339,6 +339,9 @@ def _bwd_main(
     ddelta = tl.zeros([CHUNK, BLOCK_E], dtype=tl.float32)
     row = (bi * ndir + d) * NCHUNK + c
     du = delta * u
+    # the channel tiles against the state tiles (views: nothing is copied)
+    u_s, du_s, dy_s = _spread(u, STATE_BLOCK), _spread(du, STATE_BLOCK), _spread(dy, STATE_BLOCK)
+    delta_s, nxt_s = _spread(delta, STATE_BLOCK), _spread(nxt, STATE_BLOCK)
     for n0 in range(0, N, STATE_BLOCK):
         n = _state_index(n0, STATE_BLOCK)
         a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0)
@@ -346,18 +349,17 @@ def _bwd_main(
         c_n = tl.expand_dims(_state_cols(C_ptr, bi, dd, n0, m, inside, sC_b, sC_t, sC_d, sC_n, STATE_BLOCK), -1)
         h_in = tl.load(H_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
         g_in = tl.load(G_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
-        a = tl.exp2(_spread(delta, STATE_BLOCK) * (a_n * LOG2E)[None])
-        x = _spread(du, STATE_BLOCK) * b_n
+        a = tl.exp2(delta_s * (a_n * LOG2E)[None])
+        x = du_s * b_n
         h = _scan(a, x, h_in, False)
-        g = _scan(tl.exp2(_spread(nxt, STATE_BLOCK) * (a_n * LOG2E)[None]), _spread(dy, STATE_BLOCK) * c_n, g_in,
-                  True)
+        g = _scan(tl.exp2(nxt_s * (a_n * LOG2E)[None]), dy_s * c_n, g_in, True)
         gh = g * (h - x)  # g_t a_t h_{t-1}
-        ddelta += _state_sum(g * _spread(u, STATE_BLOCK) * b_n + gh * a_n[None], STATE_BLOCK)
-        du_total += _state_sum(g * _spread(delta, STATE_BLOCK) * b_n, STATE_BLOCK)
+        ddelta += _state_sum(g * u_s * b_n + gh * a_n[None], STATE_BLOCK)
+        du_total += _state_sum(g * delta_s * b_n, STATE_BLOCK)
         bc, bc_mask = _time_rows((bi * ndir + d) * N, n0, m, L, inside, STATE_BLOCK)
-        tl.atomic_add(dB_ptr + bc, _channel_sum(g * _spread(du, STATE_BLOCK), STATE_BLOCK), mask=bc_mask)
-        tl.atomic_add(dC_ptr + bc, _channel_sum(_spread(dy, STATE_BLOCK) * h, STATE_BLOCK), mask=bc_mask)
-        tl.atomic_add(dA_ptr + ch * N + n, tl.sum(gh * _spread(delta, STATE_BLOCK), axis=0), mask=emask)
+        tl.atomic_add(dB_ptr + bc, _channel_sum(g * du_s, STATE_BLOCK), mask=bc_mask)
+        tl.atomic_add(dC_ptr + bc, _channel_sum(dy_s * h, STATE_BLOCK), mask=bc_mask)
+        tl.atomic_add(dA_ptr + ch * N + n, tl.sum(gh * delta_s, axis=0), mask=emask)
     tl.atomic_add(dD_ptr + ch, tl.sum(dy * u, axis=0), mask=emask)
     # the conv pre-activation and raw delta are recomputed rather than kept live through the state loop
     raw, _ = _delta(dt_ptr, bias_ptr, bi, dd, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
