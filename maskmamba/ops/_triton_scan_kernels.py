@@ -154,6 +154,16 @@ def _channel_sum(tile, STATE_BLOCK: tl.constexpr):
 
 
 @triton.jit
+def _state_rows_mask(emask, STATE_BLOCK: tl.constexpr):
+    """The channel mask against (state, channel) rows: itself, or broadcast to [STATE_BLOCK, BLOCK_E] (Triton 3.6
+    does not broadcast an atomic's mask to its pointers' rank)."""
+    if STATE_BLOCK == 1:
+        return emask
+    else:
+        return tl.broadcast_to(emask[None, :], (STATE_BLOCK, emask.shape[0]))
+
+
+@triton.jit
 def _time_rows(first, n0, m, L, inside, STATE_BLOCK: tl.constexpr):
     """Offsets of (state, memory index) in a (.., N, L) row block starting at row `first`, and their mask:
     [CHUNK], or [CHUNK, STATE_BLOCK]."""
@@ -357,10 +367,11 @@ def _bwd_main(
         ddelta += _state_sum(g * u_s * b_n + gh * a_n[None], STATE_BLOCK)
         du_total += _state_sum(g * delta_s * b_n, STATE_BLOCK)
         bc, bc_mask = _time_rows((bi * ndir + d) * N, n0, m, L, inside, STATE_BLOCK)
-        tl.atomic_add(dB_ptr + bc, _channel_sum(g * du_s, STATE_BLOCK), mask=bc_mask)
-        tl.atomic_add(dC_ptr + bc, _channel_sum(dy_s * h, STATE_BLOCK), mask=bc_mask)
-        tl.atomic_add(dA_ptr + ch * N + n, tl.sum(gh * delta_s, axis=0), mask=emask)
-    tl.atomic_add(dD_ptr + ch, tl.sum(dy * u, axis=0), mask=emask)
+        tl.atomic_add(dB_ptr + bc, _channel_sum(g * du_s, STATE_BLOCK), mask=bc_mask, sem="relaxed")
+        tl.atomic_add(dC_ptr + bc, _channel_sum(dy_s * h, STATE_BLOCK), mask=bc_mask, sem="relaxed")
+        tl.atomic_add(dA_ptr + ch * N + n, tl.sum(gh * delta_s, axis=0), mask=_state_rows_mask(emask, STATE_BLOCK),
+                      sem="relaxed")
+    tl.atomic_add(dD_ptr + ch, tl.sum(dy * u, axis=0), mask=emask, sem="relaxed")
     # the conv pre-activation and raw delta are recomputed rather than kept live through the state loop
     raw, _ = _delta(dt_ptr, bias_ptr, bi, dd, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
     pre = _input(x_ptr, w_ptr, cb_ptr, bi, dd, t, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
@@ -368,7 +379,7 @@ def _bwd_main(
     ddraw = tl.where(tile, ddelta * tl.sigmoid(raw), 0.0)
     tl.store(ddt_ptr + (bi * sd_b + dd * sd_d) + m[:, None] * sd_t + e[None, :] * sd_e,
              ddraw.to(ddt_ptr.dtype.element_ty), mask=tile)
-    tl.atomic_add(dbias_ptr + ch, tl.sum(ddraw, axis=0), mask=emask)
+    tl.atomic_add(dbias_ptr + ch, tl.sum(ddraw, axis=0), mask=emask, sem="relaxed")
     dpre = tl.where(tile, du_total * sp * (1.0 + pre * (1.0 - sp)), 0.0)
     tl.store(dpre_ptr + (bi * sp_b + dd * sp_d) + m[:, None] * sp_t + e[None, :] * sp_e, dpre, mask=tile)
     _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, dd, t, e, ch, L, rev, emask,
@@ -379,14 +390,14 @@ def _bwd_main(
 def _conv_param_grads(x_ptr, dw_ptr, dcb_ptr, dpre, bi, dd, t, e, ch, L, rev, emask,
                       sx_b, sx_t, sx_d, sx_e, K: tl.constexpr, PAD: tl.constexpr):
     """Accumulate the conv weight and bias gradients of one tile from d(pre-activation), atomically."""
-    tl.atomic_add(dcb_ptr + ch, tl.sum(dpre, axis=0), mask=emask)
+    tl.atomic_add(dcb_ptr + ch, tl.sum(dpre, axis=0), mask=emask, sem="relaxed")
     for k in tl.static_range(K):
         tk = t + (k - PAD)
         ok = (tk >= 0) & (tk < L)
         mk = _memory_index(tk, L, rev)
         xv = tl.load(x_ptr + (bi * sx_b + dd * sx_d) + mk[:, None] * sx_t + e[None, :] * sx_e,
                      mask=ok[:, None] & emask[None, :], other=0.0).to(tl.float32)
-        tl.atomic_add(dw_ptr + ch * K + k, tl.sum(dpre * xv, axis=0), mask=emask)
+        tl.atomic_add(dw_ptr + ch * K + k, tl.sum(dpre * xv, axis=0), mask=emask, sem="relaxed")
 
 
 @_jit
