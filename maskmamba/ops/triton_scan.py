@@ -12,10 +12,11 @@ For direction i in its scan order (channels e, states n):
 The scan is chunked (a batch-1 image fills the GPU): each chunk of CHUNK positions reduces to its delta sum and
 end state (`_fwd_chunk_summary`), a scan over the chunks chains those into the state entering each chunk
 (`_carry`), and each chunk then scans from its carried-in state (`_fwd_output`); both forward kernels take
-`ScanConfig.state_block` states at a time, as independent recurrences per lane. The backward pass recomputes
-the chunk states at its own, finer chunk, runs the adjoint scan g_t = C_t dy_t + exp(delta_t' A) g_t' (t' the
-position after t in scan order) the same way in the opposite direction, and ends with the transposed conv.
-Everything accumulates in fp32.
+`ScanConfig.state_block` states at a time, as independent recurrences per lane. In training the forward
+scans at the backward's finer chunk and keeps its chunk states; the backward runs the adjoint scan
+g_t = C_t dy_t + exp(delta_t' A) g_t' (t' the position after t in scan order) the same way in the opposite
+direction, recomputes h within each chunk from those states, and ends with the transposed conv. Everything
+accumulates in fp32; the gradients shared across channels (B, C, A, D, ...) are summed with relaxed atomics.
 
 Layouts are channels-last, as the mixers produce them: x (b, L, E) shared by all directions or (b, L, n, E);
 delta (b, L, n, E); B, C (b, L, n, N), any strides. The output is the (b, L, n*E [+E]) buffer that the mixer's
@@ -36,19 +37,19 @@ TRITON_AVAILABLE = importlib.util.find_spec("triton") is not None
 
 @dataclasses.dataclass
 class ScanConfig:
-    """Tile sizes (powers of two): `chunk` positions (`bwd_chunk` in the backward pass, which keeps more live
-    tiles) x `block_e` channels per program, and warps per program (block_e = 32 x warps puts one channel on
-    each lane and a whole chunk in its registers; a smaller block_e spreads the chunk over lanes too). The
-    forward kernels (and the backward's recomputation of the chunk states) take `state_block` states per turn
-    of their state loop, dividing N: that many independent recurrences per lane; the backward's own kernels
-    take `bwd_state_block`."""
+    """Tile sizes (powers of two): `chunk` positions (`bwd_chunk` when a gradient will be asked for: the
+    backward's tiles keep more live values) x `block_e` channels per program, and warps per program
+    (block_e = 32 x warps puts one channel on each lane and a whole chunk in its registers; a smaller block_e
+    spreads the chunk over lanes too). The forward kernels take `state_block` states per turn of their state
+    loop, dividing N: that many independent recurrences per lane; the backward's own kernels take
+    `bwd_state_block`."""
 
     chunk: int = 32
     block_e: int = 32
     warps: int = 1
     bwd_chunk: int = 16
     state_block: int = 2  # H100, xl, 16,384 tokens: 0.766 ms against 0.878 at 1 (bench.layers --sweep-only)
-    bwd_state_block: int = 1  # not yet timed above 1
+    bwd_state_block: int = 2  # H200, small, batch 256: 7,038 training images/s against 6,884 at 1
 
 
 CONFIG = ScanConfig()  # benchmarks may change it; the CPU interpreter tests pass their own
@@ -198,33 +199,35 @@ def _chunk_states(x, conv_w, conv_b, delta, A, B, dt_bias, causal, reverse_odd, 
 
 
 class _FusedScan(torch.autograd.Function):
-    """The forward keeps no chunk states: the backward recomputes them at its own, finer chunk (its tiles hold
-    more live values, so shorter chunks keep them in registers)."""
+    """In `training` (a gradient will be asked for) the forward scans at the backward's finer chunk and keeps
+    its chunk states for the backward; otherwise it scans at `chunk` and keeps nothing."""
 
     @staticmethod
-    def forward(ctx, x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, causal, reverse_odd, cfg):
+    def forward(ctx, x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, causal, reverse_odd, cfg, training):
         A = A.float().contiguous()
         conv_w, conv_b, D, dt_bias = (t.contiguous() for t in (conv_w, conv_b, D, dt_bias))
         b, L, n, E = delta.shape
         N, K = A.shape[1], conv_w.shape[1]
-        nchunk, neb = _cdiv(L, cfg.chunk), _cdiv(E, cfg.block_e)
+        chunk = cfg.bwd_chunk if training else cfg.chunk
+        nchunk, neb = _cdiv(L, chunk), _cdiv(E, cfg.block_e)
         out = torch.empty(b, L, n * E + (0 if gate is None else E), device=x.device, dtype=x.dtype)
         y = out[..., : n * E].view(b, L, n, E)
-        H = _chunk_states(x, conv_w, conv_b, delta, A, B, dt_bias, causal, reverse_odd, cfg.chunk, cfg)
+        H = _chunk_states(x, conv_w, conv_b, delta, A, B, dt_bias, causal, reverse_odd, chunk, cfg)
         z = y if gate is None else gate
         _kernels()._fwd_output[(nchunk, n * neb, b)](
             x, conv_w, conv_b, delta, dt_bias, A, B, C, D, H, y, z, L, E, nchunk, neb,
             *_strides4(x), *delta.stride(), *B.stride(), *C.stride(), *y.stride(),
             z.stride(0), z.stride(1), z.stride(-1), N=N, K=K, PAD=_pad(K, causal), REV_ODD=int(reverse_odd),
-            GATE=gate is not None, CHUNK=cfg.chunk, BLOCK_E=cfg.block_e, STATE_BLOCK=cfg.state_block,
+            GATE=gate is not None, CHUNK=chunk, BLOCK_E=cfg.block_e, STATE_BLOCK=cfg.state_block,
             num_warps=cfg.warps)
-        ctx.save_for_backward(x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate)
+        if training:
+            ctx.save_for_backward(x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, H)
         ctx.meta = (causal, reverse_odd, cfg)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate = ctx.saved_tensors
+        x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, H = ctx.saved_tensors
         causal, reverse_odd, cfg = ctx.meta
         k = _kernels()
         b, L, n, E = delta.shape
@@ -234,7 +237,6 @@ class _FusedScan(torch.autograd.Function):
         nchunk, neb = _cdiv(L, chunk), _cdiv(E, cfg.block_e)
         dy = (grad_out if grad_out.stride(-1) == 1 else grad_out.contiguous())[..., : n * E].view(b, L, n, E)
         dev, f32 = x.device, torch.float32
-        H = _chunk_states(x, conv_w, conv_b, delta, A, B, dt_bias, causal, reverse_odd, chunk, cfg)
         dsum = torch.empty(b, n, nchunk, E, device=dev, dtype=f32)
         G = torch.empty(b, n, nchunk, N, E, device=dev, dtype=f32)
         grid = (nchunk, n * neb, b)
@@ -263,7 +265,7 @@ class _FusedScan(torch.autograd.Function):
             dgate = (grad_out[..., n * E:].float() * s * (1 + gate.float() * (1 - s))).to(gate.dtype)
         dB, dC = (t.permute(0, 3, 1, 2).to(B.dtype) for t in (dB, dC))
         return (dx, dw.to(conv_w.dtype), dcb.to(conv_b.dtype), ddelta, dA, dB, dC,
-                dD.to(D.dtype), dbias.to(dt_bias.dtype), dgate, None, None, None)
+                dD.to(D.dtype), dbias.to(dt_bias.dtype), dgate, None, None, None, None)
 
 
 def conv_silu(x: Tensor, conv_w: Tensor, conv_b: Tensor, n: int, *, causal: bool, reverse_odd: bool,
@@ -305,4 +307,6 @@ def fused_scan(
         raise RuntimeError("fused_scan needs triton")
     _check(x, conv_w, delta, A, B, C, gate)
     config = _config_for(config or CONFIG, A.shape[1])
-    return _FusedScan.apply(x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, causal, reverse_odd, config)
+    tensors = (x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate)
+    training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    return _FusedScan.apply(*tensors, causal, reverse_odd, config, training)
