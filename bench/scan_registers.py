@@ -5,9 +5,13 @@
 Triton compiles each kernel ahead of time for the given compute capability (its NVIDIA backend and the ptxas and
 cuobjdump it ships run on the CPU) at a `ScanConfig` (default: `triton_scan.CONFIG`, then each --config, fields
 changed from the default as `name=value` pairs). Stack bytes above 0 are spills to local memory: a tile
-configuration that spills is a poor candidate before any device time is spent timing it. Kernel arguments are
-typed as a bf16 layer runs them (x, delta, B, C, dy and d(delta) bf16, the rest fp32), with Bi-Mamba-v2's N = 16
-states and centred conv of 3 taps.
+configuration that spills is a poor candidate before any device time is spent timing it. Fences counts the
+MEMBAR instructions in the machine code (an atomic add with Triton's default acq_rel order brings one, and an L1
+invalidation, per add). Kernel arguments are typed as a bf16 layer runs them (x, delta, B, C, dy and d(delta)
+bf16, the rest fp32), with Bi-Mamba-v2's N = 16 states and centred conv of 3 taps.
+
+The figures are those of the Triton that imports: the GPU machine runs 3.6, which spills where 3.9 does not
+(`pip install --target /tmp/t36 triton==3.6.0`, then `PYTHONPATH=/tmp/t36:. python -m bench.scan_registers`).
 """
 from __future__ import annotations
 
@@ -35,6 +39,8 @@ def kernel_constants(config: ScanConfig) -> dict[str, dict]:
         "_fwd_output": LAYER | fwd | {"GATE": True},
         "_bwd_chunk_summary": {"N": LAYER["N"], "REV_ODD": 1} | bwd,
         "_bwd_main": LAYER | bwd,
+        "_conv_silu": {"K": LAYER["K"], "PAD": LAYER["PAD"], "REV_ODD": 1, "BACKWARD": True,
+                       "CHUNK": config.chunk, "BLOCK_E": config.block_e},
     }
 
 
@@ -52,19 +58,27 @@ def compile_for(kernel, constants: dict, arch: int, warps: int):
     return triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
 
 
-def resource_usage(compiled) -> dict[str, int]:
-    """{'REG': registers per thread, 'STACK': stack (spill) bytes per thread} from the kernel's cubin."""
+def cuobjdump(compiled, flag: str) -> str:
+    """What Triton's own cuobjdump prints with `flag` (-res-usage, -sass) for the kernel's cubin."""
     import triton
 
-    cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(compiled.asm["cubin"])
         f.flush()
-        out = subprocess.run([cuobjdump, "-res-usage", f.name], capture_output=True, text=True, check=True).stdout
+        return subprocess.run([tool, flag, f.name], capture_output=True, text=True, check=True).stdout
+
+
+def resource_usage(compiled) -> dict[str, int]:
+    """{'REG': registers per thread, 'STACK': stack (spill) bytes per thread, 'FENCES': MEMBAR instructions}."""
+    out = cuobjdump(compiled, "-res-usage")
     usage = dict(re.findall(r"\b(REG|STACK):(\d+)", out))
     if set(usage) != {"REG", "STACK"}:
         raise RuntimeError(f"no REG and STACK figures in cuobjdump's output: {out[:300]!r}")
-    return {key: int(value) for key, value in usage.items()}
+    sass = cuobjdump(compiled, "-sass")
+    if "EXIT" not in sass:
+        raise RuntimeError(f"no machine code in cuobjdump's output: {sass[:300]!r}")
+    return {key: int(value) for key, value in usage.items()} | {"FENCES": len(re.findall(r"\bMEMBAR\b", sass))}
 
 
 def main() -> None:
@@ -74,14 +88,17 @@ def main() -> None:
     parser.add_argument("--config", type=config_from_text, action="append", default=[],
                         help="fields changed from the default ScanConfig, e.g. bwd_chunk=8,bwd_state_block=2")
     args = parser.parse_args()
+    import triton
+
     from maskmamba.ops import _triton_scan_kernels as kernels
 
-    print(f"sm_{args.arch}; registers per thread and stack (spill) bytes per thread")
+    print(f"triton {triton.__version__}, sm_{args.arch}; registers and stack (spill) bytes per thread, fences")
     for config in [CONFIG, *args.config]:
         print(config_label(config))
         for name, constants in kernel_constants(config).items():
             usage = resource_usage(compile_for(getattr(kernels, name), constants, args.arch, config.warps))
-            print(f"  {name:20s} {usage['REG']:4d} registers  {usage['STACK']:5d} stack bytes", flush=True)
+            print(f"  {name:20s} {usage['REG']:4d} registers  {usage['STACK']:5d} stack bytes  "
+                  f"{usage['FENCES']:3d} fences", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Training throughput (images/s) of every variant: the eager step against the step replayed from a CUDA graph.
 
     python -m bench.train_throughput --device cuda --size small --batch 256 [--out results.json]
-        [--bench-json assets/results/bench.json] [--scan-config bwd_chunk=8,bwd_state_block=2]
+        [--bench-json assets/results/bench.json] [--scan-config bwd_chunk=8,bwd_state_block=2] [--profile]
 
 Random tokens and conditions (throughput does not depend on the data), bf16 autocast, the training AdamW with
 gradient clipping: the step `python -m maskmamba.train generator` runs, less its EMA update (under 1% of a step). Prints one row per variant and the
 graph/eager ratio, measured side by side in one process. --scan-config runs the fused scan at another tile
 configuration (`ScanConfig` fields changed from the default; `python -m bench.scan_registers` says which spill).
+--profile also prints torch.profiler's table of the CUDA kernels of five eager steps of each variant.
 """
 from __future__ import annotations
 
@@ -41,13 +42,16 @@ def random_batch(model: torch.nn.Module, batch: int, device: torch.device) -> tu
     return ids, torch.where(mask, model.mask_id, ids), mask, classes, text, text_mask
 
 
-def images_per_s(variant: str, size: str, batch: int, device: torch.device, graphed: bool, steps: int) -> float:
+def training_step(variant: str, size: str, batch: int, device: torch.device, graphed: bool):
+    """(step, batch tensors): one training step of a fresh model, eager or replayed from a CUDA graph."""
     model = build_model(variant, size, num_classes=10).to(device)
     optimizer = configure_optimizers(model, 1e-4, 0.05, graphed)
     step = make_train_step(model, optimizer, 0.1, device)
-    if graphed:
-        step = GraphedStep(step)
-    batch_tensors = random_batch(model, batch, device)
+    return (GraphedStep(step) if graphed else step), random_batch(model, batch, device)
+
+
+def images_per_s(variant: str, size: str, batch: int, device: torch.device, graphed: bool, steps: int) -> float:
+    step, batch_tensors = training_step(variant, size, batch, device, graphed)
     for _ in range(5):  # warm-up (and, graphed, the capture)
         step(*batch_tensors)
     torch.cuda.synchronize(device)
@@ -56,6 +60,22 @@ def images_per_s(variant: str, size: str, batch: int, device: torch.device, grap
         step(*batch_tensors)
     torch.cuda.synchronize(device)
     return steps * batch / (time.perf_counter() - start)
+
+
+def print_profile(variant: str, size: str, batch: int, device: torch.device) -> None:
+    """torch.profiler's CUDA kernel table of five eager training steps (after three of warm-up)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step, batch_tensors = training_step(variant, size, batch, device, False)
+    for _ in range(3):
+        step(*batch_tensors)
+    torch.cuda.synchronize(device)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            step(*batch_tensors)
+        torch.cuda.synchronize(device)
+    print(f"== {variant}: CUDA kernels of five training steps")
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=16, max_name_column_width=50))
 
 
 def main() -> None:
@@ -69,6 +89,7 @@ def main() -> None:
     parser.add_argument("--bench-json", default="", help="merge the rows and train_ratio_small into this bench.json")
     parser.add_argument("--scan-config", type=triton_scan.config_from_text, default=triton_scan.CONFIG,
                         help="ScanConfig fields changed from the default, e.g. bwd_chunk=8,bwd_state_block=2")
+    parser.add_argument("--profile", action="store_true", help="also print each variant's CUDA kernel table")
     args = parser.parse_args()
     triton_scan.CONFIG = args.scan_config
     device = torch.device(args.device)
@@ -84,6 +105,9 @@ def main() -> None:
         graph = images_per_s(variant, args.size, args.batch, device, True, args.steps)
         rows.append({"variant": variant, "eager_img_s": round(eager, 1), "graph_img_s": round(graph, 1)})
         print(f"{variant:30s} {eager:12.0f} {graph:12.0f} {graph / eager:11.2f}x", flush=True)
+    if args.profile:
+        for variant in args.variants.split(","):
+            print_profile(variant, args.size, args.batch, device)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"device": name, "size": args.size, "batch": args.batch,
