@@ -16,6 +16,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -42,7 +43,8 @@ def random_batch(model: torch.nn.Module, batch: int, device: torch.device) -> tu
     return ids, torch.where(mask, model.mask_id, ids), mask, classes, text, text_mask
 
 
-def training_step(variant: str, size: str, batch: int, device: torch.device, graphed: bool):
+def training_step(variant: str, size: str, batch: int, device: torch.device,
+                  graphed: bool) -> tuple[Callable, tuple[torch.Tensor, ...]]:
     """(step, batch tensors): one training step of a fresh model, eager or replayed from a CUDA graph."""
     model = build_model(variant, size, num_classes=10).to(device)
     optimizer = configure_optimizers(model, 1e-4, 0.05, graphed)
