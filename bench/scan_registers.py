@@ -37,7 +37,6 @@ def kernel_constants(config: ScanConfig) -> dict[str, dict]:
     return {
         "_fwd_chunk_summary": LAYER | fwd,
         "_fwd_output": LAYER | fwd | {"GATE": True},
-        "_fwd_sequential": LAYER | {"CHUNK": config.bwd_chunk, "BLOCK_E": config.block_e, "GATE": True},
         "_bwd_chunk_summary": {"N": LAYER["N"], "REV_ODD": 1} | bwd,
         "_bwd_main": LAYER | bwd,
         "_conv_silu": {"K": LAYER["K"], "PAD": LAYER["PAD"], "REV_ODD": 1, "BACKWARD": True,

@@ -281,60 +281,6 @@ def _fwd_output(
 
 
 @_jit
-def _fwd_sequential(
-    x_ptr, w_ptr, cb_ptr, dt_ptr, bias_ptr, A_ptr, B_ptr, C_ptr, D_ptr, H_ptr, y_ptr, z_ptr,
-    L, E, NCHUNK, NEB,
-    sx_b, sx_t, sx_d, sx_e, sd_b, sd_t, sd_d, sd_e, sB_b, sB_t, sB_d, sB_n, sC_b, sC_t, sC_d, sC_n,
-    sy_b, sy_t, sy_d, sy_e, sz_b, sz_t, sz_e,
-    N: tl.constexpr, K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr, GATE: tl.constexpr,
-    CHUNK: tl.constexpr, BLOCK_E: tl.constexpr,
-):
-    """The forward of one (direction, channel block, batch row) in one program, walking the sequence in scan order
-    one position per turn with the N states of its channels in registers: y (and silu(z)) as `_fwd_output`
-    writes them, and H, the state entering every chunk of CHUNK positions, for the backward.
-
-    No chunk pass and no carry: each input is read once and each (position, channel, state) costs one exp2, but
-    the parallelism is only batch x directions x channel blocks, so it suits training's short sequences at
-    large batch.
-    """
-    de, bi = tl.program_id(0), tl.program_id(1).to(tl.int64)
-    d, eb = de // NEB, de % NEB
-    dd = d.to(tl.int64)  # scales the direction strides, which reach 2^31 too
-    ndir = tl.num_programs(0) // NEB
-    rev = (d % 2) * REV_ODD
-    e = eb * BLOCK_E + tl.arange(0, BLOCK_E)
-    emask = e < E
-    ch = d * E + e
-    states = tl.arange(0, N)[:, None]
-    a2 = tl.load(A_ptr + ch[None, :] * N + states, mask=emask[None, :], other=0.0) * LOG2E  # [N, BLOCK_E]
-    skip = tl.load(D_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :]
-    bc_B = B_ptr + (bi * sB_b + dd * sB_d) + states * sB_n
-    bc_C = C_ptr + (bi * sC_b + dd * sC_d) + states * sC_n
-    h = tl.zeros([N, BLOCK_E], dtype=tl.float32)
-    for c in range(NCHUNK):
-        row = (bi * ndir + d) * NCHUNK + c
-        tl.store(H_ptr + (row * N + states) * E + e[None, :], h, mask=emask[None, :])
-        for i in range(CHUNK):
-            t = c * CHUNK + i + tl.arange(0, 1)  # one scan position, as a [1] vector for the tile helpers
-            m, inside = _memory_index(t, L, rev), t < L
-            pre = _input(x_ptr, w_ptr, cb_ptr, bi, dd, t, e, ch, L, rev, emask, sx_b, sx_t, sx_d, sx_e, K, PAD)
-            u = pre * tl.sigmoid(pre)  # [1, BLOCK_E]
-            _, delta = _delta(dt_ptr, bias_ptr, bi, dd, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
-            b_t = tl.load(bc_B + m[None, :] * sB_t, mask=inside[None, :], other=0.0).to(tl.float32)  # [N, 1]
-            c_t = tl.load(bc_C + m[None, :] * sC_t, mask=inside[None, :], other=0.0).to(tl.float32)
-            h = tl.exp2(delta * a2) * h + (delta * u) * b_t
-            y = tl.sum(c_t * h, axis=0)[None, :] + skip * u
-            tile = inside[:, None] & emask[None, :]
-            out = y_ptr + bi * sy_b + (m[:, None] * sy_t + e[None, :] * sy_e)
-            tl.store(out + dd * sy_d, y.to(y_ptr.dtype.element_ty), mask=tile)
-            if GATE:
-                if d == 0:
-                    z = tl.load(z_ptr + bi * sz_b + (m[:, None] * sz_t + e[None, :] * sz_e), mask=tile, other=0.0)
-                    z = z.to(tl.float32)
-                    tl.store(out + ndir * sy_d, (z * tl.sigmoid(z)).to(y_ptr.dtype.element_ty), mask=tile)
-
-
-@_jit
 def _bwd_chunk_summary(
     dt_ptr, bias_ptr, A_ptr, C_ptr, g_ptr, dsum_ptr, S_ptr,
     L, E, NCHUNK, NEB,

@@ -42,8 +42,7 @@ class ScanConfig:
     (block_e = 32 x warps puts one channel on each lane and a whole chunk in its registers; a smaller block_e
     spreads the chunk over lanes too). The forward kernels take `state_block` states per turn of their state
     loop, dividing N: that many independent recurrences per lane; the backward's own kernels take
-    `bwd_state_block`. A training forward with at least `sequential_programs` (batch, direction, channel block)
-    programs walks the sequence in time instead (`_fwd_sequential`: no chunk pass, no carry)."""
+    `bwd_state_block`."""
 
     chunk: int = 32
     block_e: int = 32
@@ -51,7 +50,6 @@ class ScanConfig:
     bwd_chunk: int = 16
     state_block: int = 2  # H100, xl, 16,384 tokens: 0.766 ms against 0.878 at 1 (bench.layers --sweep-only)
     bwd_state_block: int = 2  # H200, small, batch 256: 7,038 training images/s against 6,884 at 1
-    sequential_programs: int = 2**62  # not yet timed: the chunked forward everywhere until it is
 
 
 CONFIG = ScanConfig()  # benchmarks may change it; the CPU interpreter tests pass their own
@@ -214,20 +212,14 @@ class _FusedScan(torch.autograd.Function):
         nchunk, neb = _cdiv(L, chunk), _cdiv(E, cfg.block_e)
         out = torch.empty(b, L, n * E + (0 if gate is None else E), device=x.device, dtype=x.dtype)
         y = out[..., : n * E].view(b, L, n, E)
+        H = _chunk_states(x, conv_w, conv_b, delta, A, B, dt_bias, causal, reverse_odd, chunk, cfg)
         z = y if gate is None else gate
-        sequential = training and b * n * neb >= cfg.sequential_programs
-        if sequential:
-            H = torch.empty(b, n, nchunk, N, E, device=x.device, dtype=torch.float32)
-        else:
-            H = _chunk_states(x, conv_w, conv_b, delta, A, B, dt_bias, causal, reverse_odd, chunk, cfg)
-        kernel, grid = ((_kernels()._fwd_sequential, (n * neb, b)) if sequential else
-                        (_kernels()._fwd_output, (nchunk, n * neb, b)))
-        tiles = {} if sequential else {"STATE_BLOCK": cfg.state_block}
-        kernel[grid](
+        _kernels()._fwd_output[(nchunk, n * neb, b)](
             x, conv_w, conv_b, delta, dt_bias, A, B, C, D, H, y, z, L, E, nchunk, neb,
             *_strides4(x), *delta.stride(), *B.stride(), *C.stride(), *y.stride(),
             z.stride(0), z.stride(1), z.stride(-1), N=N, K=K, PAD=_pad(K, causal), REV_ODD=int(reverse_odd),
-            GATE=gate is not None, CHUNK=chunk, BLOCK_E=cfg.block_e, num_warps=cfg.warps, **tiles)
+            GATE=gate is not None, CHUNK=chunk, BLOCK_E=cfg.block_e, STATE_BLOCK=cfg.state_block,
+            num_warps=cfg.warps)
         if training:
             ctx.save_for_backward(x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, H)
         ctx.meta = (causal, reverse_odd, cfg)
