@@ -42,8 +42,7 @@ class ScanConfig:
     (block_e = 32 x warps puts one channel on each lane and a whole chunk in its registers; a smaller block_e
     spreads the chunk over lanes too). The forward kernels take `state_block` states per turn of their state
     loop, dividing N: that many independent recurrences per lane; the backward's own kernels take
-    `bwd_state_block`, and `bwd_block_e` channels per program (64 at one warp: two channels per lane, so each
-    lane sums two channels of dB and dC itself before the sums cross lanes)."""
+    `bwd_state_block`."""
 
     chunk: int = 32
     block_e: int = 32
@@ -51,7 +50,6 @@ class ScanConfig:
     bwd_chunk: int = 16
     state_block: int = 2  # H100, xl, 16,384 tokens: 0.766 ms against 0.878 at 1 (bench.layers --sweep-only)
     bwd_state_block: int = 2  # H200, small, batch 256: 7,038 training images/s against 6,884 at 1
-    bwd_block_e: int = 32
 
 
 CONFIG = ScanConfig()  # benchmarks may change it; the CPU interpreter tests pass their own
@@ -236,13 +234,13 @@ class _FusedScan(torch.autograd.Function):
         N, K = A.shape[1], conv_w.shape[1]
         pad = _pad(K, causal)
         chunk = cfg.bwd_chunk
-        nchunk, neb = _cdiv(L, chunk), _cdiv(E, cfg.bwd_block_e)
+        nchunk, neb = _cdiv(L, chunk), _cdiv(E, cfg.block_e)
         dy = (grad_out if grad_out.stride(-1) == 1 else grad_out.contiguous())[..., : n * E].view(b, L, n, E)
         dev, f32 = x.device, torch.float32
         dsum = torch.empty(b, n, nchunk, E, device=dev, dtype=f32)
         G = torch.empty(b, n, nchunk, N, E, device=dev, dtype=f32)
         grid = (nchunk, n * neb, b)
-        common = dict(N=N, REV_ODD=int(reverse_odd), CHUNK=chunk, BLOCK_E=cfg.bwd_block_e,
+        common = dict(N=N, REV_ODD=int(reverse_odd), CHUNK=chunk, BLOCK_E=cfg.block_e,
                       STATE_BLOCK=cfg.bwd_state_block, num_warps=cfg.warps)
         k._bwd_chunk_summary[grid](
             delta, dt_bias, A, C, dy, dsum, G, L, E, nchunk, neb,
