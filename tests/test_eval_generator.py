@@ -137,6 +137,24 @@ def test_paraphrase_grid_draws_every_prompt_labelled(paraphrases, tiny_checkpoin
     assert (pixels[TILE + 4 :, :TILE] < 128).any()  # a label under the first
 
 
+def test_paraphrase_grid_against_a_second_model_pairs_each_prompts_drawings(paraphrases, tiny_checkpoint, tmp_path):
+    from maskmamba.eval.paraphrase_grid import COLUMNS, LABEL_HEIGHT, TILE, paraphrase_grid
+
+    assets, other = tmp_path / "assets", tmp_path / "other" / "maskmamba-serial-half"
+    shutil.copytree(tiny_checkpoint, assets / "maskmamba-serial-half")
+    shutil.copytree(tiny_checkpoint, other)
+    sheet = paraphrase_grid("maskmamba-serial-half", assets, paraphrases, steps=2, prompt_encoder=FakeEncoder(),
+                            against=other)
+    assert sheet.size == (COLUMNS * TILE, LABEL_HEIGHT + TILE + LABEL_HEIGHT)  # a title line, one row of 5 pairs
+    pixels = np.asarray(sheet)[LABEL_HEIGHT : LABEL_HEIGHT + TILE].astype(int)
+    assert (np.asarray(sheet)[:LABEL_HEIGHT] < 128).any()  # the title
+    for i in range(3):  # 3 prompts, each drawn by both (same weights and seed: nearly the same picture; a near-tie
+        # among a random model's token scores can round the other way)
+        left, right = pixels[:, 2 * i * TILE : (2 * i + 1) * TILE], pixels[:, (2 * i + 1) * TILE : (2 * i + 2) * TILE]
+        assert (left != 255).any() and np.abs(left - right).mean() < 4
+    assert (pixels[:, 6 * TILE :] == 255).all()
+
+
 class RecordingEncoder(FakeEncoder):
     """FakeEncoder that keeps every text it was asked to encode."""
 
