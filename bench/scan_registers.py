@@ -8,10 +8,14 @@ changed from the default as `name=value` pairs). Stack bytes above 0 are spills 
 configuration that spills is a poor candidate before any device time is spent timing it. Fences counts the
 MEMBAR instructions in the machine code (an atomic add with Triton's default acq_rel order brings one, and an L1
 invalidation, per add). Kernel arguments are typed as a bf16 layer runs them (x, delta, B, C, dy and d(delta)
-bf16, the rest fp32), with Bi-Mamba-v2's N = 16 states and centred conv of 3 taps.
+bf16, the rest fp32), with Bi-Mamba-v2's N = 16 states and centred conv of 3 taps, and specialised as a launch
+specialises them: every channel and state stride (`s*_e`, `s*_n`) is 1 in the model's tensors, and Triton compiles an
+integer argument equal to 1 as the constant 1 (the row strides are kept generic, `_jit`). That constant is what tells
+Triton which axis is contiguous, so it decides the tiles' layout: compiled with the strides left generic, the kernels
+take other layouts and spill where the launched ones do not.
 
-The figures are those of the Triton that imports: the GPU machine runs 3.6, which spills where 3.9 does not
-(`pip install --target /tmp/t36 triton==3.6.0`, then `PYTHONPATH=/tmp/t36:. python -m bench.scan_registers`).
+The figures are those of the Triton that imports: the GPU machine runs 3.6 (`pip install --target /tmp/t36
+triton==3.6.0`, then `PYTHONPATH=/tmp/t36/lib/python3.11/site-packages:. python -m bench.scan_registers`).
 """
 from __future__ import annotations
 
@@ -44,13 +48,20 @@ def kernel_constants(config: ScanConfig) -> dict[str, dict]:
     }
 
 
+def unit_strides(names: list[str]) -> dict[str, int]:
+    """The channel and state strides among a kernel's arguments, each 1 as the model's tensors have them."""
+    return {name: 1 for name in names if re.fullmatch(r"s\w*_[en]", name)}
+
+
 def compile_for(kernel, constants: dict, arch: int, warps: int):
-    """Compile a @triton.jit kernel for compute capability `arch` with the given constexprs."""
+    """Compile a @triton.jit kernel for compute capability `arch` with the given constexprs, its unit strides
+    specialised to 1 as a launch specialises them."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     names = list(inspect.signature(kernel.fn).parameters)
+    constants = unit_strides(names) | constants
     signature = {name: "constexpr" if name in constants else
                  ("*bf16" if name in BF16_ARGS else "*fp32") if name.endswith("_ptr") else "i32" for name in names}
     source = ASTSource(fn=kernel, signature=signature,

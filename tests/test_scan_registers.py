@@ -46,3 +46,25 @@ def test_registers_spills_and_fences_of_two_backward_chunks():
     assert all(0 < regs <= 255 and fences == 0 for regs, _, fences in usage.values())
     assert usage[16, "_bwd_main"][1] > 0 and usage[8, "_bwd_main"][1] == 0
     assert usage[8, "_bwd_main"][0] < usage[16, "_bwd_main"][0]
+
+
+@pytest.mark.skipif(not TRITON_AVAILABLE, reason="triton does not import")
+def test_kernels_compile_with_their_unit_strides_as_constants(monkeypatch):
+    """A launch with the model's tensors compiles every channel and state stride as the constant 1 (Triton
+    specialises an integer equal to 1), which decides the tiles' layout; the tool must compile them so too (left
+    generic, Triton 3.6 took other layouts and reported spills the launched kernels do not have)."""
+    import inspect
+
+    import triton
+
+    from bench.scan_registers import compile_for, kernel_constants, unit_strides
+    from maskmamba.ops import _triton_scan_kernels as kernels
+
+    names = list(inspect.signature(kernels._bwd_main.fn).parameters)
+    assert set(unit_strides(names)) == {"sx_e", "sd_e", "sB_n", "sC_n", "sg_e", "sp_e"}
+    seen = {}
+    monkeypatch.setattr(triton, "compile", lambda source, **_: seen.setdefault("source", source))
+    compile_for(kernels._bwd_main, kernel_constants(CONFIG)["_bwd_main"], 90, CONFIG.warps)
+    constants = {names[key[0]]: value for key, value in seen["source"].constants.items()}
+    assert all(constants[name] == 1 for name in unit_strides(names))
+    assert "sx_t" not in constants and constants["CHUNK"] == CONFIG.bwd_chunk  # row strides stay generic
