@@ -1,4 +1,5 @@
-"""A labelled picture of every paraphrase prompt drawn by one shipped variant (what the README shows).
+"""A labelled picture of every paraphrase prompt drawn by one shipped variant, or by two side by side (what the
+README shows).
 
 python -m maskmamba.eval paraphrase-grid --variant V [--matched] [--assets assets] [--against FOLDER] [--out PNG]
     [--paraphrases assets/eval/paraphrases.json] [--steps 12] [--seed 0] [--device cpu]
