@@ -35,7 +35,8 @@ LAYER = dict(N=16, K=3, PAD=_pad(3, causal=False), REV_ODD=1)
 
 
 def kernel_constants(config: ScanConfig) -> dict[str, dict]:
-    """The four scan kernels and the compile-time constants each takes at `config`."""
+    """The five scan kernels (the conv-only one in its backward form) and the compile-time constants each takes
+    at `config`."""
     fwd = dict(CHUNK=config.chunk, BLOCK_E=config.block_e, STATE_BLOCK=config.state_block)
     bwd = dict(CHUNK=config.bwd_chunk, BLOCK_E=config.block_e, STATE_BLOCK=config.bwd_state_block)
     return {
