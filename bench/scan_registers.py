@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 
 from bench.layers import config_label
-from maskmamba.ops.triton_scan import CONFIG, ScanConfig, _pad, config_from_text
+from maskmamba.ops.triton_scan import CONFIG, ScanConfig, _pad, config_from_text, lane_sums
 
 BF16_ARGS = {"x_ptr", "dt_ptr", "B_ptr", "C_ptr", "g_ptr", "ddt_ptr", "y_ptr", "z_ptr"}
 # Bi-Mamba-v2: 16 states, centred conv of 3 taps, odd direction reversed
@@ -43,7 +43,7 @@ def kernel_constants(config: ScanConfig) -> dict[str, dict]:
         "_fwd_chunk_summary": LAYER | fwd,
         "_fwd_output": LAYER | fwd | {"GATE": True},
         "_bwd_chunk_summary": {"N": LAYER["N"], "REV_ODD": 1} | bwd,
-        "_bwd_main": LAYER | bwd,
+        "_bwd_main": LAYER | bwd | {"LANE_SUMS": lane_sums(config)},
         "_conv_silu": {"K": LAYER["K"], "PAD": LAYER["PAD"], "REV_ODD": 1, "BACKWARD": True,
                        "CHUNK": config.chunk, "BLOCK_E": config.block_e},
     }

@@ -111,6 +111,10 @@ SMALL = ScanConfig(chunk=16, block_e=8, warps=1, bwd_chunk=8, state_block=1)  # 
 # spread over lanes on a GPU (block_e < 32 x warps)
 SMALL_STATE_BLOCKS = [ScanConfig(chunk=16, block_e=8, warps=1, bwd_chunk=8, state_block=2, bwd_state_block=2),
                       ScanConfig(chunk=16, block_e=4, warps=1, bwd_chunk=8, state_block=4, bwd_state_block=4)]
+# dB and dC summed by `_lane_sums` (bwd_chunk x bwd_state_block = block_e = 32, one warp): with two states per turn
+# and with one (2-D tiles); E = 8 here, so most lanes hold masked channels
+LANE_SUMS = [ScanConfig(chunk=16, block_e=32, warps=1, bwd_chunk=16, state_block=1, bwd_state_block=2),
+             ScanConfig(chunk=16, block_e=32, warps=1, bwd_chunk=32, state_block=1, bwd_state_block=1)]
 # (L, n, shared, causal): Bi-Mamba-v2 (shared input, odd direction reversed, centred conv), lengths below, at,
 # across and not a multiple of the chunk; M-Mamba-like (4 own sequences, causal conv, no reversal).
 CPU_CASES = [(16, 2, True, False), (37, 2, True, False), (23, 4, False, True)]
@@ -123,7 +127,7 @@ def config_id(config: ScanConfig | None) -> str:
 @interpreter
 @pytest.mark.parametrize("L,n,shared,causal", CPU_CASES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("config", [SMALL, *SMALL_STATE_BLOCKS], ids=config_id)
+@pytest.mark.parametrize("config", [SMALL, *SMALL_STATE_BLOCKS, *LANE_SUMS], ids=config_id)
 def test_fused_scan_interpreted(L, n, shared, causal, dtype, config):
     if dtype == torch.bfloat16 and L != 37:
         pytest.skip("bf16 once, to keep the interpreter run short")
@@ -131,6 +135,12 @@ def test_fused_scan_interpreted(L, n, shared, causal, dtype, config):
         pytest.skip("state blocks on the lengths that are not a multiple of the chunk")
     tol = (1e-5, 1e-5) if dtype == torch.float32 else (1e-2, 2e-2)
     check_parity(1, L, n, 8, 4, 4 if causal else 3, shared, causal, dtype, "cpu", config, *tol)
+
+
+def test_lane_sums_takes_the_tiles_of_one_row_and_one_channel_per_lane():
+    assert all(triton_scan.lane_sums(config) for config in LANE_SUMS) and triton_scan.lane_sums(ScanConfig())
+    assert not any(triton_scan.lane_sums(config) for config in (SMALL, *SMALL_STATE_BLOCKS))
+    assert not triton_scan.lane_sums(ScanConfig(block_e=64, warps=2))  # a channel per lane, but two warps
 
 
 def _mixer_grads(mixer: torch.nn.Module, x: torch.Tensor, layout, backend: str):

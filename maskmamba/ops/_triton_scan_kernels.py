@@ -174,6 +174,31 @@ def _time_rows(first, n0, m, L, inside, STATE_BLOCK: tl.constexpr):
         return rows[None, :] * L + m[:, None], tl.broadcast_to(inside[:, None], (inside.shape[0], STATE_BLOCK))
 
 
+@triton.jit
+def _halve(x, lane, HALF: tl.constexpr):
+    """One round of `_lane_sums`: rows [0, HALF) and [HALF, 2 HALF) of x [2 HALF, 32]; the lanes with bit HALF set
+    keep the upper half, the others the lower, and each adds what its partner across that bit holds of it."""
+    a, b = tl.split(tl.permute(tl.reshape(x, [2, HALF, 32]), (1, 2, 0)))
+    upper = ((lane & HALF) != 0)[None, :]
+    partner = tl.broadcast_to((lane ^ HALF)[None, :], (HALF, 32))
+    return tl.where(upper, b, a) + tl.gather(tl.where(upper, a, b), partner, axis=1)
+
+
+@triton.jit
+def _lane_sums(tile):
+    """The row sums of a state tile of 32 rows (positions x states, row-major) x 32 channels, one channel to a lane:
+    a [32] vector whose element j, held by lane j, sums row j. Five butterfly rounds each halve the rows a lane
+    holds (a reduce-scatter, 31 shuffles) where `tl.sum` would shuffle every row five times (160)."""
+    lane = tl.arange(0, 32)
+    x = tl.reshape(tile, [32, 32])
+    x = _halve(x, lane, 16)
+    x = _halve(x, lane, 8)
+    x = _halve(x, lane, 4)
+    x = _halve(x, lane, 2)
+    x = _halve(x, lane, 1)
+    return tl.reshape(x, [32])
+
+
 @_jit
 def _fwd_chunk_summary(
     x_ptr, w_ptr, cb_ptr, dt_ptr, bias_ptr, A_ptr, B_ptr, dsum_ptr, S_ptr,
@@ -321,10 +346,11 @@ def _bwd_main(
     sx_b, sx_t, sx_d, sx_e, sd_b, sd_t, sd_d, sd_e, sB_b, sB_t, sB_d, sB_n, sC_b, sC_t, sC_d, sC_n,
     sg_b, sg_t, sg_d, sg_e, sp_b, sp_t, sp_d, sp_e,
     N: tl.constexpr, K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr,
-    CHUNK: tl.constexpr, BLOCK_E: tl.constexpr, STATE_BLOCK: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK_E: tl.constexpr, STATE_BLOCK: tl.constexpr, LANE_SUMS: tl.constexpr,
 ):
     """Per chunk: recompute h (from the chunk states H) and g (from the carried G), then every gradient, for
-    STATE_BLOCK states per turn of the state loop.
+    STATE_BLOCK states per turn of the state loop. LANE_SUMS (CHUNK x STATE_BLOCK = BLOCK_E = 32 on one warp):
+    dB and dC's channel sums as `_lane_sums`, each lane then adding one (position, state) sum.
 
     Writes d(delta raw) in delta's layout and d(conv pre-activation) (b, L, dirs, E) fp32; accumulates
     dB, dC (fp32, (b, dirs, N, L)), dA, dD, d(dt bias), the conv weight and bias atomically.
@@ -366,9 +392,16 @@ def _bwd_main(
         gh = g * (h - x)  # g_t a_t h_{t-1}
         ddelta += _state_sum(g * u_s * b_n + gh * a_n[None], STATE_BLOCK)
         du_total += _state_sum(g * delta_s * b_n, STATE_BLOCK)
-        bc, bc_mask = _time_rows((bi * ndir + d) * N, n0, m, L, inside, STATE_BLOCK)
-        tl.atomic_add(dB_ptr + bc, _channel_sum(g * du_s, STATE_BLOCK), mask=bc_mask, sem="relaxed")
-        tl.atomic_add(dC_ptr + bc, _channel_sum(dy_s * h, STATE_BLOCK), mask=bc_mask, sem="relaxed")
+        if LANE_SUMS:
+            j = tl.arange(0, 32)  # lane j adds the sums of position j // STATE_BLOCK, state n0 + j % STATE_BLOCK
+            tj = c * CHUNK + j // STATE_BLOCK
+            bc = ((bi * ndir + d) * N + n0 + j % STATE_BLOCK) * L + _memory_index(tj, L, rev)
+            tl.atomic_add(dB_ptr + bc, _lane_sums(g * du_s), mask=tj < L, sem="relaxed")
+            tl.atomic_add(dC_ptr + bc, _lane_sums(dy_s * h), mask=tj < L, sem="relaxed")
+        else:
+            bc, bc_mask = _time_rows((bi * ndir + d) * N, n0, m, L, inside, STATE_BLOCK)
+            tl.atomic_add(dB_ptr + bc, _channel_sum(g * du_s, STATE_BLOCK), mask=bc_mask, sem="relaxed")
+            tl.atomic_add(dC_ptr + bc, _channel_sum(dy_s * h, STATE_BLOCK), mask=bc_mask, sem="relaxed")
         tl.atomic_add(dA_ptr + ch * N + n, tl.sum(gh * delta_s, axis=0), mask=_state_rows_mask(emask, STATE_BLOCK),
                       sem="relaxed")
     tl.atomic_add(dD_ptr + ch, tl.sum(dy * u, axis=0), mask=emask, sem="relaxed")

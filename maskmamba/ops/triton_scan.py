@@ -121,6 +121,12 @@ def _config_for(cfg: ScanConfig, N: int) -> ScanConfig:
     return cfg
 
 
+def lane_sums(cfg: ScanConfig) -> bool:
+    """Whether the backward's dB and dC channel sums take `_lane_sums`' reduce-scatter: a state tile of exactly one
+    row per lane and one channel per lane (bwd_chunk x bwd_state_block = block_e = 32, one warp)."""
+    return cfg.bwd_chunk * cfg.bwd_state_block == cfg.block_e == 32 and cfg.warps == 1
+
+
 def _conv_input_grad(dpre: Tensor, conv_w: Tensor, x: Tensor, causal: bool, reverse_odd: bool,
                      cfg: ScanConfig) -> Tensor:
     """dx from d(pre-activation) (b, L, n, E) fp32: every direction's transposed conv."""
@@ -257,7 +263,7 @@ class _FusedScan(torch.autograd.Function):
             x, conv_w, conv_b, delta, dt_bias, A, B, C, D, H, G, dy,
             ddelta, dpre, dB, dC, dA, dD, dbias, dw, dcb, L, E, nchunk, neb,
             *_strides4(x), *delta.stride(), *B.stride(), *C.stride(), *dy.stride(), *dpre.stride(),
-            K=K, PAD=pad, **common)
+            K=K, PAD=pad, LANE_SUMS=lane_sums(cfg), **common)
         dx = _conv_input_grad(dpre, conv_w, x, causal, reverse_odd, cfg)
         dgate = None
         if gate is not None:
