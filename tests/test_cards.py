@@ -92,6 +92,19 @@ def test_cards_hold_the_figures_and_credits(tree):
     assert (tree / "maskmamba-parallel-2" / "README.md").read_bytes() == untouched  # not shipped: no card
 
 
+def test_a_sweep_of_one_scale_is_not_called_the_best(tree, tmp_path):
+    root = tmp_path / "assets"
+    shutil.copytree(tree, root)
+    path = root / "results" / "generators.json"
+    results = json.loads(path.read_text())
+    results["variants"]["uvit"]["cfg_sweep"] = [{"cfg": 2.5, "fid": 30.0, "class_acc": 0.8}]
+    path.write_text(json.dumps(results))
+    main(_args(root, "--variants", "uvit"))
+    uvit = (root / "uvit" / "README.md").read_text()
+    assert "FID 23.5 at CFG scale 2.5, the one scale its sweep scored (10,000" in uvit
+    assert "default CFG scale is 2.5, the scale scored." in uvit and "best" not in uvit.split("Metrics")[1].split("\n")[0]
+
+
 def test_runs_started_from_saved_weights_are_all_counted(tree, tmp_path):
     """training.json of runs made with --init, each from the last: the card counts every run's images and gives
     every command, each from the export of the one before."""

@@ -157,11 +157,13 @@ def training_commands(variant: str, size: str, t: dict) -> str:
 
 def metric_line(shipped: dict, scored: dict, real_acc: float, default_cfg: float, results: Path) -> str:
     best = num(shipped["best_cfg"])
-    default = ("the best of its sweep" if default_cfg == shipped["best_cfg"]
-               else f"while the sweep's best is {best}")
+    one_scale = len(scored.get("cfg_sweep") or []) == 1  # a sweep of one scale chose nothing
+    scale = f"CFG scale {best}, the one scale its sweep scored" if one_scale else f"the best CFG scale {best}"
+    default = ("the scale scored" if one_scale else "the best of its sweep") if default_cfg == shipped["best_cfg"] \
+        else f"while the sweep's best is {best}"
     return (
         f"- Metrics (`{scored['command']}`, {scored['steps']} iterations, this {shipped['storage']} file; "
-        f"see `{results}`): FID {shipped['fid']:.1f} at the best CFG scale {best} ({scored['n_images']:,} "
+        f"see `{results}`): FID {shipped['fid']:.1f} at {scale} ({scored['n_images']:,} "
         f"class-conditioned images against the training set); class accuracy {pct(shipped['class_acc'])} by the "
         f"project's judge classifier (which scores {pct(real_acc)} on real held-out images); prompt top-5 "
         f"{pct(shipped['prompt_top5'])} on {scored['n_prompts']:,} tag captions; paraphrase top-5 "
