@@ -65,6 +65,32 @@ def test_loss_falls_and_run_resumes_and_exports(token_data, tmp_path):
     assert json.loads((tmp_path / "export" / "classes.json").read_text()) == ["cats", "dogs"]
 
 
+def test_each_checkpoint_exports_the_best_ema_so_far(token_data, tmp_path, monkeypatch):
+    """With --export, a checkpoint (here every step: --save-every 0) also exports the best EMA in one format
+    (int8 of int8 and fp32), its training.json saying the run is not done; the end exports every format."""
+    torch.set_num_threads(1)
+    calls = []
+    real = train_generator.export
+
+    def spy(model, classes, folder, storages, info):
+        calls.append((list(storages), info))
+        return real(model, classes, folder, storages, info)
+
+    monkeypatch.setattr(train_generator, "export", spy)
+    export = tmp_path / "export"
+    train_generator.main(_args(token_data, tmp_path / "run", 3, export=export, storage="fp32,int8", save_every=0,
+                               eval_every=2))
+    assert [storages for storages, _ in calls] == [["int8"]] * 3 + [["fp32", "int8"]]
+    progress = [info for _, info in calls[:3]]
+    assert [i["step"] for i in progress] == [1, 2, 3] and not any(i["done"] for i in progress)
+    assert [i["exported_step"] for i in progress] == [None, 2, 2]  # no held-out loss before step 2: the current EMA
+    assert progress[0]["best_val_loss"] is None and progress[1]["best_val_loss"] > 0
+    assert progress[2]["steps_planned"] == 3 and calls[-1][1]["done"]
+    events = [json.loads(line)["event"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert events.count("progress_export") == 3
+    assert json.loads((export / "training.json").read_text())["done"]
+
+
 def test_a_run_starts_from_saved_weights_and_records_them(token_data, tmp_path):
     """--init loads an exported (here int8) generator into a new run, whose first held-out loss is then the
     source's, and training.json names the source; a source of another shape is refused, naming the difference."""

@@ -14,6 +14,8 @@ of the lr to --min-lr-ratio, label smoothing, optional dropout, an EMA whose dec
 drawn among its image's tokenizations (the original and its augmented copies). Every --eval-every steps the
 EMA's held-out masked-token loss is logged, and the EMA weights at the best such loss are kept (best.pt) and
 exported; curves.json and curves.png in the run folder show train and held-out loss against images seen.
+With --export, every checkpoint (--save-every minutes) also exports the best EMA so far in one format, so that a
+lease which loses its machine keeps what it had collected (scripts/gpu_collect.sh brings the int8 back).
 """
 from __future__ import annotations
 
@@ -167,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eager", action="store_true", help="no CUDA graph for the training step (always eager under DDP)")
     p.add_argument("--init", default=None,
                    help="start a new run from this saved generator's weights (any storage; same config, dropout aside)")
-    p.add_argument("--export", default=None, help="write the best EMA weights + classes.json here when done")
+    p.add_argument("--export", default=None,
+                   help="write the best EMA weights + classes.json here when done, and at each checkpoint in one "
+                        "format (int8 where --storage has it; training.json then says done: false)")
     p.add_argument("--storage", type=_storages, default=["fp32"],
                    help=f"comma-separated weight formats to export side by side ({', '.join(FILES)})")
     return p
@@ -253,6 +257,13 @@ def main(argv: list[str]) -> dict:
             snapshot(ema, classes, out, step, args.variant)
         if rank == 0 and deadline.save_due():
             _save(out, model, ema, optimizer, step)
+            if args.export:  # the best EMA so far, where a lease collects its results, should the machine be lost
+                progress = {"event": "progress", "step": step, "done": False,
+                            "minutes": round(deadline.elapsed() / 60, 2),
+                            "best_val_loss": round(best["val_loss"], 4) if best["step"] else None,
+                            "best_step": best["step"] or None}
+                path = _export_best(out, ema, classes, args, world, progress, [_progress_storage(args.storage)])
+                log.write(event="progress_export", step=step, exported=path)
     bar.close()
     result = {"event": "stop", "step": step, "done": step >= args.steps, "minutes": round(deadline.elapsed() / 60, 2)}
     if rank == 0:
@@ -262,16 +273,27 @@ def main(argv: list[str]) -> dict:
         result |= {"val_loss_ema": round(last_val["val_loss"], 4), "best_val_loss": round(best["val_loss"], 4),
                    "best_step": best["step"]}
         if args.export:  # also when stopped early: training.json records how far it got
-            exported = best_ema(out, ema)
-            info = result | {"batch": args.batch * world, "steps_planned": args.steps, "exported_step": exported["step"]}
-            info |= _init_record(out)
-            result["exported"] = export(exported["model"], classes, Path(args.export), args.storage, info)
+            result["exported"] = _export_best(out, ema, classes, args, world, result, args.storage)
         log.write(**result)
         write_curves(out / LOG, out, f"{args.variant} ({args.size})")
         print("TRAINING COMPLETE" if result["done"] else "NOT DONE: run the same command again to resume")
     if world > 1:
         dist.destroy_process_group()
     return result
+
+
+def _export_best(out: Path, ema: torch.nn.Module, classes: list[str], args: argparse.Namespace, world: int,
+                 record: dict, storages: list[str]) -> str:
+    """The best EMA so far exported to --export in `storages`, its training.json `record` plus the batch, the
+    planned steps, the step exported and where the run started from."""
+    exported = best_ema(out, ema)
+    info = record | {"batch": args.batch * world, "steps_planned": args.steps, "exported_step": exported["step"]}
+    return export(exported["model"], classes, Path(args.export), storages, info | _init_record(out))
+
+
+def _progress_storage(storages: list[str]) -> str:
+    """The one format of the exports made during training: int8 where it is asked for (what a lease brings back)."""
+    return "int8" if "int8" in storages else storages[0]
 
 
 def _held_out(ema, val: Data, mask_id: int, device, step: int, best: dict, out: Path, log) -> dict:
