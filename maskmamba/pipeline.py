@@ -170,7 +170,8 @@ class Pipeline:
         return Condition.classes(torch.tensor([int(class_id)], device=self.device))
 
     def settings(self, settings: SamplingSettings | None = None, **changes) -> SamplingSettings:
-        """`settings` (default: this pipeline's defaults) with any of cfg_scale, steps, temperature, seed changed."""
+        """`settings` (default: this pipeline's defaults) with any of its fields (cfg_scale, steps, temperature, seed,
+        choice_temperature) changed."""
         names = {f.name for f in dataclasses.fields(SamplingSettings)}
         unknown = set(changes) - names
         if unknown:

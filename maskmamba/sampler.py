@@ -89,13 +89,13 @@ class StepPlan:
 
     cfg_scale: float
     temperature: float
-    noise_scale: float  # choice_temperature * (1 - step / total): the re-masking choice's Gumbel scale
+    noise_scale: float  # settings.choice_temperature * (1 - step / total): the re-masking choice's Gumbel scale
     ratio: float  # mask_ratio(step / total): the cosine share of a row's unknown tokens still masked after it
     later: int  # steps after this one
 
     @classmethod
-    def at(cls, step: int, total: int, settings: SamplingSettings, choice_temperature: float) -> StepPlan:
-        return cls(settings.cfg_scale, settings.temperature, choice_temperature * (1 - step / total),
+    def at(cls, step: int, total: int, settings: SamplingSettings) -> StepPlan:
+        return cls(settings.cfg_scale, settings.temperature, settings.choice_temperature * (1 - step / total),
                    mask_ratio(step / total), total - step)
 
 
@@ -148,14 +148,13 @@ def maskgit(
     mask_id: int,
     settings: SamplingSettings = SamplingSettings(),
     tokens: torch.Tensor | None = None,
-    choice_temperature: float = 4.5,
     step_fn: StepFn | None = None,
 ) -> Iterator[SampleStep]:
     """Decode every position of `tokens` (B, grid*grid) that holds `mask_id` (default: all masked).
 
     Given tokens (inpainting) are never changed. Runs `settings.steps` steps, or fewer when fewer tokens are
     masked (no step decodes nothing). Tokens are sampled at `settings.temperature`; the confidence used to choose
-    what stays decoded gets Gumbel noise scaled by `choice_temperature`, annealed linearly to 0. `step_fn` runs a
+    what stays decoded gets Gumbel noise scaled by `settings.choice_temperature`, annealed linearly to 0. `step_fn` runs a
     whole step in place of `eager_step` with `logits_fn` (a CUDA-graph replay of the same operations).
     """
     settings.check()
@@ -171,6 +170,6 @@ def maskgit(
     step_fn = step_fn or functools.partial(eager_step, logits_fn, mask_id)
     for step in range(1, total + 1):
         timer = StepTimer(device)
-        plan = StepPlan.at(step, total, settings, choice_temperature)
+        plan = StepPlan.at(step, total, settings)
         tokens, prediction, still_masked, confidence = step_fn(tokens, cond, plan, generator, n_unknown)
         yield SampleStep(step, total, tokens, prediction, still_masked, confidence, timer.stop())

@@ -1,4 +1,4 @@
-"""Sampling settings: the one home of the defaults (CFG, iterations, temperature, seed) and of their check."""
+"""Sampling settings: the one home of the defaults (CFG, iterations, temperatures, seed) and of their check."""
 from __future__ import annotations
 
 import math
@@ -12,7 +12,8 @@ GPU_STEPS = 20  # a GPU runs 20 iterations in tens of ms, and they draw better i
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """How MaskGIT decoding runs: guidance scale, number of steps, sampling temperature and seed.
+    """How MaskGIT decoding runs: guidance scale, number of steps, sampling temperature, the Gumbel scale of the
+    choice of what stays decoded (annealed linearly to 0 over the steps; MaskGIT's 4.5) and seed.
 
     A checkpoint may override the default CFG scale with `default_cfg` in its config.json (the best scale of
     its sweep), and a GPU starts from GPU_STEPS iterations: see `for_checkpoint`.
@@ -22,6 +23,7 @@ class SamplingSettings:
     steps: int = 12
     temperature: float = 1.0
     seed: int = 0
+    choice_temperature: float = 4.5
 
     def check(self) -> None:
         """Raise ValueError with a readable message for anything the sampler cannot run."""
@@ -31,6 +33,8 @@ class SamplingSettings:
             raise ValueError(f"CFG scale must be a finite number >= 0, got {self.cfg_scale!r}")
         if not _real(self.temperature) or not math.isfinite(self.temperature) or self.temperature <= 0:
             raise ValueError(f"temperature must be a finite number > 0, got {self.temperature!r}")
+        if not _real(self.choice_temperature) or not math.isfinite(self.choice_temperature) or self.choice_temperature < 0:
+            raise ValueError(f"choice temperature must be a finite number >= 0, got {self.choice_temperature!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
 

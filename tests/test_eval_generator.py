@@ -298,6 +298,30 @@ def test_paraphrases_only_scores_the_written_and_the_matched_prompts_without_fid
     assert entry["n_paraphrase_images"] == 6 and entry["cfg"] == config.get("default_cfg", 1.0)  # else the first --sweep
 
 
+def test_the_sampler_temperatures_reach_every_image_and_are_recorded(data_dir, checkpoints, paraphrases, tmp_path,
+                                                                     monkeypatch):
+    seen = []
+    real = evaluation.maskgit
+
+    def spy(logits_fn, cond, grid, mask_id, settings, *rest, **kw):
+        seen.append(settings)
+        return real(logits_fn, cond, grid, mask_id, settings, *rest, **kw)
+
+    monkeypatch.setattr(evaluation, "maskgit", spy)
+    argv = [
+        "--data", str(data_dir), "--checkpoints", str(checkpoints), "--variants", VARIANTS[0],
+        "--tokenizer", str(checkpoints / "tokenizer"), "--steps", "2", "--batch", "3", "--device", "cpu",
+        "--classifier-epochs", "1", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "t.json"),
+        "--paraphrases", str(paraphrases), "--paraphrase-samples", "1", "--paraphrases-only",
+        "--temperature", "0.8", "--choice-temperature", "0",
+    ]
+    entry = evaluation.main(argv, features=StandIn())["variants"][VARIANTS[0]]
+    assert (entry["temperature"], entry["choice_temperature"]) == (0.8, 0.0)
+    assert seen and all((s.temperature, s.choice_temperature, s.steps) == (0.8, 0.0, 2) for s in seen)
+    with pytest.raises(SystemExit, match="choice temperature must be"):
+        evaluation.main([*argv[:-1], "-1"], features=StandIn())
+
+
 def test_judge_and_real_features_are_rebuilt_for_another_data_set(data_dir, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(data_dir, other)

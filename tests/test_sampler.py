@@ -72,7 +72,7 @@ def _counts(n_unknown: int, steps: int) -> list[int]:
     n = torch.tensor([n_unknown])
     total, left, counts = decoding_steps(steps, n), n, []
     for s in range(1, total + 1):
-        plan = StepPlan.at(s, total, SamplingSettings(), choice_temperature=4.5)
+        plan = StepPlan.at(s, total, SamplingSettings())
         left = clamped_count(n, left, plan.ratio, plan.later)
         counts.append(int(left))
     return counts
@@ -102,10 +102,19 @@ def test_few_masked_tokens_take_one_step_each(model):
     assert [int(s.mask[0].sum()) for s in steps] == [2, 1, 0]
 
 
-@pytest.mark.parametrize("kwargs", [dict(steps=0), dict(steps=10_000), dict(cfg_scale=-1.0), dict(cfg_scale=float("nan")), dict(temperature=0.0)])
+@pytest.mark.parametrize("kwargs", [dict(steps=0), dict(steps=10_000), dict(cfg_scale=-1.0), dict(cfg_scale=float("nan")),
+                                    dict(temperature=0.0), dict(choice_temperature=-1.0), dict(choice_temperature=float("inf"))])
 def test_bad_settings_raise_readable_errors(model, kwargs):
     with pytest.raises(ValueError):
         _run(model, **kwargs)
+
+
+def test_the_choice_temperature_scales_the_choice_noise_and_changes_what_stays_decoded(model):
+    plans = [StepPlan.at(s, 4, SamplingSettings(choice_temperature=2.0)) for s in range(1, 5)]
+    assert [p.noise_scale for p in plans] == [1.5, 1.0, 0.5, 0.0]
+    greedy, noisy = _run(model, steps=4, seed=5, choice_temperature=0.0), _run(model, steps=4, seed=5)
+    assert not torch.equal(greedy[0].mask, noisy[0].mask)  # the same samples, another choice of what stays masked
+    assert torch.equal(greedy[0].prediction, noisy[0].prediction)
 
 
 def test_a_step_fn_replaces_the_eager_step_and_sees_each_steps_plan(model):

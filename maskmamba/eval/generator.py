@@ -36,7 +36,7 @@ import hashlib
 import json
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -88,6 +88,7 @@ class Bench:
     matched_paraphrases: Prompts | None  # the same prompts drawn as their matched captions, as the demo does
     batch: int
     seed: int
+    sampling: SamplingSettings  # temperatures of every image drawn; CFG, steps and seed are set per batch
 
 
 # --- real data -------------------------------------------------------------------------------------------
@@ -212,7 +213,7 @@ def generate(
     """uint8 images (b,128,128,3) on the device, batch by batch, one per sample of `cond` (batch i: seed + i)."""
     for i, start in enumerate(tqdm(range(0, len(cond), bench.batch), desc=desc, unit="batch")):
         with _autocast(bench.device):
-            settings = SamplingSettings(cfg_scale=cfg, steps=steps, seed=bench.seed + i)
+            settings = replace(bench.sampling, cfg_scale=cfg, steps=steps, seed=bench.seed + i)
             for last in maskgit(guidance(model), _rows(cond, start, start + bench.batch), model.grid, model.mask_id, settings):
                 pass
         yield decode_pixels(bench.tokenizer, last.tokens)
@@ -269,7 +270,12 @@ def paraphrases_only(model: torch.nn.Module, folder: Path, bench: Bench, args: a
     if bench.paraphrases is None:
         raise SystemExit("--paraphrases-only needs a paraphrase set (--paraphrases)")
     cfg = float(json.loads((folder / "config.json").read_text()).get("default_cfg", args.sweep[0]))
-    return {"cfg": cfg, "steps": args.steps, **score_paraphrases(model, bench, cfg, args.steps, name)}
+    return {"cfg": cfg, "steps": args.steps, **_temperatures(bench), **score_paraphrases(model, bench, cfg, args.steps, name)}
+
+
+def _temperatures(bench: Bench) -> dict:
+    """The sampler's temperatures, recorded beside every figure they made."""
+    return {"temperature": bench.sampling.temperature, "choice_temperature": bench.sampling.choice_temperature}
 
 
 def evaluate_variant(model: torch.nn.Module, bench: Bench, args: argparse.Namespace, name: str) -> dict:
@@ -282,7 +288,7 @@ def evaluate_variant(model: torch.nn.Module, bench: Bench, args: argparse.Namesp
     return {
         **final, "best_cfg": best, **score_prompts(model, bench, best, args.steps, name), **paraphrases,
         "cfg_sweep": sweep, "n_images": args.n, "sweep_n": args.sweep_n, "steps": args.steps,
-        "seconds": round(time.perf_counter() - start, 1),
+        **_temperatures(bench), "seconds": round(time.perf_counter() - start, 1),
     }
 
 
@@ -394,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", type=_floats, default=[1, 2, 3, 4, 6], help="CFG scales to sweep")
     p.add_argument("--sweep-n", type=int, default=2000, help="images per scale of the sweep")
     p.add_argument("--steps", type=int, default=SamplingSettings().steps, help="MaskGIT iterations")
+    p.add_argument("--temperature", type=float, default=SamplingSettings().temperature, help="token sampling temperature")
+    p.add_argument("--choice-temperature", type=float, default=SamplingSettings().choice_temperature,
+                   help="Gumbel scale of the choice of what stays decoded, annealed to 0 (a sampler sweep varies both)")
     p.add_argument("--curve-variant", default=CURVE_VARIANT, help="variant of the iteration and position curves")
     p.add_argument("--steps-curve", type=_ints, default=[4, 8, 12, 20, 25], help="iterations of FID vs iterations, in runs that evaluate --curve-variant ('' to skip)")
     p.add_argument("--curve-n", type=int, default=None, help="images per point of the curves (default: --n)")
@@ -425,6 +434,11 @@ def _formats(text: str) -> list[str]:
 
 def build_bench(args: argparse.Namespace, features: Features | None) -> tuple[Bench, dict]:
     """Load the tokenizer, classifier, real statistics and prompts; returns them with the classifier's json."""
+    sampling = SamplingSettings(temperature=args.temperature, choice_temperature=args.choice_temperature)
+    try:
+        sampling.check()
+    except ValueError as err:
+        raise SystemExit(f"--temperature / --choice-temperature: {err}") from None
     device, work = torch.device(args.device), Path(args.work)
     manifest = load_manifest(args.data)
     num_classes = len(manifest["classes"])
@@ -448,6 +462,7 @@ def build_bench(args: argparse.Namespace, features: Features | None) -> tuple[Be
                                                        device) if args.paraphrases else None,
         batch=args.batch,
         seed=args.seed,
+        sampling=sampling,
     )
     return bench, meta
 
