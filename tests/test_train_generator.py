@@ -13,6 +13,7 @@ from safetensors.numpy import load_file, save_file
 
 from maskmamba.data.dataset import CAPTIONS
 from maskmamba.data.tokens import CODEBOOK_KEY, TOKENS
+from maskmamba.models import build_model
 from maskmamba.train import generator as train_generator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,6 +90,19 @@ def test_each_checkpoint_exports_the_best_ema_so_far(token_data, tmp_path, monke
     events = [json.loads(line)["event"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert events.count("progress_export") == 3
     assert json.loads((export / "training.json").read_text())["done"]
+
+
+def test_an_export_removes_the_formats_an_earlier_export_left(tmp_path):
+    """A progress export (int8) over a finished one (fp32 and int8) leaves one model: no stale fp32 to load first."""
+    from maskmamba.checksums import read_sums
+    from maskmamba.models import stored_formats
+
+    model = build_model("transformer", "tiny", num_classes=2)
+    train_generator.export(model, ["a", "b"], tmp_path, ["fp32", "int8"], {"done": True})
+    assert stored_formats(tmp_path) == ["fp32", "int8"]
+    train_generator.export(model, ["a", "b"], tmp_path, ["int8"], {"done": False})
+    assert stored_formats(tmp_path) == ["int8"]
+    assert set(read_sums(tmp_path)) == {p.name for p in tmp_path.glob("*.safetensors")}
 
 
 def test_a_run_starts_from_saved_weights_and_records_them(token_data, tmp_path):

@@ -39,7 +39,7 @@ from maskmamba.data.dataset import CaptionBank, load_manifest
 from maskmamba.data.tokens import load_token_copies, load_tokens, token_codebook_size
 from maskmamba.graphs import GraphedStep
 from maskmamba.models import Condition, Generator, build_model, load_generator, save_weights
-from maskmamba.models.quantize import FILES, check_storage
+from maskmamba.models.quantize import FILES, check_storage, stored_files, stored_formats
 from maskmamba.schedule import mask_ratio
 from maskmamba.train.checkpoint import Deadline, load_checkpoint, save_checkpoint
 from maskmamba.train.curves import write_curves
@@ -349,7 +349,11 @@ def best_ema(out: Path, ema: torch.nn.Module) -> dict:
 
 def export(model: torch.nn.Module, classes: list[str], folder: Path, storages: list[str], info: dict) -> str:
     """Write `model` in each storage format into `folder` (one weights file each, so the evaluation can score them
-    side by side; copy one of them to ship), with classes.json and training.json."""
+    side by side; copy one of them to ship), with classes.json and training.json. Weights of other formats that an
+    earlier export left there are removed, so the folder holds one model, the one training.json describes."""
+    for stale in set(stored_formats(folder)) - set(storages):
+        for path in stored_files(folder, stale):
+            path.unlink()
     for storage in storages:
         save_weights(model, folder, storage)
     (folder / "classes.json").write_text(json.dumps(classes))
