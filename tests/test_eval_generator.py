@@ -155,6 +155,24 @@ def test_paraphrase_grid_against_a_second_model_pairs_each_prompts_drawings(para
     assert (pixels[:, 6 * TILE :] == 255).all()
 
 
+def test_paraphrase_grid_against_a_folder_without_a_tokenizer_uses_the_first_ones(paraphrases, tiny_checkpoint,
+                                                                                  tmp_path):
+    from maskmamba.eval.paraphrase_grid import TILE, paraphrase_grid
+
+    assets, other = tmp_path / "assets", tmp_path / "run" / "pack" / "maskmamba-serial-half"
+    shutil.copytree(tiny_checkpoint, assets / "maskmamba-serial-half")
+    shutil.copytree(tiny_checkpoint, other, ignore=shutil.ignore_patterns("tokenizer"))
+    assert not (other / "tokenizer").exists() and not (other.parent / "tokenizer").exists()
+    sheet = paraphrase_grid("maskmamba-serial-half", assets, paraphrases, steps=1, prompt_encoder=FakeEncoder(),
+                            against=other)
+    assert sheet.size[1] > TILE
+    encoder = RecordingEncoder()
+    with pytest.raises(FileNotFoundError, match="no checkpoint folder"):
+        paraphrase_grid("maskmamba-serial-half", assets, paraphrases, steps=1, prompt_encoder=encoder,
+                        against=tmp_path / "nowhere" / "maskmamba-serial-half")
+    assert encoder.texts == []  # it failed before the first model drew anything
+
+
 class RecordingEncoder(FakeEncoder):
     """FakeEncoder that keeps every text it was asked to encode."""
 

@@ -4,8 +4,8 @@ README shows).
 python -m maskmamba.eval paraphrase-grid --variant V [--matched] [--assets assets] [--against FOLDER] [--out PNG]
     [--paraphrases assets/eval/paraphrases.json] [--steps 12] [--seed 0] [--device cpu]
 
-With --against FOLDER (a generator folder, its variant's name, beside a tokenizer folder), every tile holds the
-prompt drawn by both models side by side, --variant's on the left (a comparison at equal settings).
+With --against FOLDER (a generator folder, named as its variant), every tile holds the prompt drawn by both models
+side by side, --variant's on the left (a comparison at equal settings, so both decode through --assets' tokenizer).
 
 Seed 0 for every prompt, CFG at the checkpoint's default (`default_cfg` in its config.json), 12 iterations. Each
 prompt is drawn as written (V_paraphrases.png), or with --matched as the demo draws it: conditioned on its closest
@@ -58,27 +58,24 @@ def paraphrase_grid(
 ) -> Image.Image:
     """Every paraphrase prompt drawn by the shipped `variant` at its default CFG, one seed, labelled with the prompt;
     `matched`: conditioned on the prompt's matched caption, as the demo does; `against`: a second generator folder
-    whose drawing of each prompt sits to the right of the first's."""
+    whose drawing of each prompt sits to the right of the first's, decoded by the first's tokenizer. Both models
+    load before either draws, so a folder that cannot load fails at once."""
+    from maskmamba.pipeline import Pipeline
+
     para = Paraphrases.load(paraphrases)
     texts = load_matched(paraphrases) if matched else para.prompts
     if texts is None:
         raise SystemExit(f"no {matched_path(paraphrases)}: run python -m maskmamba.eval paraphrase-states first")
-    models = [(variant, Path(assets))] + ([(Path(against).name, Path(against).parent)] if against else [])
-    drawn = [_draw(name, folder, texts, steps, seed, device, prompt_encoder) for name, folder in models]
+    pipelines = [Pipeline.from_pretrained(variant, assets=assets, device=device, prompt_encoder=prompt_encoder)]
+    if against:
+        pipelines.append(Pipeline.from_pretrained(Path(against).name, path=against, assets=assets, device=device,
+                                                  tokenizer=pipelines[0].tokenizer, prompt_encoder=prompt_encoder))
+    drawn = [[pipeline.generate(prompt=text, steps=steps, seed=seed) for text in texts] for pipeline in pipelines]
     if not against:
         return labelled_grid(drawn[0], para.prompts)
-    title = f"left: {variant} ({Path(assets) / variant}); right: {models[1][0]} ({against})"
+    title = f"left: {variant} ({Path(assets) / variant}); right: {Path(against).name} ({against})"
     pairs = [image for both in zip(*drawn) for image in both]
     return labelled_grid(pairs, para.prompts, columns=COLUMNS // 2, per_tile=2, title=title)
-
-
-def _draw(variant: str, assets: Path, texts: list[str], steps: int, seed: int, device: str,
-          prompt_encoder: PromptEncoder | None) -> list[Image.Image]:
-    """Each text drawn by the generator assets/variant at its default CFG."""
-    from maskmamba.pipeline import Pipeline
-
-    pipeline = Pipeline.from_pretrained(variant, assets=assets, device=device, prompt_encoder=prompt_encoder)
-    return [pipeline.generate(prompt=text, steps=steps, seed=seed) for text in texts]
 
 
 def main(argv: list[str]) -> Path:
