@@ -159,8 +159,10 @@ def metric_line(shipped: dict, scored: dict, real_acc: float, default_cfg: float
     best = num(shipped["best_cfg"])
     one_scale = len(scored.get("cfg_sweep") or []) == 1  # a sweep of one scale chose nothing
     scale = f"CFG scale {best}, the one scale its sweep scored" if one_scale else f"the best CFG scale {best}"
-    default = ("the scale scored" if one_scale else "the best of its sweep") if default_cfg == shipped["best_cfg"] \
-        else f"while the sweep's best is {best}"
+    if default_cfg != shipped["best_cfg"]:
+        default = f"while the sweep's best is {best}"
+    else:
+        default = "the scale scored" if one_scale else "the best of its sweep"
     return (
         f"- Metrics (`{scored['command']}`, {scored['steps']} iterations, this {shipped['storage']} file; "
         f"see `{results}`): FID {shipped['fid']:.1f} at {scale} ({scored['n_images']:,} "
