@@ -44,7 +44,7 @@ rm -f "$OUT/done"
 
 if [[ $STEPS == auto || $STEPS == each ]] && [ -f "$OUT/steps" ]; then :  # a rerun keeps the schedule
 elif [[ $STEPS == auto || $STEPS == each ]]; then  # probes laid out as the runs will be (pinned GPU, else in turn), side by side
-  probe=${TMPDIR:-/tmp}/gpu_generators_probe; rm -rf "$probe"; mkdir -p "$probe"; i=0
+  probe=$OUT/probes; rm -rf "$probe"; mkdir -p "$probe"; i=0  # per OUT: two leases side by side keep their own
   for item in $RUNS; do
     name=${item%%/*}; name=${name%%:*}; gpu=$(( i++ % NGPU )); [[ $item == */* ]] && gpu=${item##*/}
     BATCH=$BATCH DEVICE=$DEVICE NGPU=$NGPU scripts/launch_train.sh "$gpu" --variant "${name%%@*}" \
