@@ -8,14 +8,17 @@
 #     TorchScript file (`python -m maskmamba.eval fid-fp16`).
 #   env: RUNS (VARIANT@SIZE[:full][/GPU] items, longest first; `full` runs get the full evaluation below; /GPU pins a
 #        run to a GPU, /0+1 trains it on several under torchrun (scripts/launch_train.sh), else runs take free
-#        slots), JUDGE_GPU (1),
+#        slots), JUDGE_GPU (1), JUDGE_FROM (a trained judge's classifier folder: copied into OUT/judge/classifier
+#        and reused, not retrained, so that every lease scores with one judge),
 #        SHIPPED (variants recorded under `shipped`), STEPS (6000, or `auto`: short probes of every run, laid out on
 #        the GPUs as the runs will be, and the slowest sets the steps that fit TRAIN_MINUTES; or `each`: the same
 #        probes, and every run gets the steps its own rate fits; kept in OUT/steps for reruns; scripts/choose_steps.py),
 #        STEPS_SET (VARIANT@SIZE=STEPS items: these runs get exactly these steps, as a comparison with an earlier run
 #        needs, whatever STEPS gave them),
 #        PROBE_STEPS (400), BATCH (256), SNAPSHOTS (3), PARALLEL (runs per GPU, 3),
-#        TRAIN_MINUTES (training stops by then, counted from the start of training, best EMA exported; 17), SNAP_N (images per
+#        TRAIN_MINUTES (training stops by then, counted from the start of training, best EMA exported; 17), DEADLINE
+#        (epoch seconds: training stops then instead, and probes fit the steps to the time left, so that legs started
+#        one after another on one machine, each with its own OUT, end together), SNAP_N (images per
 #        point of the CFG sweeps, the snapshots and the iteration curve; 2000),
 #        SNAP_SWEEP (2,3), EVAL_N (10000), SWEEP (1,2,3,4), STORAGE (int8), COMPARE (fp32,int4),
 #        TOKENIZER (assets/tokenizer), INIT (a folder of one generator folder per variant, such as assets: each
@@ -37,10 +40,13 @@ STEPS=${STEPS:-6000} PROBE_STEPS=${PROBE_STEPS:-400} BATCH=${BATCH:-256} SNAPSHO
 SNAP_N=${SNAP_N:-2000} SNAP_SWEEP=${SNAP_SWEEP:-2,3} EVAL_N=${EVAL_N:-10000} SWEEP=${SWEEP:-1,2,3,4}
 STORAGE=${STORAGE:-int8} COMPARE=${COMPARE:-fp32,int4} TOKENIZER=${TOKENIZER:-assets/tokenizer}
 PARAPHRASES=${PARAPHRASES:-assets/eval/paraphrases.json} TRAIN_FLAGS=${TRAIN_FLAGS:-} EVAL_FLAGS=${EVAL_FLAGS:-} DEVICE=${DEVICE:-cuda}
-OUT=${OUT:-runs/generators} JUDGE_GPU=${JUDGE_GPU:-1} INIT=${INIT:-}
+OUT=${OUT:-runs/generators} JUDGE_GPU=${JUDGE_GPU:-1} JUDGE_FROM=${JUDGE_FROM:-} INIT=${INIT:-} DEADLINE=${DEADLINE:-}
 NGPU=$( [ "$DEVICE" = cuda ] && nvidia-smi -L | wc -l || echo 1 )
 mkdir -p "$OUT/logs" "$OUT/eval/full" "$OUT/judge"
 rm -f "$OUT/done"
+if [ -n "$JUDGE_FROM" ] && [ ! -f "$OUT/judge/ready" ]; then  # a judge reused: checked before any training
+  rm -rf "$OUT/judge/classifier" && cp -r "$JUDGE_FROM" "$OUT/judge/classifier" && touch "$OUT/judge/ready" || exit 1
+fi
 
 if [[ $STEPS == auto || $STEPS == each ]] && [ -f "$OUT/steps" ]; then :  # a rerun keeps the schedule
 elif [[ $STEPS == auto || $STEPS == each ]]; then  # probes laid out as the runs will be (pinned GPU, else in turn), side by side
@@ -53,7 +59,8 @@ elif [[ $STEPS == auto || $STEPS == each ]]; then  # probes laid out as the runs
   done
   wait
   flag=""; [ "$STEPS" = each ] && flag=--each
-  python3 scripts/choose_steps.py $flag "$TRAIN_MINUTES" "$BATCH" "$probe"/*/log.jsonl > "$OUT/steps.part" \
+  window=$TRAIN_MINUTES; [ -n "$DEADLINE" ] && window=$(( (DEADLINE - $(date +%s)) / 60 ))
+  python3 scripts/choose_steps.py $flag "$window" "$BATCH" "$probe"/*/log.jsonl > "$OUT/steps.part" \
     2>> "$OUT/logs/probe.log" || exit 1
   mv "$OUT/steps.part" "$OUT/steps"
 else
@@ -64,7 +71,7 @@ if [ -n "${STEPS_SET:-}" ]; then  # fixed counts replace what STEPS gave those r
   python3 scripts/choose_steps.py --fix "$OUT/steps" "$names" $STEPS_SET || exit 1
 fi
 echo "steps: $(cat "$OUT/steps")"
-STOP_AT=$(( $(date +%s) + TRAIN_MINUTES * 60 ))
+STOP_AT=${DEADLINE:-$(( $(date +%s) + TRAIN_MINUTES * 60 ))}
 steps_of() {  # VARIANT@SIZE -> its steps: OUT/steps holds one count for all, or "VARIANT@SIZE STEPS" lines
   local file=$OUT/steps
   if [ "$(wc -l < "$file")" -le 1 ] && [[ $(cat "$file") =~ ^[0-9]+$ ]]; then cat "$file"

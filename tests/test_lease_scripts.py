@@ -120,3 +120,76 @@ def test_collecting_on_a_fresh_machine_stops_at_once(tmp_path):
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "fresh" in out.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_collecting_several_legs_packs_each_under_its_name(tmp_path):
+    legs = {"s5": True, "u2": False}
+    for leg, done in legs.items():
+        (tmp_path / leg / "eval/full").mkdir(parents=True)
+        (tmp_path / leg / "eval/full/x.json").write_text(leg)
+        (tmp_path / leg / "ckpt.pt").write_text("optimizer state")
+        if done:
+            (tmp_path / leg / "done").touch()
+    folders = ",".join(str(tmp_path / leg) for leg in [*legs, "not-started"])
+    out = subprocess.run(["bash", str(SCRIPTS / "gpu_collect.sh"), folders, str(tmp_path / "out")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "not done yet" in out.stdout and "no " in out.stderr and "not-started" in out.stderr
+    for leg in legs:
+        with tarfile.open(tmp_path / "out" / f"{leg}.tgz.00") as tar:
+            names = {n.removeprefix("./") for n in tar.getnames()}
+            assert "eval/full/x.json" in names and "ckpt.pt" not in names
+            assert tar.extractfile("./eval/full/x.json").read().decode() == leg
+    assert not list((tmp_path / "out").glob("results.tgz.*"))
+
+
+FAKE_PYTHON = """#!{exe}
+# Stands in for python3 under scripts/gpu_generators.sh: records each call, trains and scores nothing.
+import json, os, subprocess, sys
+from pathlib import Path
+args = sys.argv[1:]
+with open(os.environ["CALLS"], "a") as f:
+    f.write(json.dumps(args) + "\\n")
+if args and args[0].endswith("choose_steps.py"):
+    sys.exit(subprocess.call([sys.executable, *args]))
+def opt(name):
+    return args[args.index(name) + 1] if name in args else None
+if args[:3] == ["-m", "maskmamba.train", "generator"]:  # a log whose steady rate is 1,000 images/s
+    out = Path(opt("--out")); out.mkdir(parents=True, exist_ok=True)
+    rows = [{{"event": "train", "step": s, "images_per_s": 1000.0}} for s in (50, 100, 150, 200)]
+    (out / "log.jsonl").write_text("".join(json.dumps(r) + "\\n" for r in rows))
+if args[:3] == ["-m", "maskmamba.eval", "generator"]:
+    Path(opt("--out")).write_text("{{}}")
+"""
+
+
+def test_a_leg_reuses_a_judge_and_ends_at_its_deadline(tmp_path):
+    import sys
+    import time
+    root = SCRIPTS.parent
+    (tmp_path / "bin").mkdir()
+    fake = tmp_path / "bin" / "python3"
+    fake.write_text(FAKE_PYTHON.format(exe=sys.executable))
+    fake.chmod(0o755)
+    judge = tmp_path / "judge_src"
+    judge.mkdir()
+    (judge / "classifier.json").write_text('{"trained": true}')
+    (tmp_path / "inception.pt").write_text("weights")
+    out, calls = tmp_path / "leg", tmp_path / "calls.jsonl"
+    deadline = int(time.time()) + 345
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "CALLS": str(calls), "DEVICE": "cpu", "OUT": str(out),
+           "RUNS": "mmamba@small:full", "STEPS": "each", "PROBE_STEPS": "200", "DEADLINE": str(deadline),
+           "JUDGE_FROM": str(judge), "SHIPPED": "mmamba"}
+    run = subprocess.run(["bash", "scripts/gpu_generators.sh", str(tmp_path / "data"), str(tmp_path / "inception.pt")],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    made = [json.loads(line) for line in calls.read_text().splitlines()]
+    trains = [a for a in made if a[:3] == ["-m", "maskmamba.train", "generator"]]
+    probe, real = trains
+    assert probe[probe.index("--out") + 1] == str(out / "probes" / "mmamba@small")  # in this leg's OUT, not /tmp
+    # 5 minutes left: 90% of 4 at 1,000 images/s is 843 steps of 256, rounded down to 600; training stops at the deadline
+    assert real[real.index("--steps") + 1] == "600" and real[real.index("--minutes") + 1] == "5"
+    evals = [a for a in made if a[:3] == ["-m", "maskmamba.eval", "generator"]]
+    assert len(evals) == 1 and evals[0][evals[0].index("--variants") + 1] == "mmamba"  # no judge trained
+    assert (out / "judge/classifier/classifier.json").read_text() == '{"trained": true}'
+    assert (out / "eval/full/mmamba@small.json").is_file() and (out / "done").is_file()
