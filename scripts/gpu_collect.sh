@@ -23,8 +23,10 @@ all_done() { local f; for f in "${present[@]}"; do [ -f "$f/done" ] || return 1;
 end=$(( $(date +%s) + WAIT ))
 while ! all_done && [ "$(date +%s)" -lt "$end" ]; do
   sleep $(( end - $(date +%s) < 60 ? end - $(date +%s) : 60 ))
-  for log in $(for f in "${present[@]}"; do echo "$f"/logs/*.log; done); do
-    [ -f "$log" ] && printf '%s: %s\n' "$log" "$(tail -c 300 "$log" | tr '\r' '\n' | grep . | tail -1 | cut -c1-160)"
+  for f in "${present[@]}"; do
+    for log in "$f"/logs/*.log; do
+      [ -f "$log" ] && printf '%s: %s\n' "$log" "$(tail -c 300 "$log" | tr '\r' '\n' | grep . | tail -1 | cut -c1-160)"
+    done
   done
 done
 all_done && echo "done" || echo "not done yet"

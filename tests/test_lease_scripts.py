@@ -2,7 +2,9 @@
 import importlib.util
 import json
 import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -164,8 +166,6 @@ if args[:3] == ["-m", "maskmamba.eval", "generator"]:
 
 
 def test_a_leg_reuses_a_judge_and_ends_at_its_deadline(tmp_path):
-    import sys
-    import time
     root = SCRIPTS.parent
     (tmp_path / "bin").mkdir()
     fake = tmp_path / "bin" / "python3"
