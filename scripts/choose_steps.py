@@ -5,8 +5,12 @@
     python3 scripts/choose_steps.py --fix STEPS_FILE "RUN..." RUN=STEPS...     # these runs get exactly these steps
 
 Each PROBE_LOG is the log.jsonl of a short probe run (`maskmamba.train generator --log-every 50`), started as the
-lease lays the real runs out on the GPUs, so GPU sharing is in the rate. The steady rate of a probe comes from its
-cumulative rates at step 100 and at its last line (which leaves CUDA-graph capture and compilation out); the slowest
+lease lays the real runs out on the GPUs, so GPU sharing is in the rate. A probe's rate is measured over the time
+every probe was past step 100 and still running (from the wall-clock `time` of its log lines): two probes sharing a
+GPU start and end at different moments, and a rate that counts the time one ran alone overstates what it will get
+beside the other. Logs without times, or probes that overlapped for under MIN_OVERLAP seconds, fall back to each
+probe's own cumulative rates at step 100 and at its last line (which leaves CUDA-graph capture and compilation
+out), with a warning. The slowest
 probe sets the steps (equal images seen, as a scaling study needs), or with --each every run gets the steps its own
 rate fits (each fills the window). Steps are multiples of 300 (snapshots at thirds, held-out losses at twentieths).
 --fix rewrites a steps file (one count for all, or "RUN STEPS" lines) as "RUN STEPS" lines for the named runs, with
@@ -19,6 +23,7 @@ import sys
 from pathlib import Path
 
 SETTLED_STEP = 100  # rates before this include start-up
+MIN_OVERLAP = 10.0  # seconds all probes must have run together for their common window to count
 WINDOW_SHARE = 0.9  # of the window less a minute: held-out losses, snapshots and the final export run inside it
 MULTIPLE = 300
 
@@ -31,6 +36,35 @@ def steady_rate(log: Path, batch: int) -> float:
         raise SystemExit(f"{log}: fewer than two log lines after step {SETTLED_STEP}; probe longer")
     (s1, r1), (s2, r2) = [(r["step"], r["images_per_s"]) for r in (rows[0], rows[-1])]
     return (s2 - s1) * batch / (s2 * batch / r2 - s1 * batch / r1)
+
+
+def _timed_rows(log: Path) -> list[tuple[float, int]]:
+    """(wall-clock time, step) of a probe's settled log lines; empty when the log has no times."""
+    rows = [r for r in map(json.loads, log.read_text().splitlines()) if r.get("event") == "train"]
+    if not rows or any("time" not in r for r in rows):
+        return []
+    return [(r["time"], r["step"]) for r in rows if r["step"] >= SETTLED_STEP]
+
+
+def _step_at(rows: list[tuple[float, int]], when: float) -> float:
+    """The step a probe had reached at `when`, interpolated between its log lines."""
+    for (t1, s1), (t2, s2) in zip(rows, rows[1:]):
+        if t1 <= when <= t2:
+            return s1 + (s2 - s1) * (when - t1) / (t2 - t1) if t2 > t1 else s2
+    raise ValueError(f"{when} is outside the probe's logged times")
+
+
+def rates_of(logs: list[Path], batch: int) -> dict[str, float]:
+    """Images per second of each probe (named by its folder) while all of them ran; see the module's docstring."""
+    timed = [_timed_rows(log) for log in logs]
+    if all(len(rows) >= 2 for rows in timed):
+        start, end = max(rows[0][0] for rows in timed), min(rows[-1][0] for rows in timed)
+        if end - start >= MIN_OVERLAP:
+            return {log.parent.name: (_step_at(rows, end) - _step_at(rows, start)) * batch / (end - start)
+                    for log, rows in zip(logs, timed)}
+        print(f"probes overlapped for {max(end - start, 0):.1f} s only: each probe's own rate is used",
+              file=sys.stderr)
+    return {log.parent.name: steady_rate(log, batch) for log in logs}
 
 
 def choose_steps(window_minutes: float, batch: int, rates: list[float]) -> int:
@@ -64,7 +98,7 @@ def main() -> None:
     if len(args) < 3:
         raise SystemExit(__doc__)
     window, batch, logs = float(args[0]), int(args[1]), [Path(p) for p in args[2:]]
-    rates = {log.parent.name: steady_rate(log, batch) for log in logs}
+    rates = rates_of(logs, batch)
     print("steady images/s:", {name: round(rate) for name, rate in rates.items()}, file=sys.stderr)
     if each:
         for name, rate in rates.items():

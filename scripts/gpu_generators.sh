@@ -15,7 +15,8 @@
 #        probes, and every run gets the steps its own rate fits; kept in OUT/steps for reruns; scripts/choose_steps.py),
 #        STEPS_SET (VARIANT@SIZE=STEPS items: these runs get exactly these steps, as a comparison with an earlier run
 #        needs, whatever STEPS gave them),
-#        PROBE_STEPS (400), BATCH (256), SNAPSHOTS (3), PARALLEL (runs per GPU, 3),
+#        PROBE_SECONDS (60: the probes stop together then, so that runs sharing a GPU are timed while they share
+#        it), PROBE_STEPS (a cap on the probes' steps, 100000), BATCH (256), SNAPSHOTS (3), PARALLEL (runs per GPU, 3),
 #        TRAIN_MINUTES (training stops by then, counted from the start of training, best EMA exported; 17), DEADLINE
 #        (epoch seconds: training stops then instead, and probes fit the steps to the time left, so that legs started
 #        one after another on one machine, each with its own OUT, end together), SNAP_N (images per
@@ -36,7 +37,7 @@ set -uo pipefail
 DATA=$1 INCEPTION=$2
 RUNS=${RUNS:-"maskmamba-serial-half@medium:full/0 transformer@small/0 mmamba@small:full/1 maskmamba-serial-half@small/1 uvit@medium:full/2 maskmamba-parallel-4@small:full/2 uvit@small/2 transformer@medium:full/3 maskmamba-parallel-2@small:full/3 maskmamba-serial-interleave@small:full/3"}
 SHIPPED=${SHIPPED:-maskmamba-serial-half,maskmamba-serial-interleave,maskmamba-parallel-2,maskmamba-parallel-4,uvit,mmamba}
-STEPS=${STEPS:-6000} PROBE_STEPS=${PROBE_STEPS:-400} BATCH=${BATCH:-256} SNAPSHOTS=${SNAPSHOTS:-3} PARALLEL=${PARALLEL:-3} TRAIN_MINUTES=${TRAIN_MINUTES:-17}
+STEPS=${STEPS:-6000} PROBE_STEPS=${PROBE_STEPS:-100000} PROBE_SECONDS=${PROBE_SECONDS:-60} BATCH=${BATCH:-256} SNAPSHOTS=${SNAPSHOTS:-3} PARALLEL=${PARALLEL:-3} TRAIN_MINUTES=${TRAIN_MINUTES:-17}
 SNAP_N=${SNAP_N:-2000} SNAP_SWEEP=${SNAP_SWEEP:-2,3} EVAL_N=${EVAL_N:-10000} SWEEP=${SWEEP:-1,2,3,4}
 STORAGE=${STORAGE:-int8} COMPARE=${COMPARE:-fp32,int4} TOKENIZER=${TOKENIZER:-assets/tokenizer}
 PARAPHRASES=${PARAPHRASES:-assets/eval/paraphrases.json} TRAIN_FLAGS=${TRAIN_FLAGS:-} EVAL_FLAGS=${EVAL_FLAGS:-} DEVICE=${DEVICE:-cuda}
@@ -51,11 +52,12 @@ fi
 if [[ $STEPS == auto || $STEPS == each ]] && [ -f "$OUT/steps" ]; then :  # a rerun keeps the schedule
 elif [[ $STEPS == auto || $STEPS == each ]]; then  # probes laid out as the runs will be (pinned GPU, else in turn), side by side
   probe=$OUT/probes; rm -rf "$probe"; mkdir -p "$probe"; i=0  # per OUT: two leases side by side keep their own
+  probe_minutes=$(awk "BEGIN { print $PROBE_SECONDS / 60 }")
   for item in $RUNS; do
     name=${item%%/*}; name=${name%%:*}; gpu=$(( i++ % NGPU )); [[ $item == */* ]] && gpu=${item##*/}
     BATCH=$BATCH DEVICE=$DEVICE NGPU=$NGPU scripts/launch_train.sh "$gpu" --variant "${name%%@*}" \
       --size "${name#*@}" --data "$DATA" --out "$probe/$name" --steps "$PROBE_STEPS" \
-      --eval-every 100000 --snapshot-every 0 --log-every 50 --device "$DEVICE" > "$probe/$name.log" 2>&1 &
+      --minutes "$probe_minutes" --eval-every 100000 --snapshot-every 0 --log-every 50 --device "$DEVICE" > "$probe/$name.log" 2>&1 &
   done
   wait
   flag=""; [ "$STEPS" = each ] && flag=--each

@@ -48,6 +48,40 @@ def test_each_run_can_fill_the_window_at_its_own_rate(tmp_path):
     assert single == "4800\n"
 
 
+def timed_log(folder: Path, segments: list[tuple[float, float]], batch: int = 256) -> Path:
+    """A log.jsonl with wall-clock times and cumulative rates: (seconds, images/s) segments run one after another
+    from time 1000, a line every 50 steps."""
+    folder.mkdir(parents=True)
+    rows, now, step = [], 1000.0, 0
+    for seconds, rate in segments:
+        end = now + seconds
+        while now + 50 * batch / rate <= end + 1e-9:
+            now, step = now + 50 * batch / rate, step + 50
+            rows.append({"event": "train", "step": step, "images_per_s": step * batch / (now - 1000.0), "time": now})
+        now = end
+    (folder / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder / "log.jsonl"
+
+
+def test_runs_sharing_a_gpu_are_timed_while_both_run(tmp_path):
+    # a alone for 10 s at 6,400 images/s, then both at 3,200 each for 40 s, then b alone (the lease's
+    # serial-interleave was given 21,300 steps for the 11,000 its window held: its probe's rate counted time alone)
+    a = timed_log(tmp_path / "a@small", [(10.0, 6400.0), (40.0, 3200.0)])
+    b = timed_log(tmp_path / "b@small", [(10.0, 1e-9), (40.0, 3200.0), (20.0, 6400.0)])  # b starts at 10 s
+    rates = choose_steps.rates_of([a, b], 256)
+    assert rates["a@small"] == pytest.approx(3200.0, rel=0.03) and rates["b@small"] == pytest.approx(3200.0, rel=0.03)
+    assert choose_steps.steady_rate(b, 256) > 4000.0  # what each probe's own cumulative rate said
+
+
+def test_probes_without_times_or_overlap_fall_back_to_their_own_rates(tmp_path, capsys):
+    old = probe_log(tmp_path / "old", seconds_to_100=30.0, steady_img_s=4000.0)
+    assert choose_steps.rates_of([old], 256)["old"] == pytest.approx(4000.0, rel=1e-3)
+    first = timed_log(tmp_path / "first", [(20.0, 3200.0)])
+    later = timed_log(tmp_path / "later", [(30.0, 1e-9), (20.0, 3200.0)])
+    assert choose_steps.rates_of([first, later], 256)["first"] == pytest.approx(3200.0, rel=0.03)
+    assert "overlapped for 0.0 s only" in capsys.readouterr().err
+
+
 def test_a_probe_too_short_to_measure_is_an_error(tmp_path):
     log = tmp_path / "log.jsonl"
     log.write_text(json.dumps({"event": "train", "step": 100, "images_per_s": 10.0}) + "\n")
@@ -187,6 +221,7 @@ def test_a_leg_reuses_a_judge_and_ends_at_its_deadline(tmp_path):
     trains = [a for a in made if a[:3] == ["-m", "maskmamba.train", "generator"]]
     probe, real = trains
     assert probe[probe.index("--out") + 1] == str(out / "probes" / "mmamba@small")  # in this leg's OUT, not /tmp
+    assert probe[probe.index("--minutes") + 1] == "1"  # PROBE_SECONDS: probes sharing a GPU stop together
     # 5 minutes left: 90% of 4 at 1,000 images/s is 843 steps of 256, rounded down to 600; training stops at the deadline
     assert real[real.index("--steps") + 1] == "600" and real[real.index("--minutes") + 1] == "5"
     evals = [a for a in made if a[:3] == ["-m", "maskmamba.eval", "generator"]]

@@ -250,7 +250,8 @@ def main(argv: list[str]) -> dict:
             rate = (step - start_step) * args.batch * world / (time.perf_counter() - start_time)
             bar.set_postfix(loss=f"{value:.3f}", img_s=f"{rate:.0f}")
             log.write(event="train", step=step, loss=round(value, 4), images_per_s=round(rate, 1),
-                      lr=round(cosine_lr(step - 1, args.lr, args.warmup, args.steps, args.min_lr_ratio), 7))
+                      lr=round(cosine_lr(step - 1, args.lr, args.warmup, args.steps, args.min_lr_ratio), 7),
+                      time=round(time.time(), 2))  # wall clock: side-by-side probes are timed where they overlap
         if rank == 0 and step % args.eval_every == 0:
             last_val = _held_out(ema, val, model.mask_id, device, step, best, out, log)
         if rank == 0 and args.snapshot_every and step % args.snapshot_every == 0:
