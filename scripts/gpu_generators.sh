@@ -24,7 +24,9 @@
 #        SNAP_SWEEP (2,3), EVAL_N (10000), SWEEP (1,2,3,4), STORAGE (int8), COMPARE (fp32,int4),
 #        TOKENIZER (assets/tokenizer), INIT (a folder of one generator folder per variant, such as assets: each
 #        new run starts from its variant's weights there, `--init`), PARAPHRASES, TRAIN_FLAGS,
-#        EVAL_FLAGS (extra flags of every evaluation),
+#        EVAL_FLAGS (extra flags of every evaluation), RESCORE (sampler flags, such as "--temperature 0.9": every
+#        `full` run's stored pack is scored in full again with them, into OUT/eval/rescore/VARIANT@SIZE.json, so that
+#        a change of the sampler's defaults is decided on the same files, judge and seeds),
 #        DEVICE (cuda), OUT (runs/generators)
 #
 # Per run: OUT/VARIANT@SIZE (checkpoints, log, curves), OUT/pack/VARIANT@SIZE/VARIANT (the best EMA in fp32, int8
@@ -41,7 +43,7 @@ STEPS=${STEPS:-6000} PROBE_STEPS=${PROBE_STEPS:-100000} PROBE_SECONDS=${PROBE_SE
 SNAP_N=${SNAP_N:-2000} SNAP_SWEEP=${SNAP_SWEEP:-2,3} EVAL_N=${EVAL_N:-10000} SWEEP=${SWEEP:-1,2,3,4}
 STORAGE=${STORAGE:-int8} COMPARE=${COMPARE:-fp32,int4} TOKENIZER=${TOKENIZER:-assets/tokenizer}
 PARAPHRASES=${PARAPHRASES:-assets/eval/paraphrases.json} TRAIN_FLAGS=${TRAIN_FLAGS:-} EVAL_FLAGS=${EVAL_FLAGS:-} DEVICE=${DEVICE:-cuda}
-OUT=${OUT:-runs/generators} JUDGE_GPU=${JUDGE_GPU:-1} JUDGE_FROM=${JUDGE_FROM:-} INIT=${INIT:-} DEADLINE=${DEADLINE:-}
+OUT=${OUT:-runs/generators} RESCORE=${RESCORE:-} JUDGE_GPU=${JUDGE_GPU:-1} JUDGE_FROM=${JUDGE_FROM:-} INIT=${INIT:-} DEADLINE=${DEADLINE:-}
 NGPU=$( [ "$DEVICE" = cuda ] && nvidia-smi -L | wc -l || echo 1 )
 mkdir -p "$OUT/logs" "$OUT/eval/full" "$OUT/judge"
 rm -f "$OUT/done"
@@ -81,7 +83,7 @@ steps_of() {  # VARIANT@SIZE -> its steps: OUT/steps holds one count for all, or
 }
 export -f steps_of
 export DATA INCEPTION SHIPPED BATCH SNAPSHOTS STOP_AT SNAP_N SNAP_SWEEP EVAL_N SWEEP STORAGE COMPARE TOKENIZER
-export PARAPHRASES TRAIN_FLAGS EVAL_FLAGS DEVICE OUT NGPU INIT OMP_NUM_THREADS=2 PYTHONUNBUFFERED=1
+export PARAPHRASES TRAIN_FLAGS EVAL_FLAGS RESCORE DEVICE OUT NGPU INIT OMP_NUM_THREADS=2 PYTHONUNBUFFERED=1
 
 evaluate() {  # CHECKPOINTS VARIANT OUTFILE [flags...]: one judge (OUT/judge) scores everything
   local folder=$1 variant=$2 out=$3; shift 3
@@ -113,13 +115,19 @@ run_one() {  # VARIANT@SIZE[:full][/GPU]; xargs sets SLOT, so unpinned runs hold
     --minutes "$minutes" --device "$DEVICE" --export "$OUT/pack/$name/$variant" --storage fp32,int8,int4 "${init[@]}" $TRAIN_FLAGS \
     >> "$OUT/logs/$name.log" 2>&1
   until [ -f "$OUT/judge/ready" ]; do [ -f "$OUT/judge/failed" ] && return 1; sleep 5; done
+  local shipped=""; [[ ",$SHIPPED," == *",$variant,"* ]] && shipped=$variant
   if [ "$kind" = ":full" ] && [ ! -f "$OUT/eval/full/$name.json" ]; then
-    local shipped=""; [[ ",$SHIPPED," == *",$variant,"* ]] && shipped=$variant
     evaluate "$OUT/pack/$name" "$variant" "$OUT/eval/full/$name.json.part" --n "$EVAL_N" --sweep "$SWEEP" \
       --sweep-n "$SNAP_N" --storage "$STORAGE" --compare-storage "$COMPARE" --shipped "$shipped" --write-default-cfg \
       --curve-n "$SNAP_N" \
       --plots "$OUT/eval/full/$name" >> "$OUT/logs/$name.eval.log" 2>&1 \
       && mv "$OUT/eval/full/$name.json.part" "$OUT/eval/full/$name.json"
+  fi
+  if [ "$kind" = ":full" ] && [ -n "$RESCORE" ] && [ ! -f "$OUT/eval/rescore/$name.json" ]; then
+    mkdir -p "$OUT/eval/rescore"
+    evaluate "$OUT/pack/$name" "$variant" "$OUT/eval/rescore/$name.json.part" --n "$EVAL_N" --sweep "$SWEEP" \
+      --sweep-n "$SNAP_N" --storage "$STORAGE" --shipped "$shipped" --steps-curve "" $RESCORE \
+      >> "$OUT/logs/$name.eval.log" 2>&1 && mv "$OUT/eval/rescore/$name.json.part" "$OUT/eval/rescore/$name.json"
   fi
   mkdir -p "$OUT/eval/$name"
   for snap in "$OUT/$name"/snapshots/*/; do

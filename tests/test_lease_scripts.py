@@ -213,7 +213,7 @@ def test_a_leg_reuses_a_judge_and_ends_at_its_deadline(tmp_path):
     deadline = int(time.time()) + 345
     env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "CALLS": str(calls), "DEVICE": "cpu", "OUT": str(out),
            "RUNS": "mmamba@small:full", "STEPS": "each", "PROBE_STEPS": "200", "DEADLINE": str(deadline),
-           "JUDGE_FROM": str(judge), "SHIPPED": "mmamba"}
+           "JUDGE_FROM": str(judge), "SHIPPED": "mmamba", "RESCORE": "--temperature 0.9"}
     run = subprocess.run(["bash", "scripts/gpu_generators.sh", str(tmp_path / "data"), str(tmp_path / "inception.pt")],
                          cwd=root, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
@@ -225,6 +225,11 @@ def test_a_leg_reuses_a_judge_and_ends_at_its_deadline(tmp_path):
     # 5 minutes left: 90% of 4 at 1,000 images/s is 843 steps of 256, rounded down to 600; training stops at the deadline
     assert real[real.index("--steps") + 1] == "600" and real[real.index("--minutes") + 1] == "5"
     evals = [a for a in made if a[:3] == ["-m", "maskmamba.eval", "generator"]]
-    assert len(evals) == 1 and evals[0][evals[0].index("--variants") + 1] == "mmamba"  # no judge trained
+    full, rescore = evals  # no judge trained
+    assert full[full.index("--variants") + 1] == "mmamba" and "--temperature" not in full
+    # RESCORE: the same pack scored again with the sampler flags, its default CFG left as the full evaluation set it
+    assert rescore[rescore.index("--checkpoints") + 1] == full[full.index("--checkpoints") + 1]
+    assert rescore[rescore.index("--temperature") + 1] == "0.9" and "--write-default-cfg" not in rescore
+    assert (out / "eval/rescore/mmamba@small.json").is_file()
     assert (out / "judge/classifier/classifier.json").read_text() == '{"trained": true}'
     assert (out / "eval/full/mmamba@small.json").is_file() and (out / "done").is_file()
