@@ -21,7 +21,7 @@
 #        (epoch seconds: training stops then instead, and probes fit the steps to the time left, so that legs started
 #        one after another on one machine, each with its own OUT, end together), SNAP_N (images per
 #        point of the CFG sweeps, the snapshots and the iteration curve; 2000),
-#        SNAP_SWEEP (2,3), EVAL_N (10000), SWEEP (1,2,3,4), STORAGE (int8), COMPARE (fp32,int4),
+#        SNAP_SWEEP (2,3), EVAL_N (10000), SWEEP (1,2,3,4), STORAGE (int8), COMPARE (fp32,int4; set empty for none),
 #        TOKENIZER (assets/tokenizer), INIT (a folder of one generator folder per variant, such as assets: each
 #        new run starts from its variant's weights there, `--init`), PARAPHRASES, TRAIN_FLAGS,
 #        EVAL_FLAGS (extra flags of every evaluation), RESCORE (sampler flags, such as "--temperature 0.9": every
@@ -41,7 +41,7 @@ RUNS=${RUNS:-"maskmamba-serial-half@medium:full/0 transformer@small/0 mmamba@sma
 SHIPPED=${SHIPPED:-maskmamba-serial-half,maskmamba-serial-interleave,maskmamba-parallel-2,maskmamba-parallel-4,uvit,mmamba}
 STEPS=${STEPS:-6000} PROBE_STEPS=${PROBE_STEPS:-100000} PROBE_SECONDS=${PROBE_SECONDS:-60} BATCH=${BATCH:-256} SNAPSHOTS=${SNAPSHOTS:-3} PARALLEL=${PARALLEL:-3} TRAIN_MINUTES=${TRAIN_MINUTES:-17}
 SNAP_N=${SNAP_N:-2000} SNAP_SWEEP=${SNAP_SWEEP:-2,3} EVAL_N=${EVAL_N:-10000} SWEEP=${SWEEP:-1,2,3,4}
-STORAGE=${STORAGE:-int8} COMPARE=${COMPARE:-fp32,int4} TOKENIZER=${TOKENIZER:-assets/tokenizer}
+STORAGE=${STORAGE:-int8} COMPARE=${COMPARE-fp32,int4} TOKENIZER=${TOKENIZER:-assets/tokenizer}
 PARAPHRASES=${PARAPHRASES:-assets/eval/paraphrases.json} TRAIN_FLAGS=${TRAIN_FLAGS:-} EVAL_FLAGS=${EVAL_FLAGS:-} DEVICE=${DEVICE:-cuda}
 OUT=${OUT:-runs/generators} RESCORE=${RESCORE:-} JUDGE_GPU=${JUDGE_GPU:-1} JUDGE_FROM=${JUDGE_FROM:-} INIT=${INIT:-} DEADLINE=${DEADLINE:-}
 NGPU=$( [ "$DEVICE" = cuda ] && nvidia-smi -L | wc -l || echo 1 )

@@ -213,7 +213,8 @@ def test_a_leg_reuses_a_judge_and_ends_at_its_deadline(tmp_path):
     deadline = int(time.time()) + 345
     env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "CALLS": str(calls), "DEVICE": "cpu", "OUT": str(out),
            "RUNS": "mmamba@small:full", "STEPS": "each", "PROBE_STEPS": "200", "DEADLINE": str(deadline),
-           "JUDGE_FROM": str(judge), "SHIPPED": "mmamba", "RESCORE": "--temperature 0.9"}
+           "JUDGE_FROM": str(judge), "SHIPPED": "mmamba", "RESCORE": "--temperature 0.9",
+           "COMPARE": ""}
     run = subprocess.run(["bash", "scripts/gpu_generators.sh", str(tmp_path / "data"), str(tmp_path / "inception.pt")],
                          cwd=root, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
@@ -227,6 +228,7 @@ def test_a_leg_reuses_a_judge_and_ends_at_its_deadline(tmp_path):
     evals = [a for a in made if a[:3] == ["-m", "maskmamba.eval", "generator"]]
     full, rescore = evals  # no judge trained
     assert full[full.index("--variants") + 1] == "mmamba" and "--temperature" not in full
+    assert full[full.index("--compare-storage") + 1] == ""  # COMPARE= (empty) compares no other format
     # RESCORE: the same pack scored again with the sampler flags, its default CFG left as the full evaluation set it
     assert rescore[rescore.index("--checkpoints") + 1] == full[full.index("--checkpoints") + 1]
     assert rescore[rescore.index("--temperature") + 1] == "0.9" and "--write-default-cfg" not in rescore
