@@ -28,10 +28,15 @@ WINDOW_SHARE = 0.9  # of the window less a minute: held-out losses, snapshots an
 MULTIPLE = 300
 
 
+def _settled_rows(log: Path) -> list[dict]:
+    """A probe's training log lines from step SETTLED_STEP on."""
+    rows = map(json.loads, log.read_text().splitlines())
+    return [r for r in rows if r.get("event") == "train" and r["step"] >= SETTLED_STEP]
+
+
 def steady_rate(log: Path, batch: int) -> float:
     """Images per second between step SETTLED_STEP and the probe's last logged step."""
-    rows = [r for r in map(json.loads, log.read_text().splitlines()) if r.get("event") == "train"]
-    rows = [r for r in rows if r["step"] >= SETTLED_STEP]
+    rows = _settled_rows(log)
     if len(rows) < 2:
         raise SystemExit(f"{log}: fewer than two log lines after step {SETTLED_STEP}; probe longer")
     (s1, r1), (s2, r2) = [(r["step"], r["images_per_s"]) for r in (rows[0], rows[-1])]
@@ -40,10 +45,8 @@ def steady_rate(log: Path, batch: int) -> float:
 
 def _timed_rows(log: Path) -> list[tuple[float, int]]:
     """(wall-clock time, step) of a probe's settled log lines; empty when the log has no times."""
-    rows = [r for r in map(json.loads, log.read_text().splitlines()) if r.get("event") == "train"]
-    if not rows or any("time" not in r for r in rows):
-        return []
-    return [(r["time"], r["step"]) for r in rows if r["step"] >= SETTLED_STEP]
+    rows = _settled_rows(log)
+    return [] if any("time" not in r for r in rows) else [(r["time"], r["step"]) for r in rows]
 
 
 def _step_at(rows: list[tuple[float, int]], when: float) -> float:
