@@ -21,7 +21,7 @@ class SamplingSettings:
 
     cfg_scale: float = 3.0
     steps: int = 12
-    temperature: float = 1.0
+    temperature: float = 0.9
     seed: int = 0
     choice_temperature: float = 4.5
 

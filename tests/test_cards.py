@@ -40,6 +40,7 @@ def tree(tmp_path_factory):
                      for v, fid, cfg in (("maskmamba-serial-half", 21.234, 2.0), ("uvit", 23.456, 2.5),
                                          ("maskmamba-parallel-2", 30.0, 1.0))},
     }
+    results["variants"]["uvit"]["temperature"] = 0.9
     results["variants"]["uvit"]["storage_compare"] = {
         "int4": {"fid": 24.1, "class_acc": 0.80, "fid_change": 0.644, "class_acc_change": -0.0123}}
     (root / "results").mkdir()
@@ -89,6 +90,8 @@ def test_cards_hold_the_figures_and_credits(tree):
     assert f"as the demo draws them, from their matched captions: `{tree / 'results' / 'uvit_paraphrases_matched.png'}`" in uvit
     assert "matched captions" not in half  # no such picture for this variant
     assert "int4: FID 24.1 (+0.6), class accuracy 80.0% (-1.2 points)" in uvit
+    assert "12 iterations, token temperature 0.9, this" in uvit  # recorded by the evaluation
+    assert "12 iterations, this" in half  # an evaluation that did not record it: nothing claimed
     assert (tree / "maskmamba-parallel-2" / "README.md").read_bytes() == untouched  # not shipped: no card
 
 

@@ -155,6 +155,11 @@ def training_commands(variant: str, size: str, t: dict) -> str:
     return ", then ".join(commands)
 
 
+def _temperature(scored: dict) -> str:
+    """The token temperature the figures were drawn at, where the evaluation recorded it (older ones did not)."""
+    return f", token temperature {num(scored['temperature'])}" if "temperature" in scored else ""
+
+
 def metric_line(shipped: dict, scored: dict, real_acc: float, default_cfg: float, results: Path) -> str:
     best = num(shipped["best_cfg"])
     one_scale = len(scored.get("cfg_sweep") or []) == 1  # a sweep of one scale chose nothing
@@ -164,7 +169,7 @@ def metric_line(shipped: dict, scored: dict, real_acc: float, default_cfg: float
     else:
         default = "the scale scored" if one_scale else "the best of its sweep"
     return (
-        f"- Metrics (`{scored['command']}`, {scored['steps']} iterations, this {shipped['storage']} file; "
+        f"- Metrics (`{scored['command']}`, {scored['steps']} iterations{_temperature(scored)}, this {shipped['storage']} file; "
         f"see `{results}`): FID {shipped['fid']:.1f} at {scale} ({scored['n_images']:,} "
         f"class-conditioned images against the training set); class accuracy {pct(shipped['class_acc'])} by the "
         f"project's judge classifier (which scores {pct(real_acc)} on real held-out images); prompt top-5 "
