@@ -116,17 +116,16 @@ run_one() {  # VARIANT@SIZE[:full][/GPU]; xargs sets SLOT, so unpinned runs hold
     >> "$OUT/logs/$name.log" 2>&1
   until [ -f "$OUT/judge/ready" ]; do [ -f "$OUT/judge/failed" ] && return 1; sleep 5; done
   local shipped=""; [[ ",$SHIPPED," == *",$variant,"* ]] && shipped=$variant
+  local scored=(--n "$EVAL_N" --sweep "$SWEEP" --sweep-n "$SNAP_N" --storage "$STORAGE" --shipped "$shipped")  # full and rescore alike
   if [ "$kind" = ":full" ] && [ ! -f "$OUT/eval/full/$name.json" ]; then
-    evaluate "$OUT/pack/$name" "$variant" "$OUT/eval/full/$name.json.part" --n "$EVAL_N" --sweep "$SWEEP" \
-      --sweep-n "$SNAP_N" --storage "$STORAGE" --compare-storage "$COMPARE" --shipped "$shipped" --write-default-cfg \
-      --curve-n "$SNAP_N" \
+    evaluate "$OUT/pack/$name" "$variant" "$OUT/eval/full/$name.json.part" "${scored[@]}" \
+      --compare-storage "$COMPARE" --write-default-cfg --curve-n "$SNAP_N" \
       --plots "$OUT/eval/full/$name" >> "$OUT/logs/$name.eval.log" 2>&1 \
       && mv "$OUT/eval/full/$name.json.part" "$OUT/eval/full/$name.json"
   fi
   if [ "$kind" = ":full" ] && [ -n "$RESCORE" ] && [ ! -f "$OUT/eval/rescore/$name.json" ]; then
     mkdir -p "$OUT/eval/rescore"
-    evaluate "$OUT/pack/$name" "$variant" "$OUT/eval/rescore/$name.json.part" --n "$EVAL_N" --sweep "$SWEEP" \
-      --sweep-n "$SNAP_N" --storage "$STORAGE" --shipped "$shipped" --steps-curve "" $RESCORE \
+    evaluate "$OUT/pack/$name" "$variant" "$OUT/eval/rescore/$name.json.part" "${scored[@]}" --steps-curve "" $RESCORE \
       >> "$OUT/logs/$name.eval.log" 2>&1 && mv "$OUT/eval/rescore/$name.json.part" "$OUT/eval/rescore/$name.json"
   fi
   mkdir -p "$OUT/eval/$name"
