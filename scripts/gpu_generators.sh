@@ -6,9 +6,10 @@
 #     DATA: a built data set with its token cache (`python -m maskmamba.data tokenize DATA --augment 3`): training
 #     reads tokens, captions and the manifest, the judge and FID read the pixels. INCEPTION: the TF-Inception
 #     TorchScript file (`python -m maskmamba.eval fid-fp16`).
-#   env: RUNS (VARIANT@SIZE[:full][/GPU] items, longest first; `full` runs get the full evaluation below; /GPU pins a
-#        run to a GPU, /0+1 trains it on several under torchrun (scripts/launch_train.sh), else runs take free
-#        slots), JUDGE_GPU (1), JUDGE_FROM (a trained judge's classifier folder: copied into OUT/judge/classifier
+#   env: RUNS (VARIANT@SIZE[:full|:score][/GPU] items, longest first; `full` runs get the full evaluation below;
+#        `score` runs are not trained: INIT/VARIANT, the files as they are, gets the full evaluation, one at a time
+#        per GPU (a new judge rescoring what is shipped); /GPU pins a run to a GPU, /0+1 trains it on several under
+#        torchrun (scripts/launch_train.sh), else runs take free slots), JUDGE_GPU (1), JUDGE_FROM (a trained judge's classifier folder: copied into OUT/judge/classifier
 #        and reused, not retrained, so that every lease scores with one judge),
 #        SHIPPED (variants recorded under `shipped`), STEPS (6000, or `auto`: short probes of every run, laid out on
 #        the GPUs as the runs will be, and the slowest sets the steps that fit TRAIN_MINUTES; or `each`: the same
@@ -51,11 +52,13 @@ if [ -n "$JUDGE_FROM" ] && [ ! -f "$OUT/judge/ready" ]; then  # a judge reused: 
   rm -rf "$OUT/judge/classifier" && cp -r "$JUDGE_FROM" "$OUT/judge/classifier" && touch "$OUT/judge/ready" || exit 1
 fi
 
+TRAINED=$(printf '%s\n' $RUNS | grep -v ':score' || true)  # the runs that train
 if [[ $STEPS == auto || $STEPS == each ]] && [ -f "$OUT/steps" ]; then :  # a rerun keeps the schedule
+elif [[ $STEPS == auto || $STEPS == each ]] && [ -z "$TRAINED" ]; then : > "$OUT/steps"  # nothing to probe
 elif [[ $STEPS == auto || $STEPS == each ]]; then  # probes laid out as the runs will be (pinned GPU, else in turn), side by side
   probe=$OUT/probes; rm -rf "$probe"; mkdir -p "$probe"; i=0  # per OUT: two leases side by side keep their own
   probe_minutes=$(awk "BEGIN { print $PROBE_SECONDS / 60 }")
-  for item in $RUNS; do
+  for item in $TRAINED; do
     name=${item%%/*}; name=${name%%:*}; gpu=$(( i++ % NGPU )); [[ $item == */* ]] && gpu=${item##*/}
     BATCH=$BATCH DEVICE=$DEVICE NGPU=$NGPU scripts/launch_train.sh "$gpu" --variant "${name%%@*}" \
       --size "${name#*@}" --data "$DATA" --out "$probe/$name" --steps "$PROBE_STEPS" \
@@ -71,7 +74,7 @@ else
   echo "$STEPS" > "$OUT/steps"
 fi
 if [ -n "${STEPS_SET:-}" ]; then  # fixed counts replace what STEPS gave those runs
-  names=""; for item in $RUNS; do name=${item%%/*}; names="$names ${name%%:*}"; done
+  names=""; for item in $TRAINED; do name=${item%%/*}; names="$names ${name%%:*}"; done
   python3 scripts/choose_steps.py --fix "$OUT/steps" "$names" $STEPS_SET || exit 1
 fi
 echo "steps: $(cat "$OUT/steps")"
@@ -100,34 +103,54 @@ rm -f "$OUT/judge/failed"
   [ -f "$OUT/judge/ready" ] || { CUDA_VISIBLE_DEVICES=$(( JUDGE_GPU % NGPU )) evaluate "$OUT" "" "$OUT/eval/judge.json" --plots "$OUT/eval" \
     > "$OUT/logs/judge.log" 2>&1 && touch "$OUT/judge/ready" || touch "$OUT/judge/failed"; } ) &
 
-run_one() {  # VARIANT@SIZE[:full][/GPU]; xargs sets SLOT, so unpinned runs hold PARALLEL per GPU at most
+full_evaluation() {  # NAME VARIANT: the full evaluation of OUT/pack/NAME (and its RESCORE), once the judge is ready
+  local name=$1 variant=$2
+  until [ -f "$OUT/judge/ready" ]; do [ -f "$OUT/judge/failed" ] && return 1; sleep 5; done
+  local shipped=""; [[ ",$SHIPPED," == *",$variant,"* ]] && shipped=$variant
+  local scored=(--n "$EVAL_N" --sweep "$SWEEP" --sweep-n "$SNAP_N" --storage "$STORAGE" --shipped "$shipped")  # full and rescore alike
+  if [ ! -f "$OUT/eval/full/$name.json" ]; then
+    evaluate "$OUT/pack/$name" "$variant" "$OUT/eval/full/$name.json.part" "${scored[@]}" \
+      --compare-storage "$COMPARE" --write-default-cfg --curve-n "$SNAP_N" \
+      --plots "$OUT/eval/full/$name" >> "$OUT/logs/$name.eval.log" 2>&1 \
+      && mv "$OUT/eval/full/$name.json.part" "$OUT/eval/full/$name.json"
+  fi
+  if [ -n "$RESCORE" ] && [ ! -f "$OUT/eval/rescore/$name.json" ]; then
+    mkdir -p "$OUT/eval/rescore"
+    evaluate "$OUT/pack/$name" "$variant" "$OUT/eval/rescore/$name.json.part" "${scored[@]}" --steps-curve "" $RESCORE \
+      >> "$OUT/logs/$name.eval.log" 2>&1 && mv "$OUT/eval/rescore/$name.json.part" "$OUT/eval/rescore/$name.json"
+  fi
+}
+export -f full_evaluation
+
+score_one() {  # NAME VARIANT GPU: INIT/VARIANT scored in full as it is, one such run at a time on each GPU
+  local name=$1 variant=$2
+  until [ -f "$OUT/judge/ready" ]; do [ -f "$OUT/judge/failed" ] && return 1; sleep 5; done  # INIT may come late
+  [ -d "$INIT/$variant" ] || { echo "score run $name: no $INIT/$variant" >> "$OUT/logs/$name.eval.log"; return 1; }
+  mkdir -p "$OUT/pack/$name" && rm -rf "$OUT/pack/$name/$variant" && cp -r "$INIT/$variant" "$OUT/pack/$name/"
+  if command -v flock > /dev/null; then flock "$OUT/logs/score-gpu$3.lock" bash -c 'full_evaluation "$0" "$1"' "$name" "$variant"
+  else full_evaluation "$name" "$variant"; fi
+}
+export -f score_one
+
+run_one() {  # VARIANT@SIZE[:full|:score][/GPU]; xargs sets SLOT, so unpinned runs hold PARALLEL per GPU at most
   local item=${1%%/*} gpu=$SLOT name variant size kind
   [[ $1 == */* ]] && gpu=${1##*/}
   name=${item%%:*} variant=${item%%@*} size=${name#*@} kind=${item#"$name"}
+  [ "$DEVICE" = cuda ] && export CUDA_VISIBLE_DEVICES=$(( ${gpu%%+*} % NGPU ))  # evaluations: the first GPU
+  if [ "$kind" = ":score" ]; then
+    score_one "$name" "$variant" "${gpu%%+*}"
+    return
+  fi
   local steps init=(); steps=$(steps_of "$name")
   [ -n "$INIT" ] && init=(--init "$INIT/$variant")
   [ -n "$steps" ] || { echo "no steps for $name in $OUT/steps" >> "$OUT/logs/$name.log"; return 1; }
-  [ "$DEVICE" = cuda ] && export CUDA_VISIBLE_DEVICES=$(( ${gpu%%+*} % NGPU ))  # evaluations: the first GPU
   local minutes=$(( (STOP_AT - $(date +%s)) / 60 ))
   (( minutes < 1 )) && minutes=1
   CUDA_VISIBLE_DEVICES= scripts/launch_train.sh "$gpu" --variant "$variant" --size "$size" --data "$DATA" --out "$OUT/$name" \
     --steps "$steps" --snapshot-every $(( steps / SNAPSHOTS )) --eval-every $(( steps / 20 > 0 ? steps / 20 : 1 )) \
     --minutes "$minutes" --device "$DEVICE" --export "$OUT/pack/$name/$variant" --storage fp32,int8,int4 "${init[@]}" $TRAIN_FLAGS \
     >> "$OUT/logs/$name.log" 2>&1
-  until [ -f "$OUT/judge/ready" ]; do [ -f "$OUT/judge/failed" ] && return 1; sleep 5; done
-  local shipped=""; [[ ",$SHIPPED," == *",$variant,"* ]] && shipped=$variant
-  local scored=(--n "$EVAL_N" --sweep "$SWEEP" --sweep-n "$SNAP_N" --storage "$STORAGE" --shipped "$shipped")  # full and rescore alike
-  if [ "$kind" = ":full" ] && [ ! -f "$OUT/eval/full/$name.json" ]; then
-    evaluate "$OUT/pack/$name" "$variant" "$OUT/eval/full/$name.json.part" "${scored[@]}" \
-      --compare-storage "$COMPARE" --write-default-cfg --curve-n "$SNAP_N" \
-      --plots "$OUT/eval/full/$name" >> "$OUT/logs/$name.eval.log" 2>&1 \
-      && mv "$OUT/eval/full/$name.json.part" "$OUT/eval/full/$name.json"
-  fi
-  if [ "$kind" = ":full" ] && [ -n "$RESCORE" ] && [ ! -f "$OUT/eval/rescore/$name.json" ]; then
-    mkdir -p "$OUT/eval/rescore"
-    evaluate "$OUT/pack/$name" "$variant" "$OUT/eval/rescore/$name.json.part" "${scored[@]}" --steps-curve "" $RESCORE \
-      >> "$OUT/logs/$name.eval.log" 2>&1 && mv "$OUT/eval/rescore/$name.json.part" "$OUT/eval/rescore/$name.json"
-  fi
+  [ "$kind" = ":full" ] && { full_evaluation "$name" "$variant" || return 1; }
   mkdir -p "$OUT/eval/$name"
   for snap in "$OUT/$name"/snapshots/*/; do
     [ -d "$snap" ] || continue

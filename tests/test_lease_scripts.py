@@ -235,3 +235,36 @@ def test_a_leg_reuses_a_judge_and_ends_at_its_deadline(tmp_path):
     assert (out / "eval/rescore/mmamba@small.json").is_file()
     assert (out / "judge/classifier/classifier.json").read_text() == '{"trained": true}'
     assert (out / "eval/full/mmamba@small.json").is_file() and (out / "done").is_file()
+
+
+def test_score_runs_are_not_trained_and_score_the_files_as_they_are(tmp_path):
+    root = SCRIPTS.parent
+    (tmp_path / "bin").mkdir()
+    fake = tmp_path / "bin" / "python3"
+    fake.write_text(FAKE_PYTHON.format(exe=sys.executable))
+    fake.chmod(0o755)
+    judge = tmp_path / "judge_src"
+    judge.mkdir()
+    (judge / "classifier.json").write_text("{}")
+    (tmp_path / "inception.pt").write_text("weights")
+    shipped = tmp_path / "shipped"
+    for variant in ("uvit", "mmamba"):
+        (shipped / variant).mkdir(parents=True)
+        (shipped / variant / "config.json").write_text(variant)
+    out, calls = tmp_path / "leg", tmp_path / "calls.jsonl"
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "CALLS": str(calls), "DEVICE": "cpu", "OUT": str(out),
+           "RUNS": "uvit@mid:score mmamba@small:score", "STEPS": "each", "INIT": str(shipped),
+           "JUDGE_FROM": str(judge), "SHIPPED": "uvit,mmamba", "COMPARE": ""}
+    run = subprocess.run(["bash", "scripts/gpu_generators.sh", str(tmp_path / "data"), str(tmp_path / "inception.pt")],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    made = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert not [a for a in made if a[:3] == ["-m", "maskmamba.train", "generator"]]  # no probe, no training
+    evals = {a[a.index("--variants") + 1]: a for a in made if a[:3] == ["-m", "maskmamba.eval", "generator"]}
+    assert set(evals) == {"uvit", "mmamba"}
+    for variant, name in (("uvit", "uvit@mid"), ("mmamba", "mmamba@small")):
+        pack = out / "pack" / name
+        assert evals[variant][evals[variant].index("--checkpoints") + 1] == str(pack)
+        assert (pack / variant / "config.json").read_text() == variant  # a copy: the shipped folder is left alone
+        assert (out / "eval" / "full" / f"{name}.json").is_file()
+    assert (out / "done").is_file()
