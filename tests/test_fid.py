@@ -75,3 +75,13 @@ def test_fp16_copy_is_half_the_size_and_gives_nearly_the_same_features(tmp_path)
     images = np.random.default_rng(4).integers(0, 256, size=(2, 64, 64, 3), dtype=np.uint8)
     exact, half = InceptionFeatures().features(images), InceptionFeatures(weights=path).features(images)
     assert np.abs(half - exact).max() < 0.01 * np.abs(exact).max()
+
+
+def test_fid_fp16_takes_one_output_path_and_no_option(tmp_path, monkeypatch):
+    from maskmamba.eval.fid import main
+
+    monkeypatch.chdir(tmp_path)
+    for argv in (["--help"], [], ["a.pt", "b.pt"]):
+        with pytest.raises(SystemExit, match="usage"):
+            main(argv)
+    assert not list(tmp_path.iterdir())  # nothing written, no file named --help

@@ -1,8 +1,8 @@
 """A small CNN that tells the emoji classes apart, trained on real images to judge generated ones.
 
 Images are 128x128 uint8 (N,H,W,3), average-pooled to 64x64; four conv stages (two 3x3 convs each, then
-a 2x2 max-pool) and a linear head on the global average. It is an evaluation artefact: save it under a run
-folder (safetensors + json), not in git.
+a 2x2 max-pool) and a linear head on the global average. It is an evaluation artefact (safetensors + json):
+the one that scores every lease is kept in `judge/classifier`, outside the demo's `assets/`.
 """
 from __future__ import annotations
 

@@ -128,6 +128,6 @@ def save_fp16_copy(out: str | Path) -> Path:
 
 def main(argv: list[str]) -> None:
     """python -m maskmamba.eval fid-fp16 OUT: write the fp16 copy of the Inception weights."""
-    if len(argv) != 1:
+    if len(argv) != 1 or argv[0].startswith("-"):  # `--help` is not a file name to write
         raise SystemExit("usage: python -m maskmamba.eval fid-fp16 OUT.pt")
     print(save_fp16_copy(argv[0]))
