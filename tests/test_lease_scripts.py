@@ -199,16 +199,22 @@ if args[:3] == ["-m", "maskmamba.eval", "generator"]:
 """
 
 
-def test_a_leg_reuses_a_judge_and_ends_at_its_deadline(tmp_path):
-    root = SCRIPTS.parent
+def _fake_leg(tmp_path: Path, judge_config: str) -> Path:
+    """tmp_path/bin/python3 recording each call, tmp_path/inception.pt, and a judge folder (returned)."""
     (tmp_path / "bin").mkdir()
     fake = tmp_path / "bin" / "python3"
     fake.write_text(FAKE_PYTHON.format(exe=sys.executable))
     fake.chmod(0o755)
     judge = tmp_path / "judge_src"
     judge.mkdir()
-    (judge / "classifier.json").write_text('{"trained": true}')
+    (judge / "classifier.json").write_text(judge_config)
     (tmp_path / "inception.pt").write_text("weights")
+    return judge
+
+
+def test_a_leg_reuses_a_judge_and_ends_at_its_deadline(tmp_path):
+    root = SCRIPTS.parent
+    judge = _fake_leg(tmp_path, '{"trained": true}')
     out, calls = tmp_path / "leg", tmp_path / "calls.jsonl"
     deadline = int(time.time()) + 345
     env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "CALLS": str(calls), "DEVICE": "cpu", "OUT": str(out),
@@ -239,14 +245,7 @@ def test_a_leg_reuses_a_judge_and_ends_at_its_deadline(tmp_path):
 
 def test_score_runs_are_not_trained_and_score_the_files_as_they_are(tmp_path):
     root = SCRIPTS.parent
-    (tmp_path / "bin").mkdir()
-    fake = tmp_path / "bin" / "python3"
-    fake.write_text(FAKE_PYTHON.format(exe=sys.executable))
-    fake.chmod(0o755)
-    judge = tmp_path / "judge_src"
-    judge.mkdir()
-    (judge / "classifier.json").write_text("{}")
-    (tmp_path / "inception.pt").write_text("weights")
+    judge = _fake_leg(tmp_path, "{}")
     shipped = tmp_path / "shipped"
     for variant in ("uvit", "mmamba"):
         (shipped / variant).mkdir(parents=True)
