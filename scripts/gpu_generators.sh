@@ -9,8 +9,9 @@
 #   env: RUNS (VARIANT@SIZE[:full|:score][/GPU] items, longest first; `full` runs get the full evaluation below;
 #        `score` runs are not trained: INIT/VARIANT, the files as they are, gets the full evaluation, one at a time
 #        per GPU (a new judge rescoring what is shipped); /GPU pins a run to a GPU, /0+1 trains it on several under
-#        torchrun (scripts/launch_train.sh), else runs take free slots), JUDGE_GPU (1), JUDGE_FROM (a trained judge's classifier folder: copied into OUT/judge/classifier
-#        and reused, not retrained, so that every lease scores with one judge),
+#        torchrun (scripts/launch_train.sh), else runs take free slots), JUDGE_GPU (1), JUDGE_FROM (a trained
+#        judge's classifier folder, such as judge/classifier: copied into OUT/judge/classifier and reused, not
+#        retrained, so that every lease scores with one judge),
 #        SHIPPED (variants recorded under `shipped`), STEPS (6000, or `auto`: short probes of every run, laid out on
 #        the GPUs as the runs will be, and the slowest sets the steps that fit TRAIN_MINUTES; or `each`: the same
 #        probes, and every run gets the steps its own rate fits; kept in OUT/steps for reruns; scripts/choose_steps.py),
@@ -103,9 +104,13 @@ rm -f "$OUT/judge/failed"
   [ -f "$OUT/judge/ready" ] || { CUDA_VISIBLE_DEVICES=$(( JUDGE_GPU % NGPU )) evaluate "$OUT" "" "$OUT/eval/judge.json" --plots "$OUT/eval" \
     > "$OUT/logs/judge.log" 2>&1 && touch "$OUT/judge/ready" || touch "$OUT/judge/failed"; } ) &
 
-full_evaluation() {  # NAME VARIANT: the full evaluation of OUT/pack/NAME (and its RESCORE), once the judge is ready
-  local name=$1 variant=$2
+judge_ready() {  # waits for OUT/judge; fails when the judge could not be trained
   until [ -f "$OUT/judge/ready" ]; do [ -f "$OUT/judge/failed" ] && return 1; sleep 5; done
+}
+export -f judge_ready
+
+full_evaluation() {  # NAME VARIANT: the full evaluation of OUT/pack/NAME (and its RESCORE); the judge is ready
+  local name=$1 variant=$2
   local shipped=""; [[ ",$SHIPPED," == *",$variant,"* ]] && shipped=$variant
   local scored=(--n "$EVAL_N" --sweep "$SWEEP" --sweep-n "$SNAP_N" --storage "$STORAGE" --shipped "$shipped")  # full and rescore alike
   if [ ! -f "$OUT/eval/full/$name.json" ]; then
@@ -124,7 +129,7 @@ export -f full_evaluation
 
 score_one() {  # NAME VARIANT GPU: INIT/VARIANT scored in full as it is, one such run at a time on each GPU
   local name=$1 variant=$2
-  until [ -f "$OUT/judge/ready" ]; do [ -f "$OUT/judge/failed" ] && return 1; sleep 5; done  # INIT may come late
+  judge_ready || return 1  # INIT may come later than the first call
   [ -d "$INIT/$variant" ] || { echo "score run $name: no $INIT/$variant" >> "$OUT/logs/$name.eval.log"; return 1; }
   mkdir -p "$OUT/pack/$name" && rm -rf "$OUT/pack/$name/$variant" && cp -r "$INIT/$variant" "$OUT/pack/$name/"
   if command -v flock > /dev/null; then flock "$OUT/logs/score-gpu$3.lock" bash -c 'full_evaluation "$0" "$1"' "$name" "$variant"
@@ -150,7 +155,8 @@ run_one() {  # VARIANT@SIZE[:full|:score][/GPU]; xargs sets SLOT, so unpinned ru
     --steps "$steps" --snapshot-every $(( steps / SNAPSHOTS )) --eval-every $(( steps / 20 > 0 ? steps / 20 : 1 )) \
     --minutes "$minutes" --device "$DEVICE" --export "$OUT/pack/$name/$variant" --storage fp32,int8,int4 "${init[@]}" $TRAIN_FLAGS \
     >> "$OUT/logs/$name.log" 2>&1
-  [ "$kind" = ":full" ] && { full_evaluation "$name" "$variant" || return 1; }
+  judge_ready || return 1
+  [ "$kind" = ":full" ] && full_evaluation "$name" "$variant"
   mkdir -p "$OUT/eval/$name"
   for snap in "$OUT/$name"/snapshots/*/; do
     [ -d "$snap" ] || continue
