@@ -95,8 +95,16 @@ class StepPlan:
 
     @classmethod
     def at(cls, step: int, total: int, settings: SamplingSettings) -> StepPlan:
-        return cls(settings.cfg_scale, settings.temperature, settings.choice_temperature * (1 - step / total),
-                   mask_ratio(step / total), total - step)
+        return cls(guidance_at(step, total, settings), settings.temperature,
+                   settings.choice_temperature * (1 - step / total), mask_ratio(step / total), total - step)
+
+
+def guidance_at(step: int, total: int, settings: SamplingSettings) -> float:
+    """The CFG scale of decoding step `step` of `total` under `settings.cfg_schedule` (see SamplingSettings)."""
+    if settings.cfg_schedule == "constant":
+        return settings.cfg_scale
+    decoded = 1 - mask_ratio((step - 1) / total)  # the share of the image known when the step starts
+    return 1 + (settings.cfg_scale - 1) * decoded
 
 
 Decoded = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # tokens, prediction, still masked, confidence

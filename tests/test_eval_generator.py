@@ -316,8 +316,7 @@ def test_paraphrases_only_scores_the_written_and_the_matched_prompts_without_fid
     assert entry["n_paraphrase_images"] == 6 and entry["cfg"] == config.get("default_cfg", 1.0)  # else the first --sweep
 
 
-def test_the_sampler_temperatures_reach_every_image_and_are_recorded(data_dir, checkpoints, paraphrases, tmp_path,
-                                                                     monkeypatch):
+def test_the_sampler_settings_reach_every_image_and_are_recorded(data_dir, checkpoints, paraphrases, tmp_path, monkeypatch):
     seen = []
     real = evaluation.maskgit
 
@@ -331,11 +330,12 @@ def test_the_sampler_temperatures_reach_every_image_and_are_recorded(data_dir, c
         "--tokenizer", str(checkpoints / "tokenizer"), "--steps", "2", "--batch", "3", "--device", "cpu",
         "--classifier-epochs", "1", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "t.json"),
         "--paraphrases", str(paraphrases), "--paraphrase-samples", "1", "--paraphrases-only",
-        "--temperature", "0.8", "--choice-temperature", "0",
+        "--cfg-schedule", "linear", "--temperature", "0.8", "--choice-temperature", "0",
     ]
     entry = evaluation.main(argv, features=StandIn())["variants"][VARIANTS[0]]
-    assert (entry["temperature"], entry["choice_temperature"]) == (0.8, 0.0)
-    assert seen and all((s.temperature, s.choice_temperature, s.steps) == (0.8, 0.0, 2) for s in seen)
+    assert (entry["temperature"], entry["choice_temperature"], entry["cfg_schedule"]) == (0.8, 0.0, "linear")
+    assert seen and all((s.temperature, s.choice_temperature, s.steps, s.cfg_schedule) == (0.8, 0.0, 2, "linear")
+                        for s in seen)
     with pytest.raises(SystemExit, match="choice temperature must be"):
         evaluation.main([*argv[:-1], "-1"], features=StandIn())
 

@@ -103,7 +103,8 @@ def test_few_masked_tokens_take_one_step_each(model):
 
 
 @pytest.mark.parametrize("kwargs", [dict(steps=0), dict(steps=10_000), dict(cfg_scale=-1.0), dict(cfg_scale=float("nan")),
-                                    dict(temperature=0.0), dict(choice_temperature=-1.0), dict(choice_temperature=float("inf"))])
+                                    dict(temperature=0.0), dict(choice_temperature=-1.0), dict(choice_temperature=float("inf")),
+                                    dict(cfg_schedule="cosine")])
 def test_bad_settings_raise_readable_errors(model, kwargs):
     with pytest.raises(ValueError):
         _run(model, **kwargs)
@@ -115,6 +116,17 @@ def test_the_choice_temperature_scales_the_choice_noise_and_changes_what_stays_d
     greedy, noisy = _run(model, steps=4, seed=5, choice_temperature=0.0), _run(model, steps=4, seed=5)
     assert not torch.equal(greedy[0].mask, noisy[0].mask)  # the same samples, another choice of what stays masked
     assert torch.equal(greedy[0].prediction, noisy[0].prediction)
+
+
+def test_the_linear_cfg_schedule_rises_from_unguided_to_the_scale_with_the_share_decoded(model):
+    constant = [StepPlan.at(s, 6, SamplingSettings(cfg_scale=3.0)).cfg_scale for s in range(1, 7)]
+    linear = [StepPlan.at(s, 6, SamplingSettings(cfg_scale=3.0, cfg_schedule="linear")).cfg_scale for s in range(1, 7)]
+    assert constant == [3.0] * 6
+    assert linear[0] == 1.0 and linear == sorted(linear) and len(set(linear)) == 6 and 2.4 < linear[-1] < 3.0
+    assert linear[3] == pytest.approx(1 + 2 * (1 - mask_ratio(3 / 6)))  # the share known before step 4
+    ramped, flat = _run(model, steps=6, seed=4, cfg_scale=3.0, cfg_schedule="linear"), _run(model, steps=6, seed=4, cfg_scale=3.0)
+    assert torch.equal(ramped[0].prediction, _run(model, steps=6, seed=4, cfg_scale=1.0)[0].prediction)  # step 1 unguided
+    assert not torch.equal(ramped[-1].tokens, flat[-1].tokens)
 
 
 def test_a_step_fn_replaces_the_eager_step_and_sees_each_steps_plan(model):

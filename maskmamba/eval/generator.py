@@ -56,7 +56,7 @@ from maskmamba.data.captions import is_tag_caption
 from maskmamba.models import FILES, Condition, check_tokenizer, load_generator, read_config, stored_formats
 from maskmamba.models.tokenizer import VQTokenizer, decode_pixels
 from maskmamba.sampler import guidance, maskgit
-from maskmamba.settings import SamplingSettings
+from maskmamba.settings import CFG_SCHEDULES, SamplingSettings
 
 Features = Callable[[torch.Tensor], np.ndarray]  # uint8 images (N,H,W,3) -> features (N, D)
 
@@ -270,12 +270,13 @@ def paraphrases_only(model: torch.nn.Module, folder: Path, bench: Bench, args: a
     if bench.paraphrases is None:
         raise SystemExit("--paraphrases-only needs a paraphrase set (--paraphrases)")
     cfg = float(json.loads((folder / "config.json").read_text()).get("default_cfg", args.sweep[0]))
-    return {"cfg": cfg, "steps": args.steps, **_temperatures(bench), **score_paraphrases(model, bench, cfg, args.steps, name)}
+    return {"cfg": cfg, "steps": args.steps, **_sampler_fields(bench), **score_paraphrases(model, bench, cfg, args.steps, name)}
 
 
-def _temperatures(bench: Bench) -> dict:
-    """The sampler's temperatures, recorded beside every figure they made."""
-    return {"temperature": bench.sampling.temperature, "choice_temperature": bench.sampling.choice_temperature}
+def _sampler_fields(bench: Bench) -> dict:
+    """The sampler's temperatures and CFG schedule, recorded beside every figure they made."""
+    return {"temperature": bench.sampling.temperature, "choice_temperature": bench.sampling.choice_temperature,
+            "cfg_schedule": bench.sampling.cfg_schedule}
 
 
 def evaluate_variant(model: torch.nn.Module, bench: Bench, args: argparse.Namespace, name: str) -> dict:
@@ -288,7 +289,7 @@ def evaluate_variant(model: torch.nn.Module, bench: Bench, args: argparse.Namesp
     return {
         **final, "best_cfg": best, **score_prompts(model, bench, best, args.steps, name), **paraphrases,
         "cfg_sweep": sweep, "n_images": args.n, "sweep_n": args.sweep_n, "steps": args.steps,
-        **_temperatures(bench), "seconds": round(time.perf_counter() - start, 1),
+        **_sampler_fields(bench), "seconds": round(time.perf_counter() - start, 1),
     }
 
 
@@ -403,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=SamplingSettings().temperature, help="token sampling temperature")
     p.add_argument("--choice-temperature", type=float, default=SamplingSettings().choice_temperature,
                    help="Gumbel scale of the choice of what stays decoded, annealed to 0 (a sampler sweep varies both)")
+    p.add_argument("--cfg-schedule", default=SamplingSettings().cfg_schedule, choices=CFG_SCHEDULES,
+                   help="how the CFG scale runs over the steps (maskmamba.settings.SamplingSettings)")
     p.add_argument("--curve-variant", default=CURVE_VARIANT, help="variant of the iteration and position curves")
     p.add_argument("--steps-curve", type=_ints, default=[4, 8, 12, 20, 25], help="iterations of FID vs iterations, in runs that evaluate --curve-variant ('' to skip)")
     p.add_argument("--curve-n", type=int, default=None, help="images per point of the curves (default: --n)")
@@ -434,7 +437,8 @@ def _formats(text: str) -> list[str]:
 
 def build_bench(args: argparse.Namespace, features: Features | None) -> tuple[Bench, dict]:
     """Load the tokenizer, classifier, real statistics and prompts; returns them with the classifier's json."""
-    sampling = SamplingSettings(temperature=args.temperature, choice_temperature=args.choice_temperature)
+    sampling = SamplingSettings(temperature=args.temperature, choice_temperature=args.choice_temperature,
+                                cfg_schedule=args.cfg_schedule)
     try:
         sampling.check()
     except ValueError as err:
