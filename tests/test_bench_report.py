@@ -51,3 +51,16 @@ def test_a_forward_replayed_from_a_cuda_graph_gives_the_eager_output(variant) ->
     replayed = forward_fn(model, 8, cuda_graph=True)()
     assert torch.isfinite(eager.float()).all()
     torch.testing.assert_close(replayed, eager)
+
+
+def test_the_cpu_scan_blocks_bench_times_both_modes_and_leaves_the_threshold_as_it_was(capsys) -> None:
+    import importlib
+
+    from bench.cpu_scan_blocks import MODES, VARIANTS, main
+
+    scan = importlib.import_module("maskmamba.ops.selective_scan")
+    before = scan._CPU_WHOLE_BYTES
+    assert main(["--rounds", "1"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert {(r[0], r[1]) for r in rows} == {(v, m) for v in VARIANTS for m in MODES}  # every shipped Mamba model
+    assert all(float(r[2]) > 0 for r in rows) and scan._CPU_WHOLE_BYTES == before

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,6 +20,7 @@ from maskmamba.ops import (
     selective_scan_torch,
 )
 
+selective_scan_module = importlib.import_module("maskmamba.ops.selective_scan")  # the package exports the function
 SCAN_ARG_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
 
@@ -93,6 +96,16 @@ def test_scan_torch_matches_ref_float32_demo_shape(d: int, groups: int) -> None:
     ref = selective_scan_ref(**kw, delta_softplus=True)
     assert out.dtype == torch.float32
     assert rel_err(out, ref) < 1e-4
+
+
+@pytest.mark.parametrize("length", [31, 32, 33, 100])
+def test_scan_torch_cpu_blocks_carry_the_state_exactly_as_the_whole_sequence(length: int, monkeypatch) -> None:
+    """Without autograd the CPU scan runs large tensors in blocks of positions; with it, the whole sequence at once."""
+    monkeypatch.setattr(selective_scan_module, "_CPU_WHOLE_BYTES", 0)
+    kw = scan_inputs(2, 8, 4, length, 2, torch.float64, seed=length)
+    blocked = selective_scan_torch(**kw, delta_softplus=True)
+    whole = selective_scan_torch(**{**kw, "u": kw["u"].clone().requires_grad_()}, delta_softplus=True)
+    assert rel_err(blocked, whole.detach()) < 1e-12
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
