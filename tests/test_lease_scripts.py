@@ -1,6 +1,7 @@
 """The GPU-lease helpers: the step count chosen from probe rates, and the bundle that brings results back."""
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -267,3 +268,35 @@ def test_score_runs_are_not_trained_and_score_the_files_as_they_are(tmp_path):
         assert (pack / variant / "config.json").read_text() == variant  # a copy: the shipped folder is left alone
         assert (out / "eval" / "full" / f"{name}.json").is_file()
     assert (out / "done").is_file()
+
+
+lease_spec = importlib.util.spec_from_file_location("lease_inputs", SCRIPTS / "lease_inputs.py")
+lease_inputs = importlib.util.module_from_spec(lease_spec)
+lease_spec.loader.exec_module(lease_inputs)
+
+
+def test_lease_inputs_pack_into_carry_sized_calls_and_unpack_to_the_same_bytes(tmp_path, capsys):
+    data, assets, here, there = tmp_path / "data", tmp_path / "assets", tmp_path / "here", tmp_path / "there"
+    data.mkdir()
+    files = {name: bytes(range(256)) * 400 for name in ("captions.safetensors", "tokens.safetensors", "manifest.json",
+                                                        "train-000.safetensors", "val-000.safetensors")}
+    for name, content in files.items():
+        (data / name).write_bytes(content)
+    (data / "notes.txt").write_text("not a shard")
+    (assets / "uvit").mkdir(parents=True)
+    (assets / "uvit" / "model.int8.safetensors").write_bytes(b"w" * 300_000)
+    (tmp_path / "inception.pt").write_bytes(b"i" * 200_000)
+    assert lease_inputs.main(["pack", str(data), str(tmp_path / "inception.pt"), "--variants", "uvit",
+                              "--assets", str(assets), "--root", str(here), "--budget-mib", "0.35"]) == 0
+    calls = [line for line in capsys.readouterr().out.splitlines() if line.startswith("call ")]
+    assert len(calls) == 3 and "L1" in calls[0] and "i/uvit" in calls[0] and "/c'" in calls[1] and "/d'" in calls[2]
+    assert (here / "L1" / "tokens.safetensors.xz").stat().st_size < len(files["tokens.safetensors"])
+    for i, folder in enumerate(("L1", "c", "d")):  # land one call at a time; each unpack takes what is there
+        shutil.copytree(here / folder, there / folder)
+        assert lease_inputs.main(["unpack", "--root", str(there)]) == 0
+        assert "nothing new" not in capsys.readouterr().out
+    assert lease_inputs.main(["unpack", "--root", str(there)]) == 0 and "nothing new" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in (there / "data").iterdir()} == files
+    assert (there / "inception.pt").read_bytes() == b"i" * 200_000
+    with pytest.raises(SystemExit, match="missing"):
+        lease_inputs.main(["pack", str(tmp_path / "nowhere"), str(tmp_path / "inception.pt"), "--root", str(here)])
