@@ -171,7 +171,7 @@ class Pipeline:
 
     def settings(self, settings: SamplingSettings | None = None, **changes) -> SamplingSettings:
         """`settings` (default: this pipeline's defaults) with any of its fields (cfg_scale, steps, temperature, seed,
-        choice_temperature) changed."""
+        choice_temperature, cfg_schedule) changed."""
         names = {f.name for f in dataclasses.fields(SamplingSettings)}
         unknown = set(changes) - names
         if unknown:

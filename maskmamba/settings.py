@@ -17,7 +17,8 @@ class SamplingSettings:
     scale of the choice of what stays decoded (annealed linearly to 0 over the steps; MaskGIT's 4.5) and seed.
 
     `cfg_schedule` "constant" guides every step at `cfg_scale`; "linear" (Muse's and MAR's) guides a step at
-    1 + (cfg_scale - 1) x the share of the image decoded before it: unguided at the first step, `cfg_scale` by the last.
+    1 + (cfg_scale - 1) x the share of the image decoded before it: unguided at the first step, near `cfg_scale`
+    by the last.
 
     A checkpoint may override the default CFG scale with `default_cfg` in its config.json (the best scale of
     its sweep), and a GPU starts from GPU_STEPS iterations: see `for_checkpoint`.
