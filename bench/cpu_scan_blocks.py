@@ -19,7 +19,7 @@ import torch
 
 from maskmamba.models import Condition, load_generator
 
-ss = importlib.import_module("maskmamba.ops.selective_scan")  # the module; the package re-exports a function of that name
+ss = importlib.import_module("maskmamba.ops.selective_scan")  # the module: the package re-exports its function
 MODES = {"whole": 1 << 62, "blocked": 0}  # _CPU_WHOLE_BYTES forcing each mode
 VARIANTS = ("maskmamba-serial-half", "maskmamba-serial-interleave", "maskmamba-parallel-2", "maskmamba-parallel-4",
             "mmamba")

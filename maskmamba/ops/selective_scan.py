@@ -36,7 +36,7 @@ _CUDA_KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # _CPU_WHOLE_BYTES, so that they stay in cache. One guided forward of the shipped models on 2 threads, whole against
 # blocked (`python -m bench.cpu_scan_blocks`, medians of 6 rounds): mmamba (d 736, 25 MB) 387 against 202 ms;
 # serial-half (d 384, 13 MB) 129 against 130, level; parallel-2 (d 128) 78 against 86 and parallel-4 (d 48) 84
-# against 108, whose whole tensors already fit in cache. Blocks of 16 positions were slower than 32 for both.
+# against 108, whose whole tensors already fit in cache. Blocks of 16 positions were slower than 32 for the first two.
 _CPU_BLOCK = 32
 _CPU_WHOLE_BYTES = 16 << 20
 
@@ -167,7 +167,8 @@ def selective_scan_torch(
     Works in a (b, l, d, n) layout so every position is one contiguous (d, n) block, scans with
     `_linear_scan`, and contracts with C by a batched matmul. On the CPU without autograd, for tensors larger
     than _CPU_WHOLE_BYTES, it does so a block of _CPU_BLOCK positions at a time, the state carried from block to
-    block, so that the (b, block, d, n) tensors stay in cache. Computes in float32 (float64 stays float64) with autocast off, and returns u's dtype.
+    block, so that the (b, block, d, n) tensors stay in cache. Computes in float32 (float64 stays float64) with
+    autocast off, and returns u's dtype.
     """
     out_dtype = u.dtype
     dtype = _compute_dtype(u)
@@ -185,7 +186,7 @@ def selective_scan_torch(
         B_t, C_t = B.permute(0, 3, 1, 2).unsqueeze(3), C.permute(0, 3, 1, 2).unsqueeze(-1)
         grad = torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))
         blocked = u.device.type == "cpu" and not grad and b * l * d * n * u.element_size() > _CPU_WHOLE_BYTES
-        step = _CPU_BLOCK if blocked else l
+        step = _CPU_BLOCK if blocked else max(l, 1)
         ys, h_in = [], None
         for start in range(0, l, step):
             part = slice(start, start + step)
