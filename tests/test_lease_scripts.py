@@ -291,7 +291,7 @@ def test_lease_inputs_pack_into_carry_sized_calls_and_unpack_to_the_same_bytes(t
     calls = [line for line in capsys.readouterr().out.splitlines() if line.startswith("call ")]
     assert len(calls) == 3 and "L1" in calls[0] and "i/uvit" in calls[0] and "/c'" in calls[1] and "/d'" in calls[2]
     assert (here / "L1" / "tokens.safetensors.xz").stat().st_size < len(files["tokens.safetensors"])
-    for i, folder in enumerate(("L1", "c", "d")):  # land one call at a time; each unpack takes what is there
+    for folder in ("L1", "c", "d"):  # land one call at a time; each unpack takes what is there
         shutil.copytree(here / folder, there / folder)
         assert lease_inputs.main(["unpack", "--root", str(there)]) == 0
         assert "nothing new" not in capsys.readouterr().out

@@ -197,7 +197,7 @@ def selective_scan_torch(
             h = _linear_scan(decay, x)
             h_in = h[:, -1]
             ys.append(torch.matmul(h.view(b, -1, g, d // g, n), C_t[:, part]))  # (b, block, g, d//g, 1)
-        y = torch.cat(ys, dim=1).view(b, l, d).transpose(1, 2)
+        y = (ys[0] if len(ys) == 1 else torch.cat(ys, dim=1)).view(b, l, d).transpose(1, 2)  # one block: no copy
         y = _finish(y, u, None if D is None else D.to(dtype), None if z is None else z.to(dtype))
     return y.to(out_dtype)
 
