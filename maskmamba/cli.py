@@ -11,3 +11,8 @@ def dispatch(group: str, subcommands: dict[str, str], argv: list[str]) -> None:
         names = ",".join(subcommands)
         sys.exit(f"usage: python -m maskmamba.{group} {{{names}}} [args]  (-h after a subcommand lists its options)")
     importlib.import_module(subcommands[argv[0]]).main(argv[1:])
+
+
+def parse_floats(text: str) -> list[float]:
+    """'1,2.5,' -> [1.0, 2.5]: a comma-separated list of numbers for an argparse option ('' for none)."""
+    return [float(x) for x in text.split(",") if x]

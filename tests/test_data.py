@@ -19,7 +19,7 @@ from maskmamba.data.__main__ import main
 from maskmamba.data.captions import caption_texts
 from maskmamba.data.catalog import EmojiRecord, load_records, select_classes, val_families
 from maskmamba.data.imaging import decode_webp, encode_webp, to_square_rgb
-from maskmamba.data.paraphrases import PARAPHRASES_JSON, class_ids, load_paraphrases, verbatim_hits
+from maskmamba.data.paraphrases import PARAPHRASES_DEV_JSON, PARAPHRASES_JSON, bare, class_ids, load_paraphrases, verbatim_hits
 from maskmamba.data.record import dataset_record
 from maskmamba.data.shards import dequantise_rows, quantise_rows, write_caption_cache, write_shards
 
@@ -335,8 +335,9 @@ def test_real_emoji_render_in_every_installed_style():
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_paraphrases_are_many_distinct_and_name_classes_of_the_data_set():
-    paraphrases = load_paraphrases(REPO / PARAPHRASES_JSON)
+@pytest.mark.parametrize("path", [PARAPHRASES_JSON, PARAPHRASES_DEV_JSON])
+def test_paraphrases_are_many_distinct_and_name_classes_of_the_data_set(path):
+    paraphrases = load_paraphrases(REPO / path)
     assert len(paraphrases) >= 60
     assert len({p.prompt.lower() for p in paraphrases}) == len(paraphrases)
     classes = list(json.loads((REPO / "assets/results/dataset.json").read_text())["images_per_class"])
@@ -354,13 +355,19 @@ def test_verbatim_hits_is_case_blind_and_drops_a_leading_article():
     }
 
 
-def test_no_caption_contains_a_paraphrase_and_each_names_its_catalogue_emoji():
+def test_the_development_set_shares_no_prompt_with_the_evaluation_set():
+    evaluation = {bare(p.prompt) for p in load_paraphrases(REPO / PARAPHRASES_JSON)}
+    assert not evaluation & {bare(p.prompt) for p in load_paraphrases(REPO / PARAPHRASES_DEV_JSON)}
+
+
+@pytest.mark.parametrize("path", [PARAPHRASES_JSON, PARAPHRASES_DEV_JSON])
+def test_no_caption_contains_a_paraphrase_and_each_names_its_catalogue_emoji(path):
     prefix = sources.default_npm_prefix()
     if sources.OPENMOJI not in _installed_sources(prefix):
         pytest.skip(f"openmoji@17.0.0 (the catalogue) is not installed (npm prefix {prefix})")
     records = {r.hexcode: r for r in load_records(sources.openmoji_json(prefix))}
     captions = [caption for record in records.values() for caption in caption_texts(record)]
-    paraphrases = load_paraphrases(REPO / PARAPHRASES_JSON)
+    paraphrases = load_paraphrases(REPO / path)
     assert verbatim_hits([p.prompt for p in paraphrases], captions) == {}
     for p in paraphrases:
         assert (records[p.hexcode].annotation, records[p.hexcode].subgroup) == (p.annotation, p.class_name)

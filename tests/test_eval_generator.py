@@ -15,12 +15,13 @@ from maskmamba import build_model, load_generator
 from maskmamba.data.dataset import CAPTIONS
 from maskmamba.data.imaging import encode_webp
 from maskmamba.data.shards import write_manifest, write_shards
-from maskmamba.eval import generator as evaluation, merge
+from maskmamba.eval import generator as evaluation, matched_change, merge
 from maskmamba.eval.classifier import topk_accuracy, train_classifier
 from maskmamba.eval.paraphrases import Paraphrases, load_matched, load_states, matched_path, write_matched, write_states
 from maskmamba.prompt_match import PromptMatch
 from maskmamba.models import save_weights
 from maskmamba.models.tokenizer import VQTokenizer
+from maskmamba.settings import SamplingSettings
 
 COLOURS = np.array([[220, 40, 40], [40, 60, 220]])  # class 0 red, class 1 blue
 VARIANTS = ("maskmamba-serial-half", "uvit")
@@ -123,8 +124,6 @@ def test_matched_captions_refuse_a_changed_set_and_must_be_captions_of_the_data(
 
 def test_paraphrase_grid_draws_every_prompt_labelled(paraphrases, tiny_checkpoint, tmp_path):
     from maskmamba.eval.paraphrase_grid import COLUMNS, LABEL_HEIGHT, TILE, paraphrase_grid
-    from maskmamba.settings import SamplingSettings
-
     assets = tmp_path / "assets"
     shutil.copytree(tiny_checkpoint, assets / "maskmamba-serial-half")
     config = json.loads((assets / "maskmamba-serial-half" / "config.json").read_text())
@@ -399,3 +398,37 @@ def test_parts_scored_in_separate_runs_merge_under_one_judge(tmp_path):
     paths[1].write_text(json.dumps(second | {"classifier_real_acc": 0.5}))
     with pytest.raises(ValueError, match="different judges"):
         merge.main([*map(str, paths), "--out", str(out), "--replace"])
+
+
+def test_matched_change_draws_only_the_rematched_prompts_both_ways(data_dir, checkpoints, paraphrases, tmp_path):
+    work = tmp_path / "work"
+    evaluation.get_classifier(work, str(data_dir), 2, torch.device("cpu"), 1)
+    old = json.loads(matched_path(paraphrases).read_text())
+    old["captions"][1] = "emoji 2: tag, tag, tag"  # the second prompt was matched to a blue emoji before
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    argv = ["--old", str(tmp_path / "old.json"), "--data", str(data_dir), "--paraphrases", str(paraphrases),
+            "--checkpoints", str(checkpoints), "--variants", VARIANTS[0], "--tokenizer", str(checkpoints / "tokenizer"),
+            "--judge", str(work / "classifier"), "--samples", "2", "--batch", "3", "--device", "cpu",
+            "--out", str(tmp_path / "out.json")]
+    change = matched_change.main(argv)["matched_change"]
+    assert (change["prompts"], change["old"], change["new"]) == (
+        ["navy circle"], ["emoji 2: tag, tag, tag"], ["emoji 0: tag, tag, tag"])
+    entry = change["variants"][VARIANTS[0]]
+    assert entry["hits_old"] == entry["hits_new"] == [2] and entry["top5_matched_change"] == 0  # 2 classes: all in top 5
+    old["sha256"] = "another"
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    with pytest.raises(SystemExit, match="another version"):
+        matched_change.main(argv)
+
+
+def test_matched_change_counts_the_images_whose_top5_holds_the_intended_class(data_dir, monkeypatch):
+    logits = torch.zeros(4, 7)
+    logits[:, 6] = torch.tensor([9.0, 9.0, -9.0, 9.0])  # class 6 in the top 5 of images 0, 1 and 3 only
+    logits[2, :5] = 1.0
+    monkeypatch.setattr(matched_change, "judge", lambda *args, **kwargs: (None, logits))
+    bench = evaluation.Bench(torch.device("cpu"), None, None, None, None, None, None, None, None, 2, 0,
+                             SamplingSettings())
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    hits = matched_change.hits_per_prompt(None, bench, ["emoji 0", "emoji 1"], torch.tensor([6, 6]), str(data_dir),
+                                          manifest, 2, 2.0, "test")
+    assert hits == [2, 1]

@@ -3,7 +3,9 @@ import pytest
 
 from app.handlers import caption_note
 from maskmamba.class_search import ClassIndex
-from maskmamba.prompt_match import CaptionMatcher, PromptMatch
+from maskmamba.data.paraphrases import Paraphrase
+from maskmamba.eval.match_accuracy import match_counts
+from maskmamba.prompt_match import CaptionMatcher, PromptMatch, content_words
 from maskmamba.serving import Settings
 from maskmamba.text_encoder import PromptEncoder
 
@@ -77,3 +79,33 @@ def test_the_status_names_the_matched_caption_escaped_and_only_when_it_differs()
     assert caption_note(None) == "" and caption_note(PromptMatch("Red heart", "red heart", 1.0)) == ""
     note = caption_note(PromptMatch("star key", "keycap: *", 0.79))
     assert "**keycap: \\*** (similarity 0.79)" in note
+
+
+TREES = ClassIndex({
+    "event": [("pine decoration", "bamboo, celebration, decoration, japanese, pine, plant")],
+    "plant-other": [("evergreen tree", "christmas, evergreen, forest, pine, tree"),
+                    ("palm tree", "beach, palm, plant, tree, tropical")],
+})
+
+
+def test_shared_words_outweigh_a_surface_match_and_the_weight_can_be_turned_off(encoder):
+    embedding_only = CaptionMatcher(TREES, encoder, cache_dir=None, lexical_weight=0)
+    assert embedding_only.match("a pine tree").caption.startswith("pine decoration")  # MiniLM alone: the surface word
+    found = CaptionMatcher(TREES, encoder, cache_dir=None).match("a pine tree")
+    assert found.caption == "evergreen tree: christmas, evergreen, forest" and 0 < found.similarity < 1
+
+
+def test_content_words_drop_stop_words_and_a_plural_s():
+    assert content_words("A pair of Trees, with the bus") == {"pair", "tree", "bus"}
+    assert content_words("the of a") == set()
+
+
+def test_match_counts_counts_class_and_emoji_hits_and_lists_class_misses(encoder):
+    matcher = CaptionMatcher(TREES, encoder, cache_dir=None)
+    items = [Paraphrase("a pine tree", "1F332", "evergreen tree", "plant-other"),
+             Paraphrase("a tropical tree on the beach", "1F332", "evergreen tree", "plant-other"),
+             Paraphrase("japanese new year bamboo", "1F334", "palm tree", "plant-other")]
+    counts = match_counts(matcher, items, TREES)
+    assert (counts["n"], counts["class_hits"], counts["emoji_hits"]) == (3, 2, 1)
+    assert counts["class_misses"] == [["japanese new year bamboo", "pine decoration: bamboo, celebration, decoration",
+                                       "palm tree"]]

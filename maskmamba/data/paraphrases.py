@@ -1,7 +1,8 @@
 """The paraphrase prompt set, `assets/eval/paraphrases.json`: plain descriptions that no caption contains.
 
 Each prompt names the emoji (hexcode) and the class (CLDR subgroup) it should produce. The generator
-evaluation scores prompt top-5 on it, beside the tag captions the models were trained on.
+evaluation scores prompt top-5 on it, beside the tag captions the models were trained on. A second set in the same
+form, `assets/eval/paraphrases_dev.json`, shares no prompt with it: the prompt matcher is tuned on that one.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PARAPHRASES_JSON = Path("assets/eval/paraphrases.json")
+PARAPHRASES_DEV_JSON = Path("assets/eval/paraphrases_dev.json")  # the prompt matcher's development set, disjoint
 ARTICLES = ("a ", "an ", "the ")
 
 

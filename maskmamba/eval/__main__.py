@@ -11,6 +11,8 @@ SUBCOMMANDS = {  # subcommand -> module with `main(argv)`
     "fid-fp16": "maskmamba.eval.fid",
     "paraphrase-states": "maskmamba.eval.paraphrases",
     "paraphrase-grid": "maskmamba.eval.paraphrase_grid",
+    "match-accuracy": "maskmamba.eval.match_accuracy",
+    "matched-change": "maskmamba.eval.matched_change",
     "scaling": "maskmamba.eval.scaling",
     "merge": "maskmamba.eval.merge",
     "cards": "maskmamba.eval.cards",

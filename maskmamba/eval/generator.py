@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from maskmamba.cli import parse_floats
 from maskmamba.configs import COND_POSITIONS, VARIANTS
 from maskmamba.data.dataset import CaptionBank, EmojiImages, load_manifest
 from maskmamba.eval.classifier import (
@@ -138,6 +139,13 @@ def matched_paraphrase_prompts(path: str, root: str, manifest: dict, samples: in
     captions = load_matched(path)
     if captions is None:
         return None
+    return caption_prompts(captions, Paraphrases.load(path).labels(manifest["classes"]), root, manifest, samples, device)
+
+
+def caption_prompts(captions: list[str], labels: torch.Tensor, root: str, manifest: dict, samples: int,
+                    device: torch.device) -> Prompts:
+    """Captions of the data set, each `samples` times (consecutive rows) with its label, conditioned on the states
+    the generators learnt for it (the caption cache)."""
     bank, ids = CaptionBank(root), {}
     for row, entry in enumerate(manifest["emoji"]):
         for caption, caption_id in zip(entry["captions"], bank.captions_of(row)):
@@ -146,7 +154,7 @@ def matched_paraphrase_prompts(path: str, root: str, manifest: dict, samples: in
     if missing:
         raise ValueError(f"matched captions not in {root}'s captions: {', '.join(missing[:5])}")
     states, mask = bank.states([ids[c] for c in captions])
-    return _repeated(states, mask, Paraphrases.load(path).labels(manifest["classes"]), samples, device)
+    return _repeated(states, mask, labels, samples, device)
 
 
 def _repeated(states: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, samples: int, device: torch.device) -> Prompts:
@@ -372,10 +380,6 @@ def _first(entries: dict) -> dict:
 # --- command line ----------------------------------------------------------------------------------------
 
 
-def _floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x]
-
-
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
@@ -398,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated variant folders to evaluate ('' for none)")
     p.add_argument("--tokenizer", default="assets/tokenizer")
     p.add_argument("--n", type=int, default=10_000, help="images for the FID and class accuracy at the best scale")
-    p.add_argument("--sweep", type=_floats, default=[1, 2, 3, 4, 6], help="CFG scales to sweep")
+    p.add_argument("--sweep", type=parse_floats, default=[1, 2, 3, 4, 6], help="CFG scales to sweep")
     p.add_argument("--sweep-n", type=int, default=2000, help="images per scale of the sweep")
     p.add_argument("--steps", type=int, default=SamplingSettings().steps, help="MaskGIT iterations")
     p.add_argument("--temperature", type=float, default=SamplingSettings().temperature, help="token sampling temperature")
