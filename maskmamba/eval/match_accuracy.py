@@ -59,10 +59,15 @@ def main(argv: list[str]) -> dict:
         if weight == LEXICAL_WEIGHT:
             misses = {path: c["class_misses"] for path, c in counts.items()}
         print(weight, {path: (c["class_hits"], c["emoji_hits"], c["n"]) for path, c in counts.items()})
-    out = Path(args.out)
+    return write_section(Path(args.out), "matcher", {
+        "lexical_weight": LEXICAL_WEIGHT, "by_weight": rows, "class_misses": misses,
+        "command": shlex.join(["python", "-m", "maskmamba.eval", "match-accuracy", *argv])})
+
+
+def write_section(out: Path, key: str, section: dict) -> dict:
+    """Set one section of the results file (`prompt_match.json`), keeping the others; returns the whole file."""
     results = json.loads(out.read_text()) if out.is_file() else {}
-    results["matcher"] = {"lexical_weight": LEXICAL_WEIGHT, "by_weight": rows, "class_misses": misses,
-                          "command": shlex.join(["python", "-m", "maskmamba.eval", "match-accuracy", *argv])}
+    results[key] = section
     out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {out}")
     return results

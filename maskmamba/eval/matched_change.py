@@ -22,13 +22,11 @@ import torch
 from maskmamba.data.dataset import load_manifest
 from maskmamba.eval.classifier import load_classifier
 from maskmamba.eval.generator import Bench, caption_prompts, judge, load_model
-from maskmamba.eval.paraphrases import Paraphrases, load_matched
+from maskmamba.eval.match_accuracy import OUT, write_section
+from maskmamba.eval.paraphrases import PARAPHRASES, Paraphrases, load_matched
 from maskmamba.models import check_tokenizer
 from maskmamba.models.tokenizer import VQTokenizer
 from maskmamba.settings import SamplingSettings
-
-PARAPHRASES = "assets/eval/paraphrases.json"
-
 
 def read_old(path: str | Path, para: Paraphrases) -> list[str]:
     """The captions of an earlier matched list of the same paraphrase set."""
@@ -51,7 +49,7 @@ def main(argv: list[str]) -> dict:
     p = argparse.ArgumentParser(prog="python -m maskmamba.eval matched-change", description=__doc__.split("\n\n")[0])
     p.add_argument("--old", required=True, help="an earlier paraphrases.matched.json of the same set")
     p.add_argument("--data", required=True, help="data set folder (its caption cache and manifest)")
-    p.add_argument("--paraphrases", default=PARAPHRASES)
+    p.add_argument("--paraphrases", default=str(PARAPHRASES))
     p.add_argument("--checkpoints", default="assets")
     p.add_argument("--variants", default="maskmamba-serial-half,uvit")
     p.add_argument("--tokenizer", default="assets/tokenizer")
@@ -59,7 +57,7 @@ def main(argv: list[str]) -> dict:
     p.add_argument("--samples", type=int, default=8, help="seeds per prompt (the evaluation's --paraphrase-samples)")
     p.add_argument("--batch", type=int, default=80)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--out", default="assets/results/prompt_match.json")
+    p.add_argument("--out", default=str(OUT))
     args = p.parse_args(argv)
     device, manifest, para = torch.device(args.device), load_manifest(args.data), Paraphrases.load(args.paraphrases)
     old, new = read_old(args.old, para), load_matched(args.paraphrases)
@@ -84,12 +82,7 @@ def main(argv: list[str]) -> dict:
                           "top5_matched_change": round((sum(after) - sum(before)) / images, 4)}
         print(name, f"{sum(before)} -> {sum(after)} of {len(rows) * args.samples} images;",
               f"paraphrase_top5_matched {variants[name]['top5_matched_change']:+.4f} over the set's {images}")
-    out = Path(args.out)
-    results = json.loads(out.read_text()) if out.is_file() else {}
-    results["matched_change"] = {
+    return write_section(Path(args.out), "matched_change", {
         "prompts": [para.prompts[i] for i in rows], "old": [old[i] for i in rows], "new": [new[i] for i in rows],
         "samples": args.samples, "judge_real_acc": round(meta["val_acc"], 4), "device": str(device), "variants": variants,
-        "command": shlex.join(["python", "-m", "maskmamba.eval", "matched-change", *argv])}
-    out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    print(f"wrote {out}")
-    return results
+        "command": shlex.join(["python", "-m", "maskmamba.eval", "matched-change", *argv])})
