@@ -1,4 +1,5 @@
-"""The FID's spread with the sample alone: bootstrap FIDs shrink with the sample size, and the feature cache."""
+"""The FID's spread with the sample alone: bootstrap FIDs shrink with the sample size, a class subset lands further
+away, and the feature cache."""
 from __future__ import annotations
 
 import numpy as np
@@ -19,6 +20,18 @@ def test_bootstrap_fids_shrink_with_the_sample_and_are_seeded():
     assert 0 < large["fid_mean"] < small["fid_mean"] and 0 < large["fid_std"] < small["fid_std"]
     assert small["fid_min"] <= small["fid_mean"] <= small["fid_max"]
     assert spread.bootstrap_fids(features, [100], 12, seed=3)[0] == small  # same seed, same samples
+
+
+def test_a_sample_of_some_classes_lands_further_away_and_spreads_more():
+    rng = np.random.default_rng(1)
+    class_ids = np.repeat(np.arange(10), 300)
+    features = (rng.normal(size=(10, 8))[class_ids] + rng.normal(size=(3000, 8))).astype(np.float32)
+    pool, kept = spread.class_share_pool(class_ids, 0.5, seed=0)
+    assert kept == 5 and len(pool) == 1500 and len(np.unique(class_ids[pool])) == 5
+    (same,) = spread.bootstrap_fids(features, [300], repeats=12, seed=0)
+    (far,) = spread.bootstrap_fids(features, [300], repeats=12, seed=0, pool=pool)
+    assert far["fid_mean"] > 3 * same["fid_mean"] and far["fid_std"] > same["fid_std"]
+    assert spread.class_share_pool(class_ids, 0.01, seed=0)[1] == 1  # never an empty pool
 
 
 class CountingInception:
@@ -44,6 +57,8 @@ def test_train_features_are_cached_per_key(tmp_path, monkeypatch):
     assert inception.images == 1400  # another data set or Inception file: recomputed
 
 
-def test_too_few_repeats_is_a_clear_error():
+def test_bad_arguments_are_clear_errors():
     with pytest.raises(SystemExit, match="at least 2"):
         spread.main(["--data", "nowhere", "--repeats", "1"])
+    with pytest.raises(SystemExit, match="class-share"):
+        spread.main(["--data", "nowhere", "--class-share", "1"])
