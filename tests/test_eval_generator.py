@@ -250,6 +250,7 @@ def test_cli_end_to_end_writes_finite_results_and_plots(data_dir, checkpoints, p
         assert (entry["n_images"], entry["steps"], entry["n_prompts"]) == (10, 2, 6)
         values = [entry["fid"], entry["class_acc"], entry["prompt_top5"], *(r["fid"] for r in entry["cfg_sweep"])]
         assert all(math.isfinite(v) for v in values) and entry["fid"] >= 0
+        assert 0 < entry["fid_std"] < math.inf and all("fid_std" not in r for r in entry["cfg_sweep"])  # final only
         assert entry["prompt_top5"] == 1.0  # two classes: the true one is always in the top 5
         assert set(entry["prompt_top5_by_split"]) == {"train", "val"}
         assert entry["paraphrase_top5"] == 1.0 and entry["n_paraphrase_images"] == 6

@@ -14,12 +14,12 @@ def gaussian(n: int, dim: int, seed: int = 0) -> np.ndarray:
 
 def test_bootstrap_fids_shrink_with_the_sample_and_are_seeded():
     features = gaussian(4000, 8)
-    small, large = spread.bootstrap_fids(features, [100, 4000], repeats=12, seed=3)
+    small, large = spread.spread_by_size(features, [100, 4000], repeats=12, seed=3)
     assert (small["n"], small["repeats"], large["n"]) == (100, 12, 4000)
     # a sample of the set itself still scores above 0 (the estimator's bias), less so the larger it is
     assert 0 < large["fid_mean"] < small["fid_mean"] and 0 < large["fid_std"] < small["fid_std"]
     assert small["fid_min"] <= small["fid_mean"] <= small["fid_max"]
-    assert spread.bootstrap_fids(features, [100], 12, seed=3)[0] == small  # same seed, same samples
+    assert spread.spread_by_size(features, [100], 12, seed=3)[0] == small  # same seed, same samples
 
 
 def test_a_sample_of_some_classes_lands_further_away_and_spreads_more():
@@ -28,8 +28,8 @@ def test_a_sample_of_some_classes_lands_further_away_and_spreads_more():
     features = (rng.normal(size=(10, 8))[class_ids] + rng.normal(size=(3000, 8))).astype(np.float32)
     pool, kept = spread.class_share_pool(class_ids, 0.5, seed=0)
     assert kept == 5 and len(pool) == 1500 and len(np.unique(class_ids[pool])) == 5
-    (same,) = spread.bootstrap_fids(features, [300], repeats=12, seed=0)
-    (far,) = spread.bootstrap_fids(features, [300], repeats=12, seed=0, pool=pool)
+    (same,) = spread.spread_by_size(features, [300], repeats=12, seed=0)
+    (far,) = spread.spread_by_size(features, [300], repeats=12, seed=0, pool=pool)
     assert far["fid_mean"] > 3 * same["fid_mean"] and far["fid_std"] > same["fid_std"]
     assert spread.class_share_pool(class_ids, 0.01, seed=0)[1] == 1  # never an empty pool
 

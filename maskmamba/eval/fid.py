@@ -88,6 +88,14 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
 
 
+def bootstrap_fids(features: np.ndarray, reference: tuple[np.ndarray, np.ndarray], n: int, repeats: int,
+                   rng: np.random.Generator, pool: np.ndarray | None = None) -> list[float]:
+    """FIDs against `reference` (mean, covariance) of `repeats` samples of n rows of `features`, drawn with
+    replacement from `pool` (row indices; default every row): how far an FID moves with the sample alone."""
+    pool = np.arange(len(features)) if pool is None else pool
+    return [frechet_distance(*feature_stats(features[rng.choice(pool, size=n)]), *reference) for _ in range(repeats)]
+
+
 def features_fid(features_a: np.ndarray, features_b: np.ndarray) -> float:
     """FID between two sets of features (N, D)."""
     return frechet_distance(*feature_stats(features_a), *feature_stats(features_b))

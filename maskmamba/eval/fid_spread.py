@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from maskmamba.data.dataset import EmojiImages
-from maskmamba.eval.fid import InceptionFeatures, feature_stats, frechet_distance
+from maskmamba.eval.fid import InceptionFeatures, bootstrap_fids, feature_stats
 from maskmamba.eval.generator import data_key
 from maskmamba.eval.tokenizer import load_split
 
@@ -45,17 +45,15 @@ def train_features(data: str, inception: InceptionFeatures, cache: Path | None, 
     return features
 
 
-def bootstrap_fids(features: np.ndarray, sizes: list[int], repeats: int, seed: int,
+def spread_by_size(features: np.ndarray, sizes: list[int], repeats: int, seed: int,
                    pool: np.ndarray | None = None) -> list[dict]:
     """Per size n: FIDs of `repeats` samples of n rows drawn with replacement from `pool` (row indices; default
     all rows), against the stats of all rows."""
     rng = np.random.default_rng(seed)
     reference = feature_stats(features)
-    pool = np.arange(len(features)) if pool is None else pool
     rows = []
     for n in sizes:
-        fids = [frechet_distance(*feature_stats(features[rng.choice(pool, size=n)]), *reference)
-                for _ in range(repeats)]
+        fids = bootstrap_fids(features, reference, n, repeats, rng, pool)
         rows.append({"n": n, "repeats": repeats, "fid_mean": round(float(np.mean(fids)), 3),
                      "fid_std": round(float(np.std(fids, ddof=1)), 3),
                      "fid_min": round(float(np.min(fids)), 3), "fid_max": round(float(np.max(fids)), 3)})
@@ -92,11 +90,11 @@ def main(argv: list[str]) -> dict:
         raise SystemExit("--class-share must be in [0, 1)")
     key = data_key(args.data, inception=str(args.inception))
     features = train_features(args.data, InceptionFeatures(args.device, args.inception), args.cache, key)
-    results = {"n_train": len(features), "by_size": bootstrap_fids(features, args.sizes, args.repeats, args.seed)}
+    results = {"n_train": len(features), "by_size": spread_by_size(features, args.sizes, args.repeats, args.seed)}
     if args.class_share:
         pool, n_classes = class_share_pool(EmojiImages(args.data, "train").class_ids, args.class_share, args.seed)
         results["class_share"] = {"share": args.class_share, "n_classes": n_classes, "n_images": len(pool),
-                                  "by_size": bootstrap_fids(features, args.sizes, args.repeats, args.seed, pool)}
+                                  "by_size": spread_by_size(features, args.sizes, args.repeats, args.seed, pool)}
     results["command"] = shlex.join(["python", "-m", "maskmamba.eval.fid_spread", *argv])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")

@@ -7,7 +7,8 @@ python -m maskmamba.eval generator --data DIR --checkpoints DIR [--variants a,b]
     [--shipped a,b] [--write-default-cfg]
 
 Per variant: FID (Inception pool features against the train split) of --sweep-n class-conditioned images
-at each CFG scale of --sweep, then of --n images at the best scale; the top-1 accuracy of a classifier
+at each CFG scale of --sweep, then of --n images at the best scale, with `fid_std`, its standard deviation over
+--fid-bootstrap resamples of those images (how far another sample of the same model would land); the top-1 accuracy of a classifier
 trained on real images on those --n images (classes drawn with the real class frequencies); and the top-5
 rate at which it recovers the class of the emoji named by each tag caption ('annotation: tag, tag, tag',
 conditioned on the cached caption states, so no text encoder is loaded). FID against iterations is measured
@@ -50,7 +51,7 @@ from maskmamba.data.dataset import CaptionBank, EmojiImages, load_manifest
 from maskmamba.eval.classifier import (
     CONFIG_FILE, EmojiClassifier, evaluate, load_classifier, save_classifier, topk_accuracy, train_classifier,
 )
-from maskmamba.eval.fid import InceptionFeatures, feature_stats, frechet_distance
+from maskmamba.eval.fid import InceptionFeatures, bootstrap_fids, feature_stats, frechet_distance
 from maskmamba.eval.paraphrases import Paraphrases, load_matched, load_states
 from maskmamba.eval.plots import figure, save_plot
 from maskmamba.data.captions import is_tag_caption
@@ -243,12 +244,23 @@ def fid_to_real(feats: np.ndarray, bench: Bench) -> float:
     return round(frechet_distance(*feature_stats(feats), *bench.real_stats), 3)
 
 
-def score_classes(model: torch.nn.Module, bench: Bench, n: int, cfg: float, steps: int, name: str) -> dict:
-    """FID and top-1 class accuracy of n class-conditioned images (classes at the real frequencies)."""
+def fid_spread(feats: np.ndarray, bench: Bench, repeats: int) -> float:
+    """Standard deviation of the FID over `repeats` resamples (with replacement) of the generated images: how far
+    another sample of as many images from the same model would land, the real statistics held fixed."""
+    fids = bootstrap_fids(feats, bench.real_stats, len(feats), repeats, np.random.default_rng(bench.seed))
+    return round(float(np.std(fids, ddof=1)), 3)
+
+
+def score_classes(model: torch.nn.Module, bench: Bench, n: int, cfg: float, steps: int, name: str,
+                  bootstrap: int = 0) -> dict:
+    """FID and top-1 class accuracy of n class-conditioned images (classes at the real frequencies); with
+    `bootstrap` resamples (at least 2), also the FID's spread with the sample, `fid_std`."""
     labels = sample_classes(bench.class_probs, n, bench.seed)
     cond = Condition.classes(torch.from_numpy(labels).to(bench.device))
     feats, logits = judge(model, bench, cond, steps, cfg, f"{name} cfg={cfg:g} steps={steps} n={n}")
-    return {"fid": fid_to_real(feats, bench), "class_acc": round(topk_accuracy(logits, torch.from_numpy(labels)), 4)}
+    spread = {"fid_std": fid_spread(feats, bench, bootstrap)} if bootstrap >= 2 else {}
+    return {"fid": fid_to_real(feats, bench), **spread,
+            "class_acc": round(topk_accuracy(logits, torch.from_numpy(labels)), 4)}
 
 
 def score_prompts(model: torch.nn.Module, bench: Bench, cfg: float, steps: int, name: str) -> dict:
@@ -292,7 +304,7 @@ def evaluate_variant(model: torch.nn.Module, bench: Bench, args: argparse.Namesp
     start = time.perf_counter()
     sweep = [{"cfg": s, **score_classes(model, bench, args.sweep_n, s, args.steps, name)} for s in args.sweep]
     best = min(sweep, key=lambda row: row["fid"])["cfg"]
-    final = score_classes(model, bench, args.n, best, args.steps, name)
+    final = score_classes(model, bench, args.n, best, args.steps, name, args.fid_bootstrap)
     paraphrases = score_paraphrases(model, bench, best, args.steps, name) if bench.paraphrases is not None else {}
     return {
         **final, "best_cfg": best, **score_prompts(model, bench, best, args.steps, name), **paraphrases,
@@ -404,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=10_000, help="images for the FID and class accuracy at the best scale")
     p.add_argument("--sweep", type=parse_floats, default=[1, 2, 3, 4, 6], help="CFG scales to sweep")
     p.add_argument("--sweep-n", type=int, default=2000, help="images per scale of the sweep")
+    p.add_argument("--fid-bootstrap", type=int, default=8,
+                   help="resamples of the --n images' features for fid_std, the FID's spread with the sample (0: none)")
     p.add_argument("--steps", type=int, default=SamplingSettings().steps, help="MaskGIT iterations")
     p.add_argument("--temperature", type=float, default=SamplingSettings().temperature, help="token sampling temperature")
     p.add_argument("--choice-temperature", type=float, default=SamplingSettings().choice_temperature,
