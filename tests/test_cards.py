@@ -74,7 +74,7 @@ def test_cards_hold_the_figures_and_credits(tree):
     for figure in ("# maskmamba-serial-half (tiny)", f"{params:.2f}M parameters", "width 64, depth 4",
                    "FID 21.2 at the best CFG scale 2 (10,000", "class accuracy 81.2%", "scores 87.7% on real",
                    "prompt top-5 90.1% on 3,080", "paraphrase top-5 73.5% on 480 images",
-                   "4,000 steps of batch 512 (2,048,000 images seen, 122.7 passes over the 16,694",
+                   "4,000 steps of batch 512 (1,792,000 images seen by these weights, 107.3 passes over the 16,694",
                    "EMA at step 3,500", "loss was 3.4321 at step 3,500", "12.5 min",
                    "python -m maskmamba.train generator --variant maskmamba-serial-half --size tiny --steps 4000 "
                    "--batch 512", "--shipped maskmamba-serial-half,uvit", "17,640 emoji images",
@@ -109,19 +109,21 @@ def test_a_sweep_of_one_scale_is_not_called_the_best(tree, tmp_path):
 
 
 def test_runs_started_from_saved_weights_are_all_counted(tree, tmp_path):
-    """training.json of runs made with --init, each from the last: the card counts every run's images and gives
-    every command, each from the export of the one before."""
+    """training.json of runs made with --init, each from the last: the card counts the images behind each run's
+    export (what the next run started from), names an export earlier than its run's last step, and gives every
+    command, each from the export of the one before."""
     root = tmp_path / "assets"
     shutil.copytree(tree, root)
     path = root / "uvit" / "training.json"
     last = json.loads(path.read_text())
-    first = last | {"step": 1000, "steps_planned": 1000, "minutes": 3.25}
-    second = last | {"step": 2000, "steps_planned": 2000, "minutes": 5.5, "init": {"from": "A", "training": first}}
+    first = last | {"step": 1000, "steps_planned": 1000, "exported_step": 1000, "minutes": 3.25}
+    second = last | {"step": 2000, "steps_planned": 2000, "exported_step": 1500, "minutes": 5.5,
+                     "init": {"from": "A", "training": first}}
     path.write_text(json.dumps(last | {"init": {"from": "B", "training": second}}))
     main(_args(root, "--variants", "uvit"))
     card = (root / "uvit" / "README.md").read_text()
     for figure in ("Trained in 3 runs of batch 512, each from the last one's weights (`--init`): 1,000 steps from "
-                   "scratch, then 2,000, then 4,000 (3,584,000 images seen", "each run is 3.25, 5.5 and 12.5 min",
+                   "scratch, then 2,000 (exported at 1,500), then 4,000 (3,072,000 images seen by these weights", "each run is 3.25, 5.5 and 12.5 min",
                    "EMA at step 3,500 of the last run, whose best held-out masked-token loss was 4.4321",
                    "`python -m maskmamba.train generator --variant uvit --size tiny --steps 1000 --batch 512 --data "
                    "DATA --out RUN1 --export EXPORT1`, then `python -m maskmamba.train generator --variant uvit --size "

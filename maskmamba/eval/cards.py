@@ -119,21 +119,32 @@ def training_runs(t: dict) -> list[dict]:
     return [*training_runs(earlier), t] if earlier else [t]
 
 
+def exported_step(run: dict) -> int:
+    """The step whose EMA a run exported (the next run starts from it); older records without it: the last step."""
+    return run.get("exported_step", run["step"])
+
+
+def run_steps(run: dict) -> str:
+    """'10,990' or, where the export came earlier, '10,990 (exported at 10,650)'."""
+    at = exported_step(run)
+    return f"{run['step']:,}" + (f" (exported at {at:,})" if at < run["step"] else "")
+
+
 def training_lines(t: dict, n_train: int, curves: Path) -> list[str]:
     runs = training_runs(t)
-    seen = sum(r["step"] for r in runs) * t["batch"]
+    seen = sum(exported_step(r) for r in runs) * t["batch"]  # what the shipped weights' lineage trained on
     status = "" if t["done"] else f", stopped before the {t['steps_planned']:,} planned"
     if len(runs) == 1:
         how, minutes, which = f"Trained for {t['step']:,} steps of batch {t['batch']:,}{status}", "the run is", ""
     else:
-        steps = ", then ".join(f"{r['step']:,}" for r in runs[1:])
+        labels = [run_steps(r) for r in runs[:-1]] + [f"{t['step']:,}"]  # the last run's export is told below
         how = (f"Trained in {len(runs)} runs of batch {t['batch']:,}, each from the last one's weights (`--init`): "
-               f"{runs[0]['step']:,} steps from scratch, then {steps}{status}")
+               f"{labels[0]} steps from scratch, then {', then '.join(labels[1:])}{status}")
         minutes, which = "each run is", " of the last run"
     times = join_and([f"{r['minutes']:g}" for r in runs])
     lines = [
-        f"{how} ({seen:,} images seen, {seen / n_train:.1f} passes over the {n_train:,} training images); the "
-        f"recorded wall-clock time of the command that finished {minutes} {times} min. The shipped weights are the "
+        f"{how} ({seen:,} images seen by these weights, {seen / n_train:.1f} passes over the {n_train:,} training "
+        f"images); the recorded wall-clock time of the command that finished {minutes} {times} min. The shipped weights are the "
         f"EMA at step {t['exported_step']:,}{which}, whose best held-out masked-token loss was {t['best_val_loss']:g} "
         f"at step {t['best_step']:,}.",
     ]
