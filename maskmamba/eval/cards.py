@@ -144,7 +144,8 @@ def training_lines(t: dict, n_train: int, curves: Path) -> list[str]:
     times = join_and([f"{r['minutes']:g}" for r in runs])
     lines = [
         f"{how} ({seen:,} images seen by these weights, {seen / n_train:.1f} passes over the {n_train:,} training "
-        f"images); the recorded wall-clock time of the command that finished {minutes} {times} min. The shipped weights are the "
+        f"images); the recorded wall-clock time of the command that finished {minutes} {times} min. The shipped "
+        f"weights are the "
         f"EMA at step {t['exported_step']:,}{which}, whose best held-out masked-token loss was {t['best_val_loss']:g} "
         f"at step {t['best_step']:,}.",
     ]

@@ -70,7 +70,8 @@ def class_share_pool(class_ids: np.ndarray, share: float, seed: int) -> tuple[np
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m maskmamba.eval.fid_spread", description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="data set folder (train-* shards)")
-    p.add_argument("--sizes", type=int, nargs="+", default=[2000, 10000], help="sample sizes (the sweep's and the FID's)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[2000, 10000],
+                   help="sample sizes (the sweep's and the FID's)")
     p.add_argument("--repeats", type=int, default=20, help="bootstrap samples per size")
     p.add_argument("--class-share", type=float, default=0.5,
                    help="also sample from this share of the classes only: a model at a distance (0 to skip)")

@@ -8,8 +8,8 @@ python -m maskmamba.eval generator --data DIR --checkpoints DIR [--variants a,b]
 
 Per variant: FID (Inception pool features against the train split) of --sweep-n class-conditioned images
 at each CFG scale of --sweep, then of --n images at the best scale, with `fid_std`, its standard deviation over
---fid-bootstrap resamples of those images (how far another sample of the same model would land); the top-1 accuracy of a classifier
-trained on real images on those --n images (classes drawn with the real class frequencies); and the top-5
+--fid-bootstrap resamples of those images (how far another sample of the same model would land); the top-1
+accuracy of a classifier trained on real images on those --n images (classes drawn with the real class frequencies); and the top-5
 rate at which it recovers the class of the emoji named by each tag caption ('annotation: tag, tag, tag',
 conditioned on the cached caption states, so no text encoder is loaded). FID against iterations is measured
 in runs that evaluate --curve-variant, FID against the condition position when --position-runs is given,
@@ -244,7 +244,7 @@ def fid_to_real(feats: np.ndarray, bench: Bench) -> float:
     return round(frechet_distance(*feature_stats(feats), *bench.real_stats), 3)
 
 
-def fid_spread(feats: np.ndarray, bench: Bench, repeats: int) -> float:
+def fid_sample_std(feats: np.ndarray, bench: Bench, repeats: int) -> float:
     """Standard deviation of the FID over `repeats` resamples (with replacement) of the generated images: how far
     another sample of as many images from the same model would land, the real statistics held fixed."""
     fids = bootstrap_fids(feats, bench.real_stats, len(feats), repeats, np.random.default_rng(bench.seed))
@@ -258,7 +258,7 @@ def score_classes(model: torch.nn.Module, bench: Bench, n: int, cfg: float, step
     labels = sample_classes(bench.class_probs, n, bench.seed)
     cond = Condition.classes(torch.from_numpy(labels).to(bench.device))
     feats, logits = judge(model, bench, cond, steps, cfg, f"{name} cfg={cfg:g} steps={steps} n={n}")
-    spread = {"fid_std": fid_spread(feats, bench, bootstrap)} if bootstrap >= 2 else {}
+    spread = {"fid_std": fid_sample_std(feats, bench, bootstrap)} if bootstrap >= 2 else {}
     return {"fid": fid_to_real(feats, bench), **spread,
             "class_acc": round(topk_accuracy(logits, torch.from_numpy(labels)), 4)}
 
