@@ -12,6 +12,7 @@ from PIL import Image
 from safetensors.numpy import save_file
 
 from maskmamba import build_model, load_generator
+from maskmamba.checksums import sha256
 from maskmamba.data.dataset import CAPTIONS
 from maskmamba.data.imaging import encode_webp
 from maskmamba.data.shards import write_manifest, write_shards
@@ -19,7 +20,7 @@ from maskmamba.eval import generator as evaluation, matched_change, merge
 from maskmamba.eval.classifier import topk_accuracy, train_classifier
 from maskmamba.eval.paraphrases import Paraphrases, load_matched, load_states, matched_path, write_matched, write_states
 from maskmamba.prompt_match import PromptMatch
-from maskmamba.models import save_weights
+from maskmamba.models import FILES, save_weights
 from maskmamba.models.tokenizer import VQTokenizer
 from maskmamba.settings import SamplingSettings
 
@@ -244,7 +245,8 @@ def test_cli_end_to_end_writes_finite_results_and_plots(data_dir, checkpoints, p
     assert list(json.loads(out.read_text()))[:2] == ["classifier_real_acc", "classifier_real_top5"]
     assert 0 <= results["classifier_real_acc"] <= 1
     assert set(results["variants"]) == set(VARIANTS)
-    for entry in results["variants"].values():
+    for name, entry in results["variants"].items():
+        assert entry["weights_sha256"] == {FILES["fp32"]: sha256(checkpoints / name / FILES["fp32"])}
         assert entry["best_cfg"] in (1, 3) and [r["cfg"] for r in entry["cfg_sweep"]] == [1, 3]
         assert entry["best_cfg"] == min(entry["cfg_sweep"], key=lambda r: r["fid"])["cfg"]
         assert (entry["n_images"], entry["steps"], entry["n_prompts"]) == (10, 2, 6)

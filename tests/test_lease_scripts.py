@@ -300,3 +300,34 @@ def test_lease_inputs_pack_into_carry_sized_calls_and_unpack_to_the_same_bytes(t
     assert (there / "inception.pt").read_bytes() == b"i" * 200_000
     with pytest.raises(SystemExit, match="missing"):
         lease_inputs.main(["pack", str(tmp_path / "nowhere"), str(tmp_path / "inception.pt"), "--root", str(here)])
+
+
+def test_a_cfg_grid_scores_each_file_at_each_scale_one_after_another_and_resumes(tmp_path):
+    root = SCRIPTS.parent
+    judge = _fake_leg(tmp_path, '{"judge": 1}')
+    folders = [tmp_path / "copies" / "uvit", tmp_path / "leg" / "pack" / "mmamba@small" / "mmamba"]
+    out, calls = tmp_path / "grid", tmp_path / "calls.jsonl"
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "CALLS": str(calls), "DEVICE": "cpu", "OUT": str(out),
+           "JUDGE": str(judge), "AFTER": str(tmp_path / "leg")}  # no leg running: the grid starts at once
+
+    def grid() -> list[list[str]]:
+        run = subprocess.run(["bash", "scripts/gpu_cfg_grid.sh", str(tmp_path / "data"), str(tmp_path / "inception.pt"),
+                              "1.5,2.5", *map(str, folders)], cwd=root, env=env, capture_output=True, text=True,
+                             timeout=60)
+        assert run.returncode == 0, run.stderr
+        made = [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
+        calls.unlink(missing_ok=True)
+        return made
+
+    made = grid()
+    points = [(a[a.index("--variants") + 1], a[a.index("--sweep") + 1]) for a in made]
+    assert points == [("uvit", "1.5"), ("uvit", "2.5"), ("mmamba", "1.5"), ("mmamba", "2.5")]
+    for args, folder in zip(made, (folders[0], folders[0], folders[1], folders[1])):
+        assert args[args.index("--checkpoints") + 1] == str(folder.parent)
+        assert args[args.index("--n") + 1] == "10000" and args[args.index("--work") + 1] == str(out / "work")
+    assert (out / "work" / "classifier" / "classifier.json").read_text() == '{"judge": 1}'
+    assert sorted(p.name for p in (out / "eval").iterdir()) == [
+        "mmamba-1.5.json", "mmamba-2.5.json", "uvit-1.5.json", "uvit-2.5.json"]
+    assert (out / "done").is_file()
+    (out / "eval" / "uvit-2.5.json").unlink()
+    assert [a[a.index("--sweep") + 1] for a in grid()] == ["2.5"]  # a rerun scores only what is missing

@@ -15,6 +15,7 @@ SUBCOMMANDS = {  # subcommand -> module with `main(argv)`
     "matched-change": "maskmamba.eval.matched_change",
     "scaling": "maskmamba.eval.scaling",
     "merge": "maskmamba.eval.merge",
+    "cfg-grid": "maskmamba.eval.cfg_grid",
     "cards": "maskmamba.eval.cards",
     "fid-trend": "maskmamba.eval.fid_trend",
 }

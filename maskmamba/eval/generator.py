@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from maskmamba.checksums import sha256
 from maskmamba.cli import parse_floats
 from maskmamba.configs import COND_POSITIONS, VARIANTS
 from maskmamba.data.dataset import CaptionBank, EmojiImages, load_manifest
@@ -56,6 +57,7 @@ from maskmamba.eval.paraphrases import Paraphrases, load_matched, load_states
 from maskmamba.eval.plots import figure, save_plot
 from maskmamba.data.captions import is_tag_caption
 from maskmamba.models import FILES, Condition, check_tokenizer, load_generator, read_config, stored_formats
+from maskmamba.models.quantize import weights_files
 from maskmamba.models.tokenizer import VQTokenizer, decode_pixels
 from maskmamba.sampler import guidance, maskgit
 from maskmamba.settings import CFG_SCHEDULES, SamplingSettings
@@ -351,6 +353,11 @@ def fid_vs_position(runs: dict[str, Path], bench: Bench, cfg: float, steps: int,
     return points
 
 
+def weights_sums(folder: Path, storage: str) -> dict[str, str]:
+    """{file name: SHA-256} of the weights files scored, so that a figure names the exact file it belongs to."""
+    return {path.name: sha256(path) for path in weights_files(folder, storage)}
+
+
 def load_model(folder: Path, variant: str, device: torch.device, storage: str | None = None) -> torch.nn.Module:
     """A generator from its folder (weights of `storage`, default the most exact), checked to be `variant`, in
     eval mode on `device`."""
@@ -529,7 +536,9 @@ def main(argv: list[str], features: Features | None = None) -> dict:
             write_results(results, out)
             continue
         entry = evaluate_variant(model, bench, args, name)
-        entry |= {"checkpoint": str(folder), "storage": args.storage or stored_formats(folder)[0], "command": command}
+        storage = args.storage or stored_formats(folder)[0]
+        entry |= {"checkpoint": str(folder), "storage": storage, "weights_sha256": weights_sums(folder, storage),
+                  "command": command}
         if args.compare_storage:
             entry["storage_compare"] = compare_storage(folder, name, bench, args, entry)
         results["variants"][name] = entry
