@@ -201,3 +201,49 @@ def test_checkpoints_resume_across_eager_and_graphed_steps(token_data, tmp_path)
     assert run(10)["step"] == 10  # graphed: 3 warm-up steps, capture, replays
     assert run(12, "--eager")["step"] == 12
     assert all(np.isfinite(_losses(tmp_path)))
+
+
+def test_a_teachers_share_of_the_loss_is_cross_entropy_against_its_predictions():
+    from maskmamba import Condition, build_model
+
+    student = build_model("maskmamba-serial-half", "tiny", num_classes=2).eval()
+    teacher = build_model("transformer", "tiny", num_classes=2).eval()
+    ids = torch.randint(0, student.codebook_size, (3, 256))
+    inputs, mask = train_generator.mask_batch(ids, student.mask_id, torch.Generator().manual_seed(0))
+    cond = Condition.classes(torch.tensor([0, 1, 0]))
+    with torch.no_grad():
+        log_p = student(inputs, cond)[mask].log_softmax(-1)
+        soft = teacher(inputs, cond)[mask].softmax(-1)
+        hard = torch.nn.functional.nll_loss(log_p, ids[mask])
+        expected = 0.7 * hard + 0.3 * -(soft * log_p).sum(-1).mean()
+        got = train_generator.masked_loss(student, ids, inputs, mask, cond, 0.0, teacher, 0.3)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_run_learns_from_a_teacher_of_another_variant_and_records_it(token_data, tmp_path):
+    """A Transformer teaches a serial-half run: its loss is then mostly the teacher's targets, training.json and
+    the model card's command name the teacher; a teacher predicting other tokens or a share above 1 is refused."""
+    torch.set_num_threads(1)
+    teacher = tmp_path / "teacher"
+    train_generator.main(_args(token_data, tmp_path / "t", 30, export=teacher) + ["--variant", "transformer"])
+    run, export = tmp_path / "s", tmp_path / "student"
+    train_generator.main(_args(token_data, run, 30, teacher=teacher, distill=0.8, export=export))
+    losses = _losses(run)
+    assert losses[-1] < losses[0] - 1.0
+    events = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    taught = next(e for e in events if e["event"] == "teacher")
+    assert (taught["variant"], taught["size"], taught["distill"]) == ("transformer", "tiny", 0.8)
+    record = json.loads((export / "training.json").read_text())["teacher"]
+    assert record["from"] == str(teacher) and record["distill"] == 0.8
+    from maskmamba.eval.cards import training_commands
+
+    command = training_commands("maskmamba-serial-half", "tiny", json.loads((export / "training.json").read_text()))
+    assert "--teacher TEACHER1 --distill 0.8" in command and "TEACHER1: the `tiny` `transformer` generator" in command
+    from maskmamba.models import save_weights
+
+    other = tmp_path / "other"  # three classes, another vocabulary: its predictions are for other inputs
+    save_weights(build_model("transformer", "tiny", num_classes=3, codebook_size=2560), other)
+    with pytest.raises(SystemExit, match=r"codebook_size \(2560, not 1000\), num_classes \(3, not 2\)"):
+        train_generator.main(_args(token_data, tmp_path / "u", 1, teacher=other))
+    with pytest.raises(SystemExit):
+        train_generator.main(_args(token_data, tmp_path / "v", 1, teacher=teacher, distill=1.5))

@@ -1,4 +1,4 @@
-"""On CUDA: a training step replayed from a CUDA graph trains the same weights as the eager step."""
+"""On CUDA: a training step replayed from a CUDA graph trains the same weights as the eager step, with a teacher too."""
 from __future__ import annotations
 
 import copy
@@ -24,15 +24,19 @@ def _batch(model, generator, batch=16):
     return ids, torch.where(mask, model.mask_id, ids), mask, classes, text, text_mask
 
 
-@pytest.mark.parametrize("variant", ["transformer", "uvit", "maskmamba-serial-half", "maskmamba-parallel-2", "bimamba-v2", "mmamba"])
-def test_graphed_step_trains_like_eager(variant):
+@pytest.mark.parametrize("variant,teacher_variant", [
+    *((v, None) for v in ("transformer", "uvit", "maskmamba-serial-half", "maskmamba-parallel-2", "bimamba-v2", "mmamba")),
+    ("maskmamba-parallel-2", "maskmamba-serial-half"), ("mmamba", "uvit"),  # a teacher's forward inside the graph
+])
+def test_graphed_step_trains_like_eager(variant, teacher_variant):
     device = torch.device("cuda")
     model = build_model(variant, "tiny", num_classes=5).to(device)
+    teacher = build_model(teacher_variant, "tiny", num_classes=5).to(device).eval() if teacher_variant else None
     twin, start = copy.deepcopy(model), copy.deepcopy(model)
     graphed_opt = torch.optim.AdamW(model.parameters(), lr=torch.tensor(1e-3, device=device), capturable=True)
     eager_opt = torch.optim.AdamW(twin.parameters(), lr=1e-3)
-    graphed = GraphedStep(make_train_step(model, graphed_opt, 0.1, device), warmup=2)
-    eager = make_train_step(twin, eager_opt, 0.1, device)
+    graphed = GraphedStep(make_train_step(model, graphed_opt, 0.1, device, teacher, 0.5), warmup=2)
+    eager = make_train_step(twin, eager_opt, 0.1, device, teacher, 0.5)
     generator = torch.Generator(device).manual_seed(0)
     for _ in range(6):  # 2 warm-up, 1 capture, 3 replays
         batch = _batch(model, generator)

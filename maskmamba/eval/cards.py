@@ -158,13 +158,16 @@ def training_commands(variant: str, size: str, t: dict) -> str:
     """The commands that trained these weights, in Markdown: one per run, each after the first from the last's
     export."""
     runs = training_runs(t)
-    commands = []
+    commands, teachers = [], []
     for i, run in enumerate(runs, 1):
         out = "RUN" if len(runs) == 1 else f"RUN{i} --export EXPORT{i}" if i < len(runs) else f"RUN{i}"
         init = f" --init EXPORT{i - 1}" if i > 1 else ""
+        if teacher := run.get("teacher"):
+            init += f" --teacher TEACHER{i} --distill {teacher['distill']:g}"
+            teachers.append(f"TEACHER{i}: the `{teacher['size']}` `{teacher['variant']}` generator")
         commands.append(f"`python -m maskmamba.train generator --variant {variant} --size {size} --steps "
                         f"{run['steps_planned']} --batch {run['batch']} --data DATA --out {out}{init}`")
-    return ", then ".join(commands)
+    return ", then ".join(commands) + (f" ({'; '.join(teachers)})" if teachers else "")
 
 
 def _temperature(scored: dict) -> str:

@@ -11,7 +11,8 @@ dropped to the null condition with --cond-dropout for classifier-free guidance. 
 
 The recipe: AdamW with weight decay on matrices only (maskmamba.train.optim), linear warm-up then cosine decay
 of the lr to --min-lr-ratio, label smoothing, optional dropout, an EMA whose decay warms up, and each sample
-drawn among its image's tokenizations (the original and its augmented copies). Every --eval-every steps the
+drawn among its image's tokenizations (the original and its augmented copies); optionally a teacher, another
+saved generator, whose predictions are a --distill share of the targets. Every --eval-every steps the
 EMA's held-out masked-token loss is logged, and the EMA weights at the best such loss are kept (best.pt) and
 exported; curves.json and curves.png in the run folder show train and held-out loss against images seen.
 With --export, every checkpoint (--save-every minutes) also exports the best EMA so far in one format, so that a
@@ -93,13 +94,18 @@ def condition_batch(data: Data, rows: torch.Tensor, prompt_frac: float, dropout:
     return cond.dropped(torch.rand(b, generator=generator, device=device) < dropout)
 
 
-def masked_loss(model: torch.nn.Module, ids: torch.Tensor, inputs: torch.Tensor, mask: torch.Tensor, cond: Condition, smoothing: float) -> torch.Tensor:
-    """Mean cross-entropy over the masked positions, as a mask-weighted mean: static shapes, no host sync."""
-    logits = model(inputs, cond)
-    ce = F.cross_entropy(  # classes innermost: the fast softmax layout, no transposed copy
-        logits.flatten(0, 1).float(), ids.flatten(), label_smoothing=smoothing, reduction="none"
-    ).view_as(ids)
-    return (ce * mask).sum() / mask.sum()
+def masked_loss(model: torch.nn.Module, ids: torch.Tensor, inputs: torch.Tensor, mask: torch.Tensor, cond: Condition,
+                smoothing: float, teacher: torch.nn.Module | None = None, distill: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy over the masked positions, as a mask-weighted mean: static shapes, no host sync. With a
+    `teacher`, a `distill` share of it is the cross-entropy against the teacher's predictions for the same inputs
+    and condition (soft targets: the student learns which other tokens are likely too)."""
+    logits = model(inputs, cond).flatten(0, 1).float()  # classes innermost: the fast softmax layout
+    ce = F.cross_entropy(logits, ids.flatten(), label_smoothing=smoothing, reduction="none")
+    if teacher is not None:
+        with torch.no_grad():
+            soft = teacher(inputs, cond).flatten(0, 1).float().softmax(-1)
+        ce = (1 - distill) * ce + distill * F.cross_entropy(logits, soft, reduction="none")
+    return (ce.view_as(ids) * mask).sum() / mask.sum()
 
 
 @torch.no_grad()
@@ -124,14 +130,16 @@ def _autocast(device: torch.device):
     return torch.autocast("cpu", enabled=False)
 
 
-def make_train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, smoothing: float, device: torch.device):
+def make_train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, smoothing: float, device: torch.device,
+                    teacher: torch.nn.Module | None = None, distill: float = 0.0):
     """One optimizer step on a batch given as plain tensors (so that a CUDA graph can hold it); returns the loss."""
     params = [p for p in model.parameters() if p.requires_grad]
 
     def step(ids, inputs, mask, class_ids, text, text_mask) -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
         with _autocast(device):
-            loss = masked_loss(model, ids, inputs, mask, Condition(class_ids, text, text_mask), smoothing)
+            loss = masked_loss(model, ids, inputs, mask, Condition(class_ids, text, text_mask), smoothing, teacher,
+                               distill)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -167,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eager", action="store_true", help="no CUDA graph for the training step (always eager under DDP)")
+    p.add_argument("--teacher", default=None,
+                   help="a saved generator (any variant, size and storage; same vocabulary, classes, grid and text "
+                        "condition) whose predictions the run also learns from (--distill)")
+    p.add_argument("--distill", type=_share, default=0.5,
+                   help="with --teacher: the share of the loss that is cross-entropy against the teacher's predictions")
     p.add_argument("--init", default=None,
                    help="start a new run from this saved generator's weights (any storage; same config, dropout aside)")
     p.add_argument("--export", default=None,
@@ -175,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", type=_storages, default=["fp32"],
                    help=f"comma-separated weight formats to export side by side ({', '.join(FILES)})")
     return p
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"a share of the loss is between 0 and 1, not {text}")
+    return value
 
 
 def _storages(text: str) -> list[str]:
@@ -207,6 +227,7 @@ def main(argv: list[str]) -> dict:
     model = build_model(args.variant, args.size, num_classes=len(classes), dropout=args.dropout,
                         codebook_size=token_codebook_size(args.data), **position).to(device)
     init = warm_start(model, args.init) if args.init and not (out / CKPT).is_file() else None
+    teacher = load_teacher(args.teacher, model, device) if args.teacher else None
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     graphed = device.type == "cuda" and world == 1 and not args.eager
     optimizer = configure_optimizers(model, args.lr, args.weight_decay, graphed)
@@ -222,7 +243,7 @@ def main(argv: list[str]) -> dict:
     if (kept := load_checkpoint(out / BEST, "cpu")) is not None:  # best.pt is the one record of the best point
         best = {"val_loss": kept["val_loss"], "step": kept["step"]}
     trained = DistributedDataParallel(model) if world > 1 else model
-    train_step = make_train_step(trained, optimizer, args.label_smoothing, device)
+    train_step = make_train_step(trained, optimizer, args.label_smoothing, device, teacher, args.distill)
     if graphed:
         train_step = GraphedStep(train_step)
     train, val = Data.load(args.data, "train", device), Data.load(args.data, "val", device)
@@ -230,6 +251,8 @@ def main(argv: list[str]) -> dict:
     log = _Logger(out / LOG if rank == 0 else None)
     if init is not None:
         log.write(event="init", **init)
+    if teacher is not None:
+        log.write(event="teacher", **teacher_record(args, teacher))
     log.write(event="start", step=step, world=world, variant=args.variant, params=sum(p.numel() for p in model.parameters()),
               cuda_graph=graphed, batch=args.batch * world, copies=train.copies.shape[1])
     bar = tqdm(total=args.steps, initial=step, desc=args.variant, disable=rank != 0, mininterval=5)
@@ -286,10 +309,10 @@ def main(argv: list[str]) -> dict:
 def _export_best(out: Path, ema: torch.nn.Module, classes: list[str], args: argparse.Namespace, world: int,
                  record: dict, storages: list[str]) -> str:
     """The best EMA so far exported to --export in `storages`, its training.json `record` plus the batch, the
-    planned steps, the step exported and where the run started from."""
+    planned steps, the step exported, where the run started from and the teacher it learnt from."""
     exported = best_ema(out, ema)
     info = record | {"batch": args.batch * world, "steps_planned": args.steps, "exported_step": exported["step"]}
-    return export(exported["model"], classes, Path(args.export), storages, info | _init_record(out))
+    return export(exported["model"], classes, Path(args.export), storages, info | _run_record(out))
 
 
 def _progress_storage(storages: list[str]) -> str:
@@ -322,12 +345,36 @@ def warm_start(model: Generator, folder: str | Path) -> dict:
     return {"from": str(folder), "training": json.loads(training.read_text()) if training.is_file() else None}
 
 
-def _init_record(out: Path) -> dict:
-    """{'init': ...} from the run log's init event, when the run started from saved weights; else {}."""
+TEACHER_FIELDS = ("codebook_size", "num_classes", "grid", "text_dim", "cond_slots")  # what the targets depend on
+
+
+def load_teacher(folder: str | Path, student: Generator, device: torch.device) -> Generator:
+    """The generator saved in `folder`, frozen in eval mode on `device`, checked to predict the student's tokens
+    from the student's conditions."""
+    teacher = load_generator(folder)
+    mine, theirs = student.config.to_dict(), teacher.config.to_dict()
+    differ = [k for k in TEACHER_FIELDS if mine[k] != theirs[k]]
+    if differ:
+        named = ", ".join(f"{k} ({theirs[k]!r}, not {mine[k]!r})" for k in differ)
+        raise SystemExit(f"--teacher {folder}: it predicts from other inputs: {named}")
+    return teacher.to(device).eval().requires_grad_(False)
+
+
+def teacher_record(args: argparse.Namespace, teacher: Generator) -> dict:
+    """What training.json records of the teacher: its folder, variant and size, and the loss share it had."""
+    return {"from": str(args.teacher), "variant": teacher.variant, "size": teacher.config.size, "distill": args.distill}
+
+
+def _run_record(out: Path) -> dict:
+    """{'init': ..., 'teacher': ...} from the run log's first such events: the weights the run started from and
+    the generator it learnt from, each where there was one."""
     log = out / LOG
     events = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
-    init = next((e for e in events if e.get("event") == "init"), None)
-    return {} if init is None else {"init": {k: v for k, v in init.items() if k != "event"}}
+    found = {}
+    for event in events:
+        if event.get("event") in ("init", "teacher"):
+            found.setdefault(event["event"], {k: v for k, v in event.items() if k != "event"})
+    return found
 
 
 def snapshot(ema: torch.nn.Module, classes: list[str], out: Path, step: int, variant: str) -> Path:
