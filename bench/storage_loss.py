@@ -4,8 +4,10 @@
 
 Every int4 candidate is made from the folder's most exact weights file (int8 for the retrained checkpoints), so
 the int8 row is the reference and 'd_loss' is each candidate's change against it; the old layout (g64, absmax,
-every matrix int4) is the yardstick whose FID change is known. Fixed masks and class conditions (as the
-training's validation), on the CPU.
+every matrix int4) is the yardstick whose FID change is known. 'int8-dither' adds to the reference noise like one
+more int8 rounding (uniform within half a step of each row's scale): what int8 itself costs, without the fp32
+weights. Fixed masks and class conditions (as the training's validation), on the CPU; --mask-seeds also scores
+the reference on other masks, the spread that one set of masks leaves in every figure.
 """
 from __future__ import annotations
 
@@ -20,10 +22,11 @@ from safetensors.torch import save
 
 from maskmamba import load_generator
 from maskmamba.models.quantize import (
-    CLIPS, Int4, dequantize_state, metadata, quantize_state, read_state, weights_files,
+    CLIPS, INT8_SCALE, Int4, dequantize_state, metadata, quantize_state, read_state, weights_files,
 )
-from maskmamba.train.generator import Data, validation_loss
+from maskmamba.train.generator import VAL_MASK_SEED, Data, validation_loss
 
+DITHER = "int8-dither"
 CANDIDATES = {  # name -> how int4 is written; "int8" is the stored reference
     "int4-g64 (old)": Int4(64, (1.0,), ()),
     "int4-g32": Int4(32, (1.0,), ()),
@@ -35,14 +38,27 @@ CANDIDATES = {  # name -> how int4 is written; "int8" is the stored reference
 }
 
 
+def int8_dither(state: dict[str, torch.Tensor], seed: int = 0) -> dict[str, torch.Tensor]:
+    """`state` plus noise like one more int8 rounding of each matrix that int8 quantizes: uniform within half a
+    step of its row's scale."""
+    generator, out = torch.Generator().manual_seed(seed), dict(state)
+    for name, scale in quantize_state(state, "int8").items():
+        if name.endswith(INT8_SCALE):
+            weight = state[name[: -len(INT8_SCALE)]]
+            rows = weight.reshape(weight.shape[0], -1)
+            noise = (torch.rand(rows.shape, generator=generator) - 0.5) * scale.float()[:, None]
+            out[name[: -len(INT8_SCALE)]] = (rows + noise).reshape(weight.shape)
+    return out
+
+
 def subset(data: Data, images: int) -> SimpleNamespace:
     """`images` val images spread evenly over the split (all of them when images >= its size)."""
     rows = torch.linspace(0, len(data.ids) - 1, min(images, len(data.ids))).round().long()
     return SimpleNamespace(ids=data.ids[rows], classes=data.classes[rows])
 
 
-def measure(folder: Path, data, names: list[str]) -> list[dict]:
-    """One row per format: bytes of its file and its val loss."""
+def measure(folder: Path, data, names: list[str], mask_seeds: list[int]) -> list[dict]:
+    """One row per format: bytes of its file and its val loss; then the reference on each of `mask_seeds`."""
     model = load_generator(folder).eval()
     reference_files = weights_files(folder, None)
     reference = read_state(reference_files)
@@ -50,18 +66,29 @@ def measure(folder: Path, data, names: list[str]) -> list[dict]:
     for name in ["int8", *names]:
         if name == "int8":
             size, state = sum(p.stat().st_size for p in reference_files), reference
+        elif name == DITHER:
+            size, state = sum(p.stat().st_size for p in reference_files), int8_dither(reference)
         else:
             plan = CANDIDATES[name]
             tensors = quantize_state(reference, "int4", plan)
             size, state = len(save(tensors, metadata("int4", plan))), dequantize_state(tensors, plan.group)
-        model.load_state_dict(state)
-        start = time.time()
-        with torch.no_grad():
-            loss = validation_loss(model, data, model.mask_id, torch.device("cpu"))
-        rows.append({"model": folder.name, "format": name, "bytes": size, "val_loss": loss, "seconds": time.time() - start})
-        rows[-1]["d_loss"] = loss - rows[0]["val_loss"]
-        print(f"{folder.name:30s} {name:20s} {size / 1e6:7.3f} MB  loss {loss:.4f}  d_loss {rows[-1]['d_loss']:+.4f}", flush=True)
+        rows.append(_row(model, state, data, folder.name, name, size, rows))
+    for seed in mask_seeds:
+        rows.append(_row(model, reference, data, folder.name, f"int8, masks {seed}", rows[0]["bytes"], rows, seed))
     return rows
+
+
+def _row(model, state: dict, data, model_name: str, name: str, size: int, rows: list[dict],
+         seed: int = VAL_MASK_SEED) -> dict:
+    """The val loss of `model` holding `state`, on the masks of `seed`, with its change against the first row."""
+    model.load_state_dict(state)
+    start = time.time()
+    with torch.no_grad():
+        loss = validation_loss(model, data, model.mask_id, torch.device("cpu"), seed=seed)
+    row = {"model": model_name, "format": name, "bytes": size, "val_loss": loss, "seconds": time.time() - start}
+    row["d_loss"] = loss - (rows[0]["val_loss"] if rows else loss)
+    print(f"{model_name:30s} {name:20s} {size / 1e6:7.3f} MB  loss {loss:.4f}  d_loss {row['d_loss']:+.4f}", flush=True)
+    return row
 
 
 def main() -> None:
@@ -69,17 +96,20 @@ def main() -> None:
     p.add_argument("folders", nargs="+", type=Path)
     p.add_argument("--data", type=Path, default=Path("/work/data/emoji-v2"))
     p.add_argument("--images", type=int, default=946, help="val images, spread evenly (default: all 946)")
-    p.add_argument("--formats", default=",".join(CANDIDATES), help="int4 candidates, comma-separated")
+    p.add_argument("--formats", default=",".join(CANDIDATES),
+                   help=f"int4 candidates and {DITHER}, comma-separated")
+    p.add_argument("--mask-seeds", default="", help="other mask seeds to score the reference on, comma-separated")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     names = [n for n in args.formats.split(",") if n]
-    unknown = [n for n in names if n not in CANDIDATES]
+    unknown = [n for n in names if n not in CANDIDATES and n != DITHER]
     if unknown:
-        p.error(f"unknown candidates {unknown}; choose from: {', '.join(CANDIDATES)}")
+        p.error(f"unknown candidates {unknown}; choose from: {', '.join(CANDIDATES)}, {DITHER}")
     torch.set_num_threads(args.threads)
     data = subset(Data.load(args.data, "val", torch.device("cpu")), args.images)
-    rows = [row for folder in args.folders for row in measure(folder, data, names)]
+    seeds = [int(s) for s in args.mask_seeds.split(",") if s]
+    rows = [row for folder in args.folders for row in measure(folder, data, names, seeds)]
     yardstick = {r["model"]: r["d_loss"] for r in rows if r["format"] == "int4-g64 (old)"}
     print(f"\n{'model':30s} {'format':20s} {'MB':>7s} {'val loss':>9s} {'d_loss':>8s} {'/ old':>6s}")
     for r in rows:

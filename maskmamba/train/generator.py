@@ -47,6 +47,7 @@ from maskmamba.train.curves import write_curves
 from maskmamba.train.optim import configure_optimizers, cosine_lr, set_lr
 
 CKPT, BEST, LOG = "ckpt.pt", "best.pt", "log.jsonl"
+VAL_MASK_SEED = 1234  # the held-out loss's masks
 
 
 @dataclass
@@ -109,9 +110,11 @@ def masked_loss(model: torch.nn.Module, ids: torch.Tensor, inputs: torch.Tensor,
 
 
 @torch.no_grad()
-def validation_loss(model: torch.nn.Module, data: Data, mask_id: int, device: torch.device, batch: int = 256) -> float:
-    """Masked-token cross-entropy on the val split, fixed masks and class conditions (no smoothing)."""
-    generator = torch.Generator(device).manual_seed(1234)
+def validation_loss(model: torch.nn.Module, data: Data, mask_id: int, device: torch.device, batch: int = 256,
+                    seed: int = VAL_MASK_SEED) -> float:
+    """Masked-token cross-entropy on the val split, fixed masks (drawn from `seed` on `device`: another device's
+    random stream draws other masks) and class conditions (no smoothing)."""
+    generator = torch.Generator(device).manual_seed(seed)
     total, count = 0.0, 0
     for start in range(0, len(data.ids), batch):
         rows = torch.arange(start, min(start + batch, len(data.ids)), device=device)
