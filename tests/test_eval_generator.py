@@ -435,3 +435,12 @@ def test_matched_change_counts_the_images_whose_top5_holds_the_intended_class(da
     hits = matched_change.hits_per_prompt(None, bench, ["emoji 0", "emoji 1"], torch.tensor([6, 6]), str(data_dir),
                                           manifest, 2, 2.0, "test")
     assert hits == [2, 1]
+
+
+@pytest.mark.parametrize("count", ["1", "-2"])
+def test_a_spread_of_fewer_than_two_resamples_is_refused_up_front(count, capsys):
+    required = ["--data", "DATA", "--checkpoints", "PACKS"]
+    with pytest.raises(SystemExit):
+        evaluation.build_parser().parse_args([*required, "--fid-bootstrap", count])
+    assert "at least 2 resamples" in capsys.readouterr().err
+    assert evaluation.build_parser().parse_args([*required, "--fid-bootstrap", "0"]).fid_bootstrap == 0

@@ -399,6 +399,13 @@ def _first(entries: dict) -> dict:
 # --- command line ----------------------------------------------------------------------------------------
 
 
+def _resamples(text: str) -> int:
+    count = int(text)
+    if count == 1 or count < 0:
+        raise argparse.ArgumentTypeError(f"a spread needs at least 2 resamples (or 0 for none), not {text}")
+    return count
+
+
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
@@ -423,8 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=10_000, help="images for the FID and class accuracy at the best scale")
     p.add_argument("--sweep", type=parse_floats, default=[1, 2, 3, 4, 6], help="CFG scales to sweep")
     p.add_argument("--sweep-n", type=int, default=2000, help="images per scale of the sweep")
-    p.add_argument("--fid-bootstrap", type=int, default=8,
-                   help="resamples of the --n images' features for fid_std, the FID's spread with the sample (0: none)")
+    p.add_argument("--fid-bootstrap", type=_resamples, default=8,
+                   help="resamples of the --n images' features for fid_std, the FID's spread with the sample (0: none; "
+                        "a spread needs at least 2)")
     p.add_argument("--steps", type=int, default=SamplingSettings().steps, help="MaskGIT iterations")
     p.add_argument("--temperature", type=float, default=SamplingSettings().temperature, help="token sampling temperature")
     p.add_argument("--choice-temperature", type=float, default=SamplingSettings().choice_temperature,
