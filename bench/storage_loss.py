@@ -72,22 +72,23 @@ def measure(folder: Path, data, names: list[str], mask_seeds: list[int]) -> list
             plan = CANDIDATES[name]
             tensors = quantize_state(reference, "int4", plan)
             size, state = len(save(tensors, metadata("int4", plan))), dequantize_state(tensors, plan.group)
-        rows.append(_row(model, state, data, folder.name, name, size, rows))
+        rows.append(_row(model, state, data, {"model": folder.name, "format": name, "bytes": size}, rows))
     for seed in mask_seeds:
-        rows.append(_row(model, reference, data, folder.name, f"int8, masks {seed}", rows[0]["bytes"], rows, seed))
+        rows.append(_row(model, reference, data, {**rows[0], "format": f"int8, masks {seed}"}, rows, seed))
     return rows
 
 
-def _row(model, state: dict, data, model_name: str, name: str, size: int, rows: list[dict],
-         seed: int = VAL_MASK_SEED) -> dict:
-    """The val loss of `model` holding `state`, on the masks of `seed`, with its change against the first row."""
+def _row(model, state: dict, data, label: dict, rows: list[dict], seed: int = VAL_MASK_SEED) -> dict:
+    """`label` with the val loss of `model` holding `state` on the masks of `seed`, its change against the first
+    of `rows` (none yet: itself) and the seconds it took; printed as it comes."""
     model.load_state_dict(state)
     start = time.time()
     with torch.no_grad():
         loss = validation_loss(model, data, model.mask_id, torch.device("cpu"), seed=seed)
-    row = {"model": model_name, "format": name, "bytes": size, "val_loss": loss, "seconds": time.time() - start}
+    row = label | {"val_loss": loss, "seconds": time.time() - start}
     row["d_loss"] = loss - (rows[0]["val_loss"] if rows else loss)
-    print(f"{model_name:30s} {name:20s} {size / 1e6:7.3f} MB  loss {loss:.4f}  d_loss {row['d_loss']:+.4f}", flush=True)
+    print(f"{row['model']:30s} {row['format']:20s} {row['bytes'] / 1e6:7.3f} MB  loss {loss:.4f}  "
+          f"d_loss {row['d_loss']:+.4f}", flush=True)
     return row
 
 

@@ -22,8 +22,9 @@ SECTION = "cfg_fine_sweep"
 ROW_KEYS = ("fid", "fid_std", "class_acc", "prompt_top5", "paraphrase_top5", "paraphrase_top5_matched")
 
 
-def grid_row(entry: dict, cfg: float) -> dict:
-    return {"cfg": cfg, **{k: entry[k] for k in ROW_KEYS if k in entry}}
+def grid_row(entry: dict) -> dict:
+    """An evaluation's (or a shipped entry's) figures at its best scale, the scale first."""
+    return {"cfg": entry["best_cfg"], **{k: entry[k] for k in ROW_KEYS if k in entry}}
 
 
 def _put(rows: list[dict], row: dict) -> list[dict]:
@@ -43,11 +44,11 @@ def add_parts(results: dict, parts: list[dict], assets: Path) -> dict:
                 raise ValueError(f"{variant}: {entry['n_images']} images, the grid's rows have {grid['n_images']}")
             if files.get(variant) != entry["weights_sha256"]:
                 rows[variant], files[variant] = [], entry["weights_sha256"]
-            rows[variant] = _put(rows[variant], grid_row(entry, entry["best_cfg"]))
+            rows[variant] = _put(rows[variant], grid_row(entry))
     for variant, sums in files.items():
         shipped = results.get("shipped", {}).get(variant)
         if shipped and read_sums(assets / variant) == sums:
-            rows[variant] = _put(rows[variant], grid_row(shipped, shipped["best_cfg"]))
+            rows[variant] = _put(rows[variant], grid_row(shipped))
     return results
 
 

@@ -334,15 +334,18 @@ def _held_out(ema, val: Data, mask_id: int, device, step: int, best: dict, out: 
     return current
 
 
+def config_differences(model: Generator, source: Generator, keys) -> str:
+    """'key (source's value, not model's), ...' for each of `keys` where the two configs differ; '' when none."""
+    mine, theirs = model.config.to_dict(), source.config.to_dict()
+    return ", ".join(f"{k} ({theirs[k]!r}, not {mine[k]!r})" for k in keys if mine[k] != theirs[k])
+
+
 def warm_start(model: Generator, folder: str | Path) -> dict:
     """Load the weights of the generator saved in `folder` (any storage, dequantized) into `model`, whose config
     must match it but for dropout; returns what the run log records of it (the source and its training.json)."""
     source = load_generator(folder)
-    mine, theirs = model.config.to_dict(), source.config.to_dict()
-    differ = sorted(k for k in mine if k != "dropout" and mine[k] != theirs[k])
-    if differ:
-        named = ", ".join(f"{k} ({theirs[k]!r}, not {mine[k]!r})" for k in differ)
-        raise SystemExit(f"--init {folder}: its config differs in {named}")
+    if differ := config_differences(model, source, sorted(k for k in model.config.to_dict() if k != "dropout")):
+        raise SystemExit(f"--init {folder}: its config differs in {differ}")
     model.load_state_dict(source.state_dict())
     training = Path(folder) / "training.json"
     return {"from": str(folder), "training": json.loads(training.read_text()) if training.is_file() else None}
@@ -355,11 +358,8 @@ def load_teacher(folder: str | Path, student: Generator, device: torch.device) -
     """The generator saved in `folder`, frozen in eval mode on `device`, checked to predict the student's tokens
     from the student's conditions."""
     teacher = load_generator(folder)
-    mine, theirs = student.config.to_dict(), teacher.config.to_dict()
-    differ = [k for k in TEACHER_FIELDS if mine[k] != theirs[k]]
-    if differ:
-        named = ", ".join(f"{k} ({theirs[k]!r}, not {mine[k]!r})" for k in differ)
-        raise SystemExit(f"--teacher {folder}: it predicts from other inputs: {named}")
+    if differ := config_differences(student, teacher, TEACHER_FIELDS):
+        raise SystemExit(f"--teacher {folder}: it predicts from other inputs: {differ}")
     return teacher.to(device).eval().requires_grad_(False)
 
 
