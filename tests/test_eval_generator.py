@@ -444,3 +444,14 @@ def test_a_spread_of_fewer_than_two_resamples_is_refused_up_front(count, capsys)
         evaluation.build_parser().parse_args([*required, "--fid-bootstrap", count])
     assert "at least 2 resamples" in capsys.readouterr().err
     assert evaluation.build_parser().parse_args([*required, "--fid-bootstrap", "0"]).fid_bootstrap == 0
+
+
+def test_best_scale_breaks_an_fid_tie_by_class_accuracy():
+    """Within CFG_FID_TIE of the lowest FID the scale that draws the asked-for class more often wins; beyond it, FID."""
+    tie = evaluation.CFG_FID_TIE
+    sweep = [{"cfg": 1.0, "fid": 56.1, "class_acc": 0.62}, {"cfg": 2.0, "fid": 56.1 + tie / 2, "class_acc": 0.79},
+             {"cfg": 3.0, "fid": 56.1 + 1.5 * tie, "class_acc": 0.84}]
+    assert evaluation.best_scale(sweep) == 2.0
+    sweep[1]["fid"] = 56.1 + 1.1 * tie
+    assert evaluation.best_scale(sweep) == 1.0
+    assert evaluation.best_scale([{"cfg": 4.0, "fid": 80.0, "class_acc": 0.5}]) == 4.0
