@@ -84,10 +84,12 @@ def condition_controls(h: Handlers, classes: list[str], variant: gr.Dropdown) ->
                     label="Examples: click one, then run", example_labels=[c or f"“{p}”" for _, c, p in shown])
     defaults = h.runtime.defaults(variant.value)  # the CFG scale follows the variant (its checkpoint's default_cfg)
     with gr.Row():
-        cfg_scale = SliderInput(0, 10, value=defaults.cfg_scale, step=0.5, label="CFG scale")
+        cfg_scale = SliderInput(0, 10, value=defaults.cfg_scale, step=0.5, label="CFG scale",
+                                info="higher: closer to the request, less variety")
         steps = SliderInput(1, MAX_STEPS, value=defaults.steps, step=1, precision=0, label="Iterations")
     with gr.Row():
-        temperature = SliderInput(0.1, 3.0, value=defaults.temperature, step=0.1, label="Temperature")
+        temperature = SliderInput(0.1, 3.0, value=defaults.temperature, step=0.1, label="Temperature",
+                                  info="lower: safer tokens; higher: more variety")
         seed = NumberInput(defaults.seed, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
     randomise = gr.Checkbox(False, label="Randomise the seed on every run", container=False)
     return ConditionControls(mode, class_name, prompt, cfg_scale, steps, seed, randomise, temperature)
