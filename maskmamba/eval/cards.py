@@ -145,9 +145,8 @@ def training_lines(t: dict, n_train: int, curves: Path) -> list[str]:
     lines = [
         f"{how} ({seen:,} images seen by these weights, {seen / n_train:.1f} passes over the {n_train:,} training "
         f"images); the recorded wall-clock time of the command that finished {minutes} {times} min. The shipped "
-        f"weights are the "
-        f"EMA at step {t['exported_step']:,}{which}, whose best held-out masked-token loss was {t['best_val_loss']:g} "
-        f"at step {t['best_step']:,}.",
+        f"weights are the EMA at step {t['exported_step']:,}{which}, whose best held-out masked-token loss was "
+        f"{t['best_val_loss']:g} at step {t['best_step']:,}.",
     ]
     if curves.is_file():
         lines.append(f"Training and held-out loss against images seen: `{curves}`.")
