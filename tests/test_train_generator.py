@@ -237,8 +237,12 @@ def test_a_run_learns_from_a_teacher_of_another_variant_and_records_it(token_dat
     assert record["from"] == str(teacher) and record["distill"] == 0.8
     from maskmamba.eval.cards import training_commands
 
-    command = training_commands("maskmamba-serial-half", "tiny", json.loads((export / "training.json").read_text()))
-    assert "--teacher TEACHER1 --distill 0.8" in command and "TEACHER1: the `tiny` `transformer` generator" in command
+    trained = json.loads((export / "training.json").read_text())
+    command = training_commands("maskmamba-serial-half", "tiny", trained)
+    assert "--teacher TEACHER --distill 0.8" in command and "TEACHER: the `tiny` `transformer` generator" in command
+    other_teacher = {**trained, "teacher": {**record, "variant": "uvit"}}  # a run taught by another before it
+    both = training_commands("maskmamba-serial-half", "tiny", {**trained, "init": {"training": other_teacher}})
+    assert "TEACHER1: the `tiny` `uvit` generator; TEACHER2: the `tiny` `transformer` generator" in both
     from maskmamba.models import save_weights
 
     other = tmp_path / "other"  # three classes, another vocabulary: its predictions are for other inputs

@@ -153,20 +153,27 @@ def training_lines(t: dict, n_train: int, curves: Path) -> list[str]:
     return lines
 
 
+def _teacher(teacher: dict) -> str:
+    """A teacher as a run's record names it: its size and variant."""
+    return f"the `{teacher['size']}` `{teacher['variant']}` generator"
+
+
 def training_commands(variant: str, size: str, t: dict) -> str:
     """The commands that trained these weights, in Markdown: one per run, each after the first from the last's
     export."""
     runs = training_runs(t)
-    commands, teachers = [], []
+    kinds = list(dict.fromkeys(_teacher(r["teacher"]) for r in runs if r.get("teacher")))  # one name for each
+    names = {kind: "TEACHER" if len(kinds) == 1 else f"TEACHER{i}" for i, kind in enumerate(kinds, 1)}
+    commands = []
     for i, run in enumerate(runs, 1):
         out = "RUN" if len(runs) == 1 else f"RUN{i} --export EXPORT{i}" if i < len(runs) else f"RUN{i}"
         init = f" --init EXPORT{i - 1}" if i > 1 else ""
         if teacher := run.get("teacher"):
-            init += f" --teacher TEACHER{i} --distill {teacher['distill']:g}"
-            teachers.append(f"TEACHER{i}: the `{teacher['size']}` `{teacher['variant']}` generator")
+            init += f" --teacher {names[_teacher(teacher)]} --distill {teacher['distill']:g}"
         commands.append(f"`python -m maskmamba.train generator --variant {variant} --size {size} --steps "
                         f"{run['steps_planned']} --batch {run['batch']} --data DATA --out {out}{init}`")
-    return ", then ".join(commands) + (f" ({'; '.join(teachers)})" if teachers else "")
+    legend = "; ".join(f"{name}: {kind}" for kind, name in names.items())
+    return ", then ".join(commands) + (f" ({legend})" if legend else "")
 
 
 def _temperature(scored: dict) -> str:
