@@ -41,9 +41,9 @@ def kernel_constants(config: ScanConfig) -> dict[str, dict]:
     bwd = dict(CHUNK=config.bwd_chunk, BLOCK_E=config.block_e, STATE_BLOCK=config.bwd_state_block)
     return {
         "_fwd_chunk_summary": LAYER | fwd,
-        "_fwd_output": LAYER | fwd | {"GATE": True},
+        "_fwd_output": LAYER | fwd | {"GATE": True, "WALK": bool(config.walk)},
         "_bwd_chunk_summary": {"N": LAYER["N"], "REV_ODD": 1} | bwd,
-        "_bwd_main": LAYER | bwd | {"LANE_SUMS": lane_sums(config)},
+        "_bwd_main": LAYER | bwd | {"LANE_SUMS": lane_sums(config), "WALK": bool(config.walk)},
         "_conv_silu": {"K": LAYER["K"], "PAD": LAYER["PAD"], "REV_ODD": 1, "BACKWARD": True,
                        "CHUNK": config.chunk, "BLOCK_E": config.block_e},
     }

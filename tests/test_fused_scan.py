@@ -115,6 +115,8 @@ SMALL_STATE_BLOCKS = [ScanConfig(chunk=16, block_e=8, warps=1, bwd_chunk=8, stat
 # and with one (2-D tiles); E = 8 here, so most lanes hold masked channels
 LANE_SUMS = [ScanConfig(chunk=16, block_e=32, warps=1, bwd_chunk=16, state_block=1, bwd_state_block=2),
              ScanConfig(chunk=16, block_e=32, warps=1, bwd_chunk=32, state_block=1, bwd_state_block=1)]
+# each program walking its sequence's chunks in turn (`walk`): one state per turn, two, and the lane sums
+WALKS = [dataclasses.replace(c, walk=1) for c in (SMALL, SMALL_STATE_BLOCKS[0], LANE_SUMS[0])]
 # (L, n, shared, causal): Bi-Mamba-v2 (shared input, odd direction reversed, centred conv), lengths below, at,
 # across and not a multiple of the chunk; M-Mamba-like (4 own sequences, causal conv, no reversal).
 CPU_CASES = [(16, 2, True, False), (37, 2, True, False), (23, 4, False, True)]
@@ -127,12 +129,14 @@ def config_id(config: ScanConfig | None) -> str:
 @interpreter
 @pytest.mark.parametrize("L,n,shared,causal", CPU_CASES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("config", [SMALL, *SMALL_STATE_BLOCKS, *LANE_SUMS], ids=config_id)
+@pytest.mark.parametrize("config", [SMALL, *SMALL_STATE_BLOCKS, *LANE_SUMS, *WALKS], ids=config_id)
 def test_fused_scan_interpreted(L, n, shared, causal, dtype, config):
     if dtype == torch.bfloat16 and L != 37:
         pytest.skip("bf16 once, to keep the interpreter run short")
     if config is not SMALL and L == 16:
         pytest.skip("state blocks on the lengths that are not a multiple of the chunk")
+    if config.walk and (dtype == torch.bfloat16 or (triton_scan.lane_sums(config) and n == 4)):
+        pytest.skip("walking chunks in fp32, and with the lane sums on one layout, to keep the interpreter run short")
     tol = (1e-5, 1e-5) if dtype == torch.float32 else (1e-2, 2e-2)
     check_parity(1, L, n, 8, 4, 4 if causal else 3, shared, causal, dtype, "cpu", config, *tol)
 
@@ -199,9 +203,10 @@ def test_a_state_block_over_n_takes_all_states_at_once():
 
 
 GPU_CASES = [(1000, 2, True, False), (4096, 2, True, False), (777, 4, False, True), (300, 2, True, True)]
-# state blocks (N = 16), one with more warps and one with the chunk spread over lanes too
+# state blocks (N = 16), one with more warps and one with the chunk spread over lanes too; chunks walked in turn
 GPU_STATE_BLOCKS = [ScanConfig(chunk=16, block_e=64, warps=2, state_block=4, bwd_state_block=4),
-                    ScanConfig(chunk=32, block_e=16, warps=1, state_block=2, bwd_state_block=2)]
+                    ScanConfig(chunk=32, block_e=16, warps=1, state_block=2, bwd_state_block=2),
+                    ScanConfig(walk=1)]  # the default tiles, each program walking its sequence's chunks
 
 
 @gpu

@@ -59,6 +59,13 @@ def _scan(a, x, h0, BACKWARDS: tl.constexpr):
 
 
 @triton.jit
+def _row(tile, r: tl.constexpr):
+    """Row r (along axis 0) of a 2-D or 3-D tile; with the axis inside each thread, a pick among registers."""
+    pick = tl.expand_dims(tl.arange(0, tile.shape[0]) == r, list(range(1, len(tile.shape))))
+    return tl.sum(tl.where(pick, tile, 0.0), axis=0)
+
+
+@triton.jit
 def _memory_index(t, L, rev):
     """Memory index of scan position t: t, or L-1-t in a reversed direction."""
     return t + rev * (L - 1 - 2 * t)
@@ -265,13 +272,34 @@ def _fwd_output(
     sx_b, sx_t, sx_d, sx_e, sd_b, sd_t, sd_d, sd_e, sB_b, sB_t, sB_d, sB_n, sC_b, sC_t, sC_d, sC_n,
     sy_b, sy_t, sy_d, sy_e, sz_b, sz_t, sz_e,
     N: tl.constexpr, K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr, GATE: tl.constexpr,
-    CHUNK: tl.constexpr, BLOCK_E: tl.constexpr, STATE_BLOCK: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK_E: tl.constexpr, STATE_BLOCK: tl.constexpr, WALK: tl.constexpr,
 ):
     """Per chunk: scan from the carried-in state H, y = C.h + D u, stored in place of direction d's output.
 
-    With GATE, the programs of direction 0 also write silu(z) as output slot n (the last E columns).
+    With GATE, the programs of direction 0 also write silu(z) as output slot n (the last E columns). With WALK, one
+    program takes every chunk of its sequence in scan order and writes each chunk's end state as the next chunk's H.
     """
-    c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+    for i in range(NCHUNK if WALK else 1):  # one turn unless walking (a loop of one turn compiles away)
+        _fwd_output_chunk(
+            i if WALK else tl.program_id(0), x_ptr, w_ptr, cb_ptr, dt_ptr, bias_ptr, A_ptr, B_ptr, C_ptr, D_ptr,
+            H_ptr, y_ptr, z_ptr, L, E, NCHUNK, NEB, sx_b, sx_t, sx_d, sx_e, sd_b, sd_t, sd_d, sd_e,
+            sB_b, sB_t, sB_d, sB_n, sC_b, sC_t, sC_d, sC_n, sy_b, sy_t, sy_d, sy_e, sz_b, sz_t, sz_e,
+            N, K, PAD, REV_ODD, GATE, CHUNK, BLOCK_E, STATE_BLOCK, WALK)
+        if WALK:
+            tl.debug_barrier()  # the next chunk reads the states this one wrote, maybe on other lanes
+
+
+@triton.jit
+def _fwd_output_chunk(
+    c, x_ptr, w_ptr, cb_ptr, dt_ptr, bias_ptr, A_ptr, B_ptr, C_ptr, D_ptr, H_ptr, y_ptr, z_ptr,
+    L, E, NCHUNK, NEB,
+    sx_b, sx_t, sx_d, sx_e, sd_b, sd_t, sd_d, sd_e, sB_b, sB_t, sB_d, sB_n, sC_b, sC_t, sC_d, sC_n,
+    sy_b, sy_t, sy_d, sy_e, sz_b, sz_t, sz_e,
+    N: tl.constexpr, K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr, GATE: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK_E: tl.constexpr, STATE_BLOCK: tl.constexpr, WALK: tl.constexpr,
+):
+    """`_fwd_output` for chunk c; the state entering chunk 0 is 0 (H's row for it is not read)."""
+    de, bi = tl.program_id(1), tl.program_id(2).to(tl.int64)
     d, eb = de // NEB, de % NEB
     dd = d.to(tl.int64)  # scales the direction strides, which reach 2^31 too
     ndir = tl.num_programs(1) // NEB
@@ -286,14 +314,19 @@ def _fwd_output(
     _, delta = _delta(dt_ptr, bias_ptr, bi, dd, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
     du = delta * u
     row = (bi * ndir + d) * NCHUNK + c
+    # the channels whose state enters from the chunk before, and those whose state leaves for the next (vectors:
+    # Triton's interpreter takes no scalar condition in a mask)
+    from_before, to_next = emask & (0 * e + c > 0), emask & (0 * e + c + 1 < NCHUNK)
     y = tl.load(D_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :] * u
     for n0 in range(0, N, STATE_BLOCK):
         n = _state_index(n0, STATE_BLOCK)
         a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0) * LOG2E
         b_n = _state_cols(B_ptr, bi, dd, n0, m, inside, sB_b, sB_t, sB_d, sB_n, STATE_BLOCK)
-        h_in = tl.load(H_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
+        h_in = tl.load(H_ptr + (row * N + n) * E + e, mask=from_before, other=0.0)
         h = _scan(tl.exp2(_spread(delta, STATE_BLOCK) * a_n[None]),
                   _spread(du, STATE_BLOCK) * tl.expand_dims(b_n, -1), h_in, False)
+        if WALK:  # the state after the chunk's last row enters the next chunk
+            tl.store(H_ptr + ((row + 1) * N + n) * E + e, _row(h, CHUNK - 1), mask=to_next)
         c_n = _state_cols(C_ptr, bi, dd, n0, m, inside, sC_b, sC_t, sC_d, sC_n, STATE_BLOCK)
         y += _state_sum(h * tl.expand_dims(c_n, -1), STATE_BLOCK)
     out = y_ptr + bi * sy_b + (m[:, None] * sy_t + e[None, :] * sy_e)
@@ -347,15 +380,42 @@ def _bwd_main(
     sg_b, sg_t, sg_d, sg_e, sp_b, sp_t, sp_d, sp_e,
     N: tl.constexpr, K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr,
     CHUNK: tl.constexpr, BLOCK_E: tl.constexpr, STATE_BLOCK: tl.constexpr, LANE_SUMS: tl.constexpr,
+    WALK: tl.constexpr,
 ):
     """Per chunk: recompute h (from the chunk states H) and g (from the carried G), then every gradient, for
     STATE_BLOCK states per turn of the state loop. LANE_SUMS (CHUNK x STATE_BLOCK = BLOCK_E = 32 on one warp):
-    dB and dC's channel sums as `_lane_sums`, each lane then adding one (position, state) sum.
+    dB and dC's channel sums as `_lane_sums`, each lane then adding one (position, state) sum. With WALK, one
+    program takes every chunk of its sequence against the scan order and writes g at each chunk's first row as the
+    previous chunk's G.
 
     Writes d(delta raw) in delta's layout and d(conv pre-activation) (b, L, dirs, E) fp32; accumulates
     dB, dC (fp32, (b, dirs, N, L)), dA, dD, d(dt bias), the conv weight and bias atomically.
     """
-    c, de, bi = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+    for i in range(NCHUNK if WALK else 1):  # as in `_fwd_output`, against the scan order
+        _bwd_main_chunk(
+            NCHUNK - 1 - i if WALK else tl.program_id(0), x_ptr, w_ptr, cb_ptr, dt_ptr, bias_ptr, A_ptr, B_ptr,
+            C_ptr, D_ptr, H_ptr, G_ptr, g_ptr, ddt_ptr, dpre_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, dw_ptr,
+            dcb_ptr, L, E, NCHUNK, NEB, sx_b, sx_t, sx_d, sx_e, sd_b, sd_t, sd_d, sd_e, sB_b, sB_t, sB_d, sB_n,
+            sC_b, sC_t, sC_d, sC_n, sg_b, sg_t, sg_d, sg_e, sp_b, sp_t, sp_d, sp_e, N, K, PAD, REV_ODD, CHUNK,
+            BLOCK_E, STATE_BLOCK, LANE_SUMS, WALK)
+        if WALK:
+            tl.debug_barrier()  # the next chunk reads the adjoint states this one wrote, maybe on other lanes
+
+
+@triton.jit
+def _bwd_main_chunk(
+    c,
+    x_ptr, w_ptr, cb_ptr, dt_ptr, bias_ptr, A_ptr, B_ptr, C_ptr, D_ptr, H_ptr, G_ptr, g_ptr,
+    ddt_ptr, dpre_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, dw_ptr, dcb_ptr,
+    L, E, NCHUNK, NEB,
+    sx_b, sx_t, sx_d, sx_e, sd_b, sd_t, sd_d, sd_e, sB_b, sB_t, sB_d, sB_n, sC_b, sC_t, sC_d, sC_n,
+    sg_b, sg_t, sg_d, sg_e, sp_b, sp_t, sp_d, sp_e,
+    N: tl.constexpr, K: tl.constexpr, PAD: tl.constexpr, REV_ODD: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK_E: tl.constexpr, STATE_BLOCK: tl.constexpr, LANE_SUMS: tl.constexpr,
+    WALK: tl.constexpr,
+):
+    """`_bwd_main` for chunk c; the adjoint entering the last chunk is 0 (G's row for it is not read)."""
+    de, bi = tl.program_id(1), tl.program_id(2).to(tl.int64)
     d, eb = de // NEB, de % NEB
     dd = d.to(tl.int64)  # scales the direction strides, which reach 2^31 too
     ndir = tl.num_programs(1) // NEB
@@ -374,6 +434,7 @@ def _bwd_main(
     du_total = tl.load(D_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :] * dy
     ddelta = tl.zeros([CHUNK, BLOCK_E], dtype=tl.float32)
     row = (bi * ndir + d) * NCHUNK + c
+    from_before, from_after = emask & (0 * e + c > 0), emask & (0 * e + c + 1 < NCHUNK)  # as in `_fwd_output_chunk`
     du = delta * u
     # the channel tiles against the state tiles (views: nothing is copied)
     u_s, du_s, dy_s = _spread(u, STATE_BLOCK), _spread(du, STATE_BLOCK), _spread(dy, STATE_BLOCK)
@@ -383,12 +444,14 @@ def _bwd_main(
         a_n = tl.load(A_ptr + ch * N + n, mask=emask, other=0.0)
         b_n = tl.expand_dims(_state_cols(B_ptr, bi, dd, n0, m, inside, sB_b, sB_t, sB_d, sB_n, STATE_BLOCK), -1)
         c_n = tl.expand_dims(_state_cols(C_ptr, bi, dd, n0, m, inside, sC_b, sC_t, sC_d, sC_n, STATE_BLOCK), -1)
-        h_in = tl.load(H_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
-        g_in = tl.load(G_ptr + (row * N + n) * E + e, mask=emask, other=0.0)
+        h_in = tl.load(H_ptr + (row * N + n) * E + e, mask=from_before, other=0.0)
+        g_in = tl.load(G_ptr + (row * N + n) * E + e, mask=from_after, other=0.0)
         a = tl.exp2(delta_s * (a_n * LOG2E)[None])
         x = du_s * b_n
         h = _scan(a, x, h_in, False)
         g = _scan(tl.exp2(nxt_s * (a_n * LOG2E)[None]), dy_s * c_n, g_in, True)
+        if WALK:  # g at the chunk's first row enters the chunk before it
+            tl.store(G_ptr + ((row - 1) * N + n) * E + e, _row(g, 0), mask=from_before)
         gh = g * (h - x)  # g_t a_t h_{t-1}
         ddelta += _state_sum(g * u_s * b_n + gh * a_n[None], STATE_BLOCK)
         du_total += _state_sum(g * delta_s * b_n, STATE_BLOCK)

@@ -17,6 +17,9 @@ scans at the backward's finer chunk and keeps its chunk states; the backward run
 g_t = C_t dy_t + exp(delta_t' A) g_t' (t' the position after t in scan order) the same way in the opposite
 direction, recomputes h within each chunk from those states, and ends with the transposed conv. Everything
 accumulates in fp32; the gradients shared across channels (B, C, A, D, ...) are summed with relaxed atomics.
+With `ScanConfig.walk`, the output kernel and the backward's main kernel instead take a whole sequence per
+program, chunk after chunk, and hand each chunk's end state to the next through the same chunk-state buffers, so
+neither the summaries nor `_carry` run: for large batches of short sequences, whose programs fill the GPU anyway.
 
 Layouts are channels-last, as the mixers produce them: x (b, L, E) shared by all directions or (b, L, n, E);
 delta (b, L, n, E); B, C (b, L, n, N), any strides. The output is the (b, L, n*E [+E]) buffer that the mixer's
@@ -42,7 +45,9 @@ class ScanConfig:
     (block_e = 32 x warps puts one channel on each lane and a whole chunk in its registers; a smaller block_e
     spreads the chunk over lanes too). The forward kernels take `state_block` states per turn of their state
     loop, dividing N: that many independent recurrences per lane; the backward's own kernels take
-    `bwd_state_block`."""
+    `bwd_state_block`. With `walk` 1, each program of the scan takes every chunk of its sequence in turn, the
+    state carried from one chunk to the next through the chunk-state buffer: no chunk summaries and no `_carry`,
+    for batches whose programs fill the GPU without splitting a sequence (training's 256 positions)."""
 
     chunk: int = 32
     block_e: int = 32
@@ -50,6 +55,7 @@ class ScanConfig:
     bwd_chunk: int = 16
     state_block: int = 2  # H100, xl, 16,384 tokens: 0.766 ms against 0.878 at 1 (bench.layers --sweep-only)
     bwd_state_block: int = 2  # H200, small, batch 256: 7,038 training images/s against 6,884 at 1
+    walk: int = 0
 
 
 CONFIG = ScanConfig()  # benchmarks may change it; the CPU interpreter tests pass their own
@@ -218,14 +224,17 @@ class _FusedScan(torch.autograd.Function):
         nchunk, neb = _cdiv(L, chunk), _cdiv(E, cfg.block_e)
         out = torch.empty(b, L, n * E + (0 if gate is None else E), device=x.device, dtype=x.dtype)
         y = out[..., : n * E].view(b, L, n, E)
-        H = _chunk_states(x, conv_w, conv_b, delta, A, B, dt_bias, causal, reverse_odd, chunk, cfg)
+        if cfg.walk:  # filled chunk by chunk as the output kernel walks
+            H = torch.empty(b, n, nchunk, N, E, device=x.device, dtype=torch.float32)
+        else:
+            H = _chunk_states(x, conv_w, conv_b, delta, A, B, dt_bias, causal, reverse_odd, chunk, cfg)
         z = y if gate is None else gate
-        _kernels()._fwd_output[(nchunk, n * neb, b)](
+        _kernels()._fwd_output[(1 if cfg.walk else nchunk, n * neb, b)](
             x, conv_w, conv_b, delta, dt_bias, A, B, C, D, H, y, z, L, E, nchunk, neb,
             *_strides4(x), *delta.stride(), *B.stride(), *C.stride(), *y.stride(),
             z.stride(0), z.stride(1), z.stride(-1), N=N, K=K, PAD=_pad(K, causal), REV_ODD=int(reverse_odd),
             GATE=gate is not None, CHUNK=chunk, BLOCK_E=cfg.block_e, STATE_BLOCK=cfg.state_block,
-            num_warps=cfg.warps)
+            WALK=bool(cfg.walk), num_warps=cfg.warps)
         if training:
             ctx.save_for_backward(x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, H)
         ctx.meta = (causal, reverse_odd, cfg)
@@ -243,15 +252,16 @@ class _FusedScan(torch.autograd.Function):
         nchunk, neb = _cdiv(L, chunk), _cdiv(E, cfg.block_e)
         dy = (grad_out if grad_out.stride(-1) == 1 else grad_out.contiguous())[..., : n * E].view(b, L, n, E)
         dev, f32 = x.device, torch.float32
-        dsum = torch.empty(b, n, nchunk, E, device=dev, dtype=f32)
         G = torch.empty(b, n, nchunk, N, E, device=dev, dtype=f32)
         grid = (nchunk, n * neb, b)
         common = dict(N=N, REV_ODD=int(reverse_odd), CHUNK=chunk, BLOCK_E=cfg.block_e,
                       STATE_BLOCK=cfg.bwd_state_block, num_warps=cfg.warps)
-        k._bwd_chunk_summary[grid](
-            delta, dt_bias, A, C, dy, dsum, G, L, E, nchunk, neb,
-            *delta.stride(), *C.stride(), *dy.stride(), **common)
-        _chain(dsum, G, A, n, b, adjoint=True)
+        if not cfg.walk:  # else `_bwd_main` fills G chunk by chunk as it walks
+            dsum = torch.empty(b, n, nchunk, E, device=dev, dtype=f32)
+            k._bwd_chunk_summary[grid](
+                delta, dt_bias, A, C, dy, dsum, G, L, E, nchunk, neb,
+                *delta.stride(), *C.stride(), *dy.stride(), **common)
+            _chain(dsum, G, A, n, b, adjoint=True)
         ddelta = torch.empty_strided(delta.shape, delta.stride(), device=dev, dtype=delta.dtype)  # delta's strides
         dpre = torch.empty(b, L, n, E, device=dev, dtype=f32)
         dB = torch.zeros(b, n, N, L, device=dev, dtype=f32)  # time-contiguous rows for the atomic adds
@@ -259,11 +269,11 @@ class _FusedScan(torch.autograd.Function):
         dA = torch.zeros(n * E, N, device=dev, dtype=f32)
         dD, dbias, dcb = (torch.zeros(n * E, device=dev, dtype=f32) for _ in range(3))
         dw = torch.zeros(n * E, K, device=dev, dtype=f32)
-        k._bwd_main[grid](
+        k._bwd_main[(1, n * neb, b) if cfg.walk else grid](
             x, conv_w, conv_b, delta, dt_bias, A, B, C, D, H, G, dy,
             ddelta, dpre, dB, dC, dA, dD, dbias, dw, dcb, L, E, nchunk, neb,
             *_strides4(x), *delta.stride(), *B.stride(), *C.stride(), *dy.stride(), *dpre.stride(),
-            K=K, PAD=pad, LANE_SUMS=lane_sums(cfg), **common)
+            K=K, PAD=pad, LANE_SUMS=lane_sums(cfg), WALK=bool(cfg.walk), **common)
         dx = _conv_input_grad(dpre, conv_w, x, causal, reverse_odd, cfg)
         dgate = None
         if gate is not None:
