@@ -111,12 +111,14 @@ SMALL = ScanConfig(chunk=16, block_e=8, warps=1, bwd_chunk=8, state_block=1)  # 
 # spread over lanes on a GPU (block_e < 32 x warps)
 SMALL_STATE_BLOCKS = [ScanConfig(chunk=16, block_e=8, warps=1, bwd_chunk=8, state_block=2, bwd_state_block=2),
                       ScanConfig(chunk=16, block_e=4, warps=1, bwd_chunk=8, state_block=4, bwd_state_block=4)]
-# dB and dC summed by `_lane_sums` (bwd_chunk x bwd_state_block = block_e = 32, one warp): with two states per turn
-# and with one (2-D tiles); E = 8 here, so most lanes hold masked channels
+# dB and dC summed by `_lane_sums` (bwd_chunk x bwd_state_block 32 or 16, block_e 32, one warp): 32 rows with two
+# states per turn and with one (2-D tiles), and 16 rows (two lanes to a row); E = 8 here, so most lanes hold masked
+# channels
+LANE_SUMS_16 = ScanConfig(chunk=16, block_e=32, warps=1, bwd_chunk=8, state_block=1, bwd_state_block=2)
 LANE_SUMS = [ScanConfig(chunk=16, block_e=32, warps=1, bwd_chunk=16, state_block=1, bwd_state_block=2),
-             ScanConfig(chunk=16, block_e=32, warps=1, bwd_chunk=32, state_block=1, bwd_state_block=1)]
-# each program walking its sequence's chunks in turn (`walk`): one state per turn, two, and the lane sums
-WALKS = [dataclasses.replace(c, walk=1) for c in (SMALL, SMALL_STATE_BLOCKS[0], LANE_SUMS[0])]
+             ScanConfig(chunk=16, block_e=32, warps=1, bwd_chunk=32, state_block=1, bwd_state_block=1), LANE_SUMS_16]
+# each program walking its sequence's chunks in turn (`walk`): one state per turn, two, and the 16-row lane sums
+WALKS = [dataclasses.replace(c, walk=1) for c in (SMALL, SMALL_STATE_BLOCKS[0], LANE_SUMS_16)]
 # (L, n, shared, causal): Bi-Mamba-v2 (shared input, odd direction reversed, centred conv), lengths below, at,
 # across and not a multiple of the chunk; M-Mamba-like (4 own sequences, causal conv, no reversal).
 CPU_CASES = [(16, 2, True, False), (37, 2, True, False), (23, 4, False, True)]
@@ -135,8 +137,9 @@ def test_fused_scan_interpreted(L, n, shared, causal, dtype, config):
         pytest.skip("bf16 once, to keep the interpreter run short")
     if config is not SMALL and L == 16:
         pytest.skip("state blocks on the lengths that are not a multiple of the chunk")
-    if config.walk and (dtype == torch.bfloat16 or (triton_scan.lane_sums(config) and n == 4)):
-        pytest.skip("walking chunks in fp32, and with the lane sums on one layout, to keep the interpreter run short")
+    if (config.walk or config is LANE_SUMS_16) and (dtype == torch.bfloat16 or (triton_scan.lane_sums(config)
+                                                                                and n == 4)):
+        pytest.skip("walking chunks and 16-row lane sums in fp32, the lane sums on one layout, to keep the run short")
     tol = (1e-5, 1e-5) if dtype == torch.float32 else (1e-2, 2e-2)
     check_parity(1, L, n, 8, 4, 4 if causal else 3, shared, causal, dtype, "cpu", config, *tol)
 

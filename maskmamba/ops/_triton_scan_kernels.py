@@ -192,13 +192,16 @@ def _halve(x, lane, HALF: tl.constexpr):
 
 
 @triton.jit
-def _lane_sums(tile):
-    """The row sums of a state tile of 32 rows (positions x states, row-major) x 32 channels, one channel to a lane:
-    a [32] vector whose element j, held by lane j, sums row j. Five butterfly rounds each halve the rows a lane
-    holds (a reduce-scatter, 31 shuffles) where `tl.sum` would shuffle every row five times (160)."""
+def _lane_sums(tile, ROWS: tl.constexpr):
+    """Row sums of a state tile of ROWS (32 or 16) rows (positions x states, row-major) x 32 channels, one channel to
+    a lane: a [32] vector whose element j, held by lane j, sums row j % ROWS over the channels of the lanes that
+    share j's bits from ROWS up (all 32 lanes at 32 rows; at 16, lanes j and j ^ 16 each hold half of row j % 16's
+    sum, and both add it). log2(ROWS) butterfly rounds each halve the rows a lane holds (a reduce-scatter: 31
+    shuffles at 32 rows) where `tl.sum` would shuffle every row five times (160)."""
     lane = tl.arange(0, 32)
-    x = tl.reshape(tile, [32, 32])
-    x = _halve(x, lane, 16)
+    x = tl.reshape(tile, [ROWS, 32])
+    if ROWS == 32:
+        x = _halve(x, lane, 16)
     x = _halve(x, lane, 8)
     x = _halve(x, lane, 4)
     x = _halve(x, lane, 2)
@@ -383,7 +386,7 @@ def _bwd_main(
     WALK: tl.constexpr,
 ):
     """Per chunk: recompute h (from the chunk states H) and g (from the carried G), then every gradient, for
-    STATE_BLOCK states per turn of the state loop. LANE_SUMS (CHUNK x STATE_BLOCK = BLOCK_E = 32 on one warp):
+    STATE_BLOCK states per turn of the state loop. LANE_SUMS (CHUNK x STATE_BLOCK 32 or 16, BLOCK_E 32, one warp):
     dB and dC's channel sums as `_lane_sums`, each lane then adding one (position, state) sum. With WALK, one
     program takes every chunk of its sequence against the scan order and writes g at each chunk's first row as the
     previous chunk's G.
@@ -456,11 +459,11 @@ def _bwd_main_chunk(
         ddelta += _state_sum(g * u_s * b_n + gh * a_n[None], STATE_BLOCK)
         du_total += _state_sum(g * delta_s * b_n, STATE_BLOCK)
         if LANE_SUMS:
-            j = tl.arange(0, 32)  # lane j adds the sums of position j // STATE_BLOCK, state n0 + j % STATE_BLOCK
-            tj = c * CHUNK + j // STATE_BLOCK
+            j = tl.arange(0, 32) % (CHUNK * STATE_BLOCK)  # lane j adds to row j: position j // STATE_BLOCK,
+            tj = c * CHUNK + j // STATE_BLOCK  # state n0 + j % STATE_BLOCK
             bc = ((bi * ndir + d) * N + n0 + j % STATE_BLOCK) * L + _memory_index(tj, L, rev)
-            tl.atomic_add(dB_ptr + bc, _lane_sums(g * du_s), mask=tj < L, sem="relaxed")
-            tl.atomic_add(dC_ptr + bc, _lane_sums(dy_s * h), mask=tj < L, sem="relaxed")
+            tl.atomic_add(dB_ptr + bc, _lane_sums(g * du_s, CHUNK * STATE_BLOCK), mask=tj < L, sem="relaxed")
+            tl.atomic_add(dC_ptr + bc, _lane_sums(dy_s * h, CHUNK * STATE_BLOCK), mask=tj < L, sem="relaxed")
         else:
             bc, bc_mask = _time_rows((bi * ndir + d) * N, n0, m, L, inside, STATE_BLOCK)
             tl.atomic_add(dB_ptr + bc, _channel_sum(g * du_s, STATE_BLOCK), mask=bc_mask, sem="relaxed")

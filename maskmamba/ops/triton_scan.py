@@ -128,9 +128,9 @@ def _config_for(cfg: ScanConfig, N: int) -> ScanConfig:
 
 
 def lane_sums(cfg: ScanConfig) -> bool:
-    """Whether the backward's dB and dC channel sums take `_lane_sums`' reduce-scatter: a state tile of exactly one
-    row per lane and one channel per lane (bwd_chunk x bwd_state_block = block_e = 32, one warp)."""
-    return cfg.bwd_chunk * cfg.bwd_state_block == cfg.block_e == 32 and cfg.warps == 1
+    """Whether the backward's dB and dC channel sums take `_lane_sums`' reduce-scatter: a state tile of one row per
+    lane, or per two lanes, and one channel per lane (bwd_chunk x bwd_state_block 32 or 16, block_e 32, one warp)."""
+    return cfg.bwd_chunk * cfg.bwd_state_block in (16, 32) and cfg.block_e == 32 and cfg.warps == 1
 
 
 def _conv_input_grad(dpre: Tensor, conv_w: Tensor, x: Tensor, causal: bool, reverse_odd: bool,
