@@ -209,7 +209,7 @@ GPU_CASES = [(1000, 2, True, False), (4096, 2, True, False), (777, 4, False, Tru
 # state blocks (N = 16), one with more warps and one with the chunk spread over lanes too; chunks walked in turn
 GPU_STATE_BLOCKS = [ScanConfig(chunk=16, block_e=64, warps=2, state_block=4, bwd_state_block=4),
                     ScanConfig(chunk=32, block_e=16, warps=1, state_block=2, bwd_state_block=2),
-                    ScanConfig(walk=1)]  # the default tiles, each program walking its sequence's chunks
+                    ScanConfig(walk=1), ScanConfig(bwd_chunk=8, walk=1)]  # walking chunks; 16-row lane sums
 
 
 @gpu
