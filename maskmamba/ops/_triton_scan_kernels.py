@@ -66,6 +66,13 @@ def _row(tile, r: tl.constexpr):
 
 
 @triton.jit
+def _neighbours(emask, e, c, NCHUNK):
+    """The channels of chunk c that have a chunk before it, and those that have one after it (vectors over e:
+    Triton's interpreter takes no scalar condition in a mask)."""
+    return emask & (0 * e + c > 0), emask & (0 * e + c + 1 < NCHUNK)
+
+
+@triton.jit
 def _memory_index(t, L, rev):
     """Memory index of scan position t: t, or L-1-t in a reversed direction."""
     return t + rev * (L - 1 - 2 * t)
@@ -317,9 +324,7 @@ def _fwd_output_chunk(
     _, delta = _delta(dt_ptr, bias_ptr, bi, dd, t, e, ch, L, rev, emask, sd_b, sd_t, sd_d, sd_e)
     du = delta * u
     row = (bi * ndir + d) * NCHUNK + c
-    # the channels whose state enters from the chunk before, and those whose state leaves for the next (vectors:
-    # Triton's interpreter takes no scalar condition in a mask)
-    from_before, to_next = emask & (0 * e + c > 0), emask & (0 * e + c + 1 < NCHUNK)
+    from_before, to_next = _neighbours(emask, e, c, NCHUNK)
     y = tl.load(D_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :] * u
     for n0 in range(0, N, STATE_BLOCK):
         n = _state_index(n0, STATE_BLOCK)
@@ -437,7 +442,7 @@ def _bwd_main_chunk(
     du_total = tl.load(D_ptr + ch, mask=emask, other=0.0).to(tl.float32)[None, :] * dy
     ddelta = tl.zeros([CHUNK, BLOCK_E], dtype=tl.float32)
     row = (bi * ndir + d) * NCHUNK + c
-    from_before, from_after = emask & (0 * e + c > 0), emask & (0 * e + c + 1 < NCHUNK)  # as in `_fwd_output_chunk`
+    from_before, from_after = _neighbours(emask, e, c, NCHUNK)
     du = delta * u
     # the channel tiles against the state tiles (views: nothing is copied)
     u_s, du_s, dy_s = _spread(u, STATE_BLOCK), _spread(du, STATE_BLOCK), _spread(dy, STATE_BLOCK)

@@ -55,7 +55,7 @@ class ScanConfig:
     bwd_chunk: int = 16
     state_block: int = 2  # H100, xl, 16,384 tokens: 0.766 ms against 0.878 at 1 (bench.layers --sweep-only)
     bwd_state_block: int = 2  # H200, small, batch 256: 7,038 training images/s against 6,884 at 1
-    walk: int = 0
+    walk: int = 0  # untimed so far (docs/kernels.md): off
 
 
 CONFIG = ScanConfig()  # benchmarks may change it; the CPU interpreter tests pass their own
@@ -87,6 +87,12 @@ def _next_power_of_2(n: int) -> int:
 
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def _scan_grid(nchunk: int, n: int, neb: int, b: int, walk: int) -> tuple[int, int, int]:
+    """The programs of a scan kernel: one per (chunk, direction x channel block, batch row), or with `walk` one
+    per sequence (it takes every chunk in turn)."""
+    return (1 if walk else nchunk, n * neb, b)
 
 
 def _pad(K: int, causal: bool) -> int:
@@ -201,7 +207,7 @@ def _chunk_states(x, conv_w, conv_b, delta, A, B, dt_bias, causal, reverse_odd, 
     nchunk, neb = _cdiv(L, chunk), _cdiv(E, cfg.block_e)
     dsum = torch.empty(b, n, nchunk, E, device=x.device, dtype=torch.float32)
     H = torch.empty(b, n, nchunk, N, E, device=x.device, dtype=torch.float32)
-    _kernels()._fwd_chunk_summary[(nchunk, n * neb, b)](
+    _kernels()._fwd_chunk_summary[_scan_grid(nchunk, n, neb, b, walk=0)](
         x, conv_w, conv_b, delta, dt_bias, A, B, dsum, H, L, E, nchunk, neb,
         *_strides4(x), *delta.stride(), *B.stride(),
         N=N, K=K, PAD=_pad(K, causal), REV_ODD=int(reverse_odd), CHUNK=chunk, BLOCK_E=cfg.block_e,
@@ -229,7 +235,7 @@ class _FusedScan(torch.autograd.Function):
         else:
             H = _chunk_states(x, conv_w, conv_b, delta, A, B, dt_bias, causal, reverse_odd, chunk, cfg)
         z = y if gate is None else gate
-        _kernels()._fwd_output[(1 if cfg.walk else nchunk, n * neb, b)](
+        _kernels()._fwd_output[_scan_grid(nchunk, n, neb, b, cfg.walk)](
             x, conv_w, conv_b, delta, dt_bias, A, B, C, D, H, y, z, L, E, nchunk, neb,
             *_strides4(x), *delta.stride(), *B.stride(), *C.stride(), *y.stride(),
             z.stride(0), z.stride(1), z.stride(-1), N=N, K=K, PAD=_pad(K, causal), REV_ODD=int(reverse_odd),
@@ -253,12 +259,11 @@ class _FusedScan(torch.autograd.Function):
         dy = (grad_out if grad_out.stride(-1) == 1 else grad_out.contiguous())[..., : n * E].view(b, L, n, E)
         dev, f32 = x.device, torch.float32
         G = torch.empty(b, n, nchunk, N, E, device=dev, dtype=f32)
-        grid = (nchunk, n * neb, b)
         common = dict(N=N, REV_ODD=int(reverse_odd), CHUNK=chunk, BLOCK_E=cfg.block_e,
                       STATE_BLOCK=cfg.bwd_state_block, num_warps=cfg.warps)
         if not cfg.walk:  # else `_bwd_main` fills G chunk by chunk as it walks
             dsum = torch.empty(b, n, nchunk, E, device=dev, dtype=f32)
-            k._bwd_chunk_summary[grid](
+            k._bwd_chunk_summary[_scan_grid(nchunk, n, neb, b, walk=0)](
                 delta, dt_bias, A, C, dy, dsum, G, L, E, nchunk, neb,
                 *delta.stride(), *C.stride(), *dy.stride(), **common)
             _chain(dsum, G, A, n, b, adjoint=True)
@@ -269,7 +274,7 @@ class _FusedScan(torch.autograd.Function):
         dA = torch.zeros(n * E, N, device=dev, dtype=f32)
         dD, dbias, dcb = (torch.zeros(n * E, device=dev, dtype=f32) for _ in range(3))
         dw = torch.zeros(n * E, K, device=dev, dtype=f32)
-        k._bwd_main[(1, n * neb, b) if cfg.walk else grid](
+        k._bwd_main[_scan_grid(nchunk, n, neb, b, cfg.walk)](
             x, conv_w, conv_b, delta, dt_bias, A, B, C, D, H, G, dy,
             ddelta, dpre, dB, dC, dA, dD, dbias, dw, dcb, L, E, nchunk, neb,
             *_strides4(x), *delta.stride(), *B.stride(), *C.stride(), *dy.stride(), *dpre.stride(),
