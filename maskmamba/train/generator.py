@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -41,6 +42,7 @@ from maskmamba.data.tokens import load_token_copies, load_tokens, token_codebook
 from maskmamba.graphs import GraphedStep
 from maskmamba.models import Condition, Generator, build_model, load_generator, save_weights
 from maskmamba.models.quantize import FILES, check_storage, stored_files, stored_formats
+from maskmamba.ops import triton_scan
 from maskmamba.schedule import mask_ratio
 from maskmamba.train.checkpoint import Deadline, load_checkpoint, save_checkpoint
 from maskmamba.train.curves import write_curves
@@ -178,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eager", action="store_true", help="no CUDA graph for the training step (always eager under DDP)")
+    p.add_argument("--scan-config", type=triton_scan.config_from_text, default=triton_scan.CONFIG,
+                   help="the fused scan's tiles: ScanConfig fields changed from the default, e.g. walk=1,bwd_chunk=8")
     p.add_argument("--teacher", default=None,
                    help="a saved generator (any variant, size and storage; same vocabulary, classes, grid and text "
                         "condition) whose predictions the run also learns from (--distill)")
@@ -222,6 +226,7 @@ def _setup_distributed(device_arg: str) -> tuple[int, int, torch.device]:
 
 def main(argv: list[str]) -> dict:
     args = build_parser().parse_args(argv)
+    triton_scan.CONFIG = args.scan_config
     rank, world, device = _setup_distributed(args.device)
     out = Path(args.out)
     classes = load_manifest(args.data)["classes"]
@@ -257,7 +262,8 @@ def main(argv: list[str]) -> dict:
     if teacher is not None:
         log.write(event="teacher", **teacher_record(args, teacher))
     log.write(event="start", step=step, world=world, variant=args.variant, params=sum(p.numel() for p in model.parameters()),
-              cuda_graph=graphed, batch=args.batch * world, copies=train.copies.shape[1])
+              cuda_graph=graphed, batch=args.batch * world, copies=train.copies.shape[1],
+              scan_config=dataclasses.asdict(args.scan_config))
     bar = tqdm(total=args.steps, initial=step, desc=args.variant, disable=rank != 0, mininterval=5)
     start_time, start_step, last_val = time.perf_counter(), step, None
     while step < args.steps and not deadline.expired():
