@@ -4,7 +4,8 @@
 
 Triton compiles each kernel ahead of time for the given compute capability (its NVIDIA backend and the ptxas and
 cuobjdump it ships run on the CPU) at a `ScanConfig` (default: `triton_scan.CONFIG`, then each --config, fields
-changed from the default as `name=value` pairs). Stack bytes above 0 are spills to local memory: a tile
+changed from the default as `name=value` pairs; `walk=1` compiles the walking variants, any other `walk` the
+chunked ones, which the automatic default runs at small batches). Stack bytes above 0 are spills to local memory: a tile
 configuration that spills is a poor candidate before any device time is spent timing it. Fences counts the
 MEMBAR instructions in the machine code (an atomic add with Triton's default acq_rel order brings one, and an L1
 invalidation, per add). Kernel arguments are typed as a bf16 layer runs them (x, delta, B, C, dy and d(delta)
@@ -41,9 +42,9 @@ def kernel_constants(config: ScanConfig) -> dict[str, dict]:
     bwd = dict(CHUNK=config.bwd_chunk, BLOCK_E=config.block_e, STATE_BLOCK=config.bwd_state_block)
     return {
         "_fwd_chunk_summary": LAYER | fwd,
-        "_fwd_output": LAYER | fwd | {"GATE": True, "WALK": bool(config.walk)},
+        "_fwd_output": LAYER | fwd | {"GATE": True, "WALK": config.walk == 1},
         "_bwd_chunk_summary": {"N": LAYER["N"], "REV_ODD": 1} | bwd,
-        "_bwd_main": LAYER | bwd | {"LANE_SUMS": lane_sums(config), "WALK": bool(config.walk)},
+        "_bwd_main": LAYER | bwd | {"LANE_SUMS": lane_sums(config), "WALK": config.walk == 1},
         "_conv_silu": {"K": LAYER["K"], "PAD": LAYER["PAD"], "REV_ODD": 1, "BACKWARD": True,
                        "CHUNK": config.chunk, "BLOCK_E": config.block_e},
     }

@@ -137,7 +137,7 @@ def test_fused_scan_interpreted(L, n, shared, causal, dtype, config):
         pytest.skip("bf16 once, to keep the interpreter run short")
     if config is not SMALL and L == 16:
         pytest.skip("state blocks on the lengths that are not a multiple of the chunk")
-    if (config.walk or config is LANE_SUMS_16) and (dtype == torch.bfloat16 or (triton_scan.lane_sums(config)
+    if (config.walk == 1 or config is LANE_SUMS_16) and (dtype == torch.bfloat16 or (triton_scan.lane_sums(config)
                                                                                 and n == 4)):
         pytest.skip("walking chunks and 16-row lane sums in fp32, the lane sums on one layout, to keep the run short")
     tol = (1e-5, 1e-5) if dtype == torch.float32 else (1e-2, 2e-2)
@@ -195,6 +195,16 @@ def test_bad_shapes_are_rejected():
         fused_scan(**kw, causal=False, reverse_odd=True, config=ScanConfig(state_block=3))
     with pytest.raises(ValueError, match="bwd_state_block"):
         fused_scan(**kw, causal=False, reverse_odd=True, config=ScanConfig(bwd_state_block=3))
+
+
+def test_walking_is_chosen_by_programs_per_sm(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert triton_scan.walks(ScanConfig(walk=1), 1, cpu) and not triton_scan.walks(ScanConfig(walk=0), 10**6, cuda)
+    assert not triton_scan.walks(ScanConfig(), 10**6, cpu)  # automatic: the interpreter does not walk
+    monkeypatch.setattr(triton_scan, "_sm_count", lambda device: 132)  # an H200
+    per_sm = triton_scan.WALK_PROGRAMS_PER_SM
+    assert triton_scan.walks(ScanConfig(), 132 * per_sm, cuda)  # serial-half and parallel-2 at batch 256
+    assert not triton_scan.walks(ScanConfig(), 132 * per_sm - 1, cuda)  # parallel-4 at batch 256; any batch 1
 
 
 @interpreter

@@ -17,9 +17,10 @@ scans at the backward's finer chunk and keeps its chunk states; the backward run
 g_t = C_t dy_t + exp(delta_t' A) g_t' (t' the position after t in scan order) the same way in the opposite
 direction, recomputes h within each chunk from those states, and ends with the transposed conv. Everything
 accumulates in fp32; the gradients shared across channels (B, C, A, D, ...) are summed with relaxed atomics.
-With `ScanConfig.walk`, the output kernel and the backward's main kernel instead take a whole sequence per
-program, chunk after chunk, and hand each chunk's end state to the next through the same chunk-state buffers, so
-neither the summaries nor `_carry` run: for large batches of short sequences, whose programs fill the GPU anyway.
+Walking (`ScanConfig.walk`, `walks`), the output kernel and the backward's main kernel instead take a whole
+sequence per program, chunk after chunk, and hand each chunk's end state to the next through the same chunk-state
+buffers, so neither the summaries nor `_carry` run: for large batches of short sequences, whose programs fill the
+GPU anyway (training; by default only where they put enough programs on each SM).
 
 Layouts are channels-last, as the mixers produce them: x (b, L, E) shared by all directions or (b, L, n, E);
 delta (b, L, n, E); B, C (b, L, n, N), any strides. The output is the (b, L, n*E [+E]) buffer that the mixer's
@@ -45,9 +46,10 @@ class ScanConfig:
     (block_e = 32 x warps puts one channel on each lane and a whole chunk in its registers; a smaller block_e
     spreads the chunk over lanes too). The forward kernels take `state_block` states per turn of their state
     loop, dividing N: that many independent recurrences per lane; the backward's own kernels take
-    `bwd_state_block`. With `walk` 1, each program of the scan takes every chunk of its sequence in turn, the
-    state carried from one chunk to the next through the chunk-state buffer: no chunk summaries and no `_carry`,
-    for batches whose programs fill the GPU without splitting a sequence (training's 256 positions)."""
+    `bwd_state_block`. A walking scan gives each program every chunk of its sequence in turn, the state carried
+    from one chunk to the next through the chunk-state buffer: no chunk summaries and no `_carry`, for batches
+    whose programs fill the GPU without splitting a sequence (training's 256 positions). `walk`: 0 never, 1
+    always, 2 (AUTO_WALK) on a GPU when one program per sequence still puts WALK_PROGRAMS_PER_SM on each SM."""
 
     chunk: int = 32
     block_e: int = 32
@@ -55,10 +57,14 @@ class ScanConfig:
     bwd_chunk: int = 16
     state_block: int = 2  # H100, xl, 16,384 tokens: 0.766 ms against 0.878 at 1 (bench.layers --sweep-only)
     bwd_state_block: int = 2  # H200, small, batch 256: 7,038 training images/s against 6,884 at 1
-    walk: int = 0  # untimed so far (docs/kernels.md): off
+    walk: int = 2  # AUTO_WALK; H200, small, batch 256: 7,488 training images/s against 7,254 for serial-half
 
 
 CONFIG = ScanConfig()  # benchmarks may change it; the CPU interpreter tests pass their own
+AUTO_WALK = 2
+# H200, small, batch 256, walking against not: serial-half (19 programs per SM) +3.2%, parallel-2 (7.8) +3.9%,
+# parallel-4 (3.9) -6.8% (docs/kernels.md)
+WALK_PROGRAMS_PER_SM = 6
 
 
 def config_from_text(text: str, base: ScanConfig | None = None) -> ScanConfig:
@@ -89,7 +95,20 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _scan_grid(nchunk: int, n: int, neb: int, b: int, walk: int) -> tuple[int, int, int]:
+def walks(cfg: ScanConfig, sequences: int, device: torch.device) -> bool:
+    """Whether the scan walks: `sequences` (direction x channel block x batch row) programs would each take one
+    whole sequence."""
+    if cfg.walk != AUTO_WALK:
+        return bool(cfg.walk)
+    return device.type == "cuda" and sequences >= WALK_PROGRAMS_PER_SM * _sm_count(device)
+
+
+@functools.cache
+def _sm_count(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _scan_grid(nchunk: int, n: int, neb: int, b: int, walk: bool) -> tuple[int, int, int]:
     """The programs of a scan kernel: one per (chunk, direction x channel block, batch row), or with `walk` one
     per sequence (it takes every chunk in turn)."""
     return (1 if walk else nchunk, n * neb, b)
@@ -207,7 +226,7 @@ def _chunk_states(x, conv_w, conv_b, delta, A, B, dt_bias, causal, reverse_odd, 
     nchunk, neb = _cdiv(L, chunk), _cdiv(E, cfg.block_e)
     dsum = torch.empty(b, n, nchunk, E, device=x.device, dtype=torch.float32)
     H = torch.empty(b, n, nchunk, N, E, device=x.device, dtype=torch.float32)
-    _kernels()._fwd_chunk_summary[_scan_grid(nchunk, n, neb, b, walk=0)](
+    _kernels()._fwd_chunk_summary[_scan_grid(nchunk, n, neb, b, walk=False)](
         x, conv_w, conv_b, delta, dt_bias, A, B, dsum, H, L, E, nchunk, neb,
         *_strides4(x), *delta.stride(), *B.stride(),
         N=N, K=K, PAD=_pad(K, causal), REV_ODD=int(reverse_odd), CHUNK=chunk, BLOCK_E=cfg.block_e,
@@ -230,26 +249,27 @@ class _FusedScan(torch.autograd.Function):
         nchunk, neb = _cdiv(L, chunk), _cdiv(E, cfg.block_e)
         out = torch.empty(b, L, n * E + (0 if gate is None else E), device=x.device, dtype=x.dtype)
         y = out[..., : n * E].view(b, L, n, E)
-        if cfg.walk:  # filled chunk by chunk as the output kernel walks
+        walk = walks(cfg, n * neb * b, x.device)
+        if walk:  # filled chunk by chunk as the output kernel walks
             H = torch.empty(b, n, nchunk, N, E, device=x.device, dtype=torch.float32)
         else:
             H = _chunk_states(x, conv_w, conv_b, delta, A, B, dt_bias, causal, reverse_odd, chunk, cfg)
         z = y if gate is None else gate
-        _kernels()._fwd_output[_scan_grid(nchunk, n, neb, b, cfg.walk)](
+        _kernels()._fwd_output[_scan_grid(nchunk, n, neb, b, walk)](
             x, conv_w, conv_b, delta, dt_bias, A, B, C, D, H, y, z, L, E, nchunk, neb,
             *_strides4(x), *delta.stride(), *B.stride(), *C.stride(), *y.stride(),
             z.stride(0), z.stride(1), z.stride(-1), N=N, K=K, PAD=_pad(K, causal), REV_ODD=int(reverse_odd),
             GATE=gate is not None, CHUNK=chunk, BLOCK_E=cfg.block_e, STATE_BLOCK=cfg.state_block,
-            WALK=bool(cfg.walk), num_warps=cfg.warps)
+            WALK=walk, num_warps=cfg.warps)
         if training:
             ctx.save_for_backward(x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, H)
-        ctx.meta = (causal, reverse_odd, cfg)
+        ctx.meta = (causal, reverse_odd, cfg, walk)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         x, conv_w, conv_b, delta, A, B, C, D, dt_bias, gate, H = ctx.saved_tensors
-        causal, reverse_odd, cfg = ctx.meta
+        causal, reverse_odd, cfg, walk = ctx.meta
         k = _kernels()
         b, L, n, E = delta.shape
         N, K = A.shape[1], conv_w.shape[1]
@@ -261,9 +281,9 @@ class _FusedScan(torch.autograd.Function):
         G = torch.empty(b, n, nchunk, N, E, device=dev, dtype=f32)
         common = dict(N=N, REV_ODD=int(reverse_odd), CHUNK=chunk, BLOCK_E=cfg.block_e,
                       STATE_BLOCK=cfg.bwd_state_block, num_warps=cfg.warps)
-        if not cfg.walk:  # else `_bwd_main` fills G chunk by chunk as it walks
+        if not walk:  # else `_bwd_main` fills G chunk by chunk as it walks
             dsum = torch.empty(b, n, nchunk, E, device=dev, dtype=f32)
-            k._bwd_chunk_summary[_scan_grid(nchunk, n, neb, b, walk=0)](
+            k._bwd_chunk_summary[_scan_grid(nchunk, n, neb, b, walk=False)](
                 delta, dt_bias, A, C, dy, dsum, G, L, E, nchunk, neb,
                 *delta.stride(), *C.stride(), *dy.stride(), **common)
             _chain(dsum, G, A, n, b, adjoint=True)
@@ -274,11 +294,11 @@ class _FusedScan(torch.autograd.Function):
         dA = torch.zeros(n * E, N, device=dev, dtype=f32)
         dD, dbias, dcb = (torch.zeros(n * E, device=dev, dtype=f32) for _ in range(3))
         dw = torch.zeros(n * E, K, device=dev, dtype=f32)
-        k._bwd_main[_scan_grid(nchunk, n, neb, b, cfg.walk)](
+        k._bwd_main[_scan_grid(nchunk, n, neb, b, walk)](
             x, conv_w, conv_b, delta, dt_bias, A, B, C, D, H, G, dy,
             ddelta, dpre, dB, dC, dA, dD, dbias, dw, dcb, L, E, nchunk, neb,
             *_strides4(x), *delta.stride(), *B.stride(), *C.stride(), *dy.stride(), *dpre.stride(),
-            K=K, PAD=pad, LANE_SUMS=lane_sums(cfg), WALK=bool(cfg.walk), **common)
+            K=K, PAD=pad, LANE_SUMS=lane_sums(cfg), WALK=walk, **common)
         dx = _conv_input_grad(dpre, conv_w, x, causal, reverse_odd, cfg)
         dgate = None
         if gate is not None:
