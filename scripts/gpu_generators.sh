@@ -97,15 +97,28 @@ evaluate() {  # CHECKPOINTS VARIANT OUTFILE [flags...]: one judge (OUT/judge) sc
 }
 export -f evaluate
 
-# the judge and the real features, once, beside the first trainings (and after INCEPTION, should it come later);
-# evaluations wait for OUT/judge/ready
+# The judge and every evaluation read INCEPTION and DATA's image shards, which a lease may carry in later device
+# calls than the one that starts this script: wait for them, unpacking whatever has landed of the lease's inputs
+# (scripts/lease_inputs.py, when DATA is its ROOT/data) every 5 s, so that no call needs to remember to
+inputs_ready() {
+  local root; root=$(dirname "$DATA")
+  until [ -f "$INCEPTION" ] && compgen -G "$DATA/train-*.safetensors" > /dev/null; do
+    [ "$(basename "$DATA")" = data ] && [ -d "$root/L1" ] && python3 scripts/lease_inputs.py unpack --root "$root" \
+      >> "$OUT/logs/inputs.log" 2>&1
+    sleep 5
+  done
+}
+export -f inputs_ready
+
+# the judge and the real features, once, beside the first trainings; evaluations wait for OUT/judge/ready
 rm -f "$OUT/judge/failed"
-( until [ -f "$INCEPTION" ]; do sleep 5; done
+( inputs_ready
   [ -f "$OUT/judge/ready" ] || { CUDA_VISIBLE_DEVICES=$(( JUDGE_GPU % NGPU )) evaluate "$OUT" "" "$OUT/eval/judge.json" --plots "$OUT/eval" \
     > "$OUT/logs/judge.log" 2>&1 && touch "$OUT/judge/ready" || touch "$OUT/judge/failed"; } ) &
 
-judge_ready() {  # waits for OUT/judge; fails when the judge could not be trained
+judge_ready() {  # waits for OUT/judge and the evaluations' inputs; fails when the judge could not be trained
   until [ -f "$OUT/judge/ready" ]; do [ -f "$OUT/judge/failed" ] && return 1; sleep 5; done
+  inputs_ready
 }
 export -f judge_ready
 

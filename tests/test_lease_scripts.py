@@ -187,7 +187,7 @@ from pathlib import Path
 args = sys.argv[1:]
 with open(os.environ["CALLS"], "a") as f:
     f.write(json.dumps(args) + "\\n")
-if args and args[0].endswith("choose_steps.py"):
+if args and args[0].endswith(("choose_steps.py", "lease_inputs.py")):
     sys.exit(subprocess.call([sys.executable, *args]))
 def opt(name):
     return args[args.index(name) + 1] if name in args else None
@@ -201,7 +201,8 @@ if args[:3] == ["-m", "maskmamba.eval", "generator"]:
 
 
 def _fake_leg(tmp_path: Path, judge_config: str) -> Path:
-    """tmp_path/bin/python3 recording each call, tmp_path/inception.pt, and a judge folder (returned)."""
+    """tmp_path/bin/python3 recording each call, tmp_path/inception.pt and data/train-000.safetensors (what the
+    evaluations wait for), and a judge folder (returned)."""
     (tmp_path / "bin").mkdir()
     fake = tmp_path / "bin" / "python3"
     fake.write_text(FAKE_PYTHON.format(exe=sys.executable))
@@ -210,6 +211,8 @@ def _fake_leg(tmp_path: Path, judge_config: str) -> Path:
     judge.mkdir()
     (judge / "classifier.json").write_text(judge_config)
     (tmp_path / "inception.pt").write_text("weights")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train-000.safetensors").write_text("shard")
     return judge
 
 
@@ -268,6 +271,32 @@ def test_score_runs_are_not_trained_and_score_the_files_as_they_are(tmp_path):
         assert (pack / variant / "config.json").read_text() == variant  # a copy: the shipped folder is left alone
         assert (out / "eval" / "full" / f"{name}.json").is_file()
     assert (out / "done").is_file()
+
+
+def test_a_leg_unpacks_the_evaluations_inputs_that_land_after_it_starts(tmp_path):
+    """A lease carries the shards (c) and the Inception file (d) in calls after the one that starts the leg: the
+    leg unpacks them itself before it scores (a lease once lost its evaluations to calls that did not)."""
+    root = SCRIPTS.parent
+    judge = _fake_leg(tmp_path, "{}")
+    lease = tmp_path / "lease"
+    (lease / "L1").mkdir(parents=True)
+    (lease / "c").mkdir()
+    (lease / "c" / "train-000.safetensors").write_text("shard")
+    (lease / "d").mkdir()
+    (lease / "d" / "inception.pt").write_text("weights")
+    shipped = tmp_path / "shipped" / "uvit"
+    shipped.mkdir(parents=True)
+    out, calls = tmp_path / "leg", tmp_path / "calls.jsonl"
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "CALLS": str(calls), "DEVICE": "cpu", "OUT": str(out),
+           "RUNS": "uvit@mid:score", "STEPS": "each", "INIT": str(shipped.parent), "JUDGE_FROM": str(judge),
+           "SHIPPED": "uvit", "COMPARE": ""}
+    run = subprocess.run(["bash", "scripts/gpu_generators.sh", str(lease / "data"), str(lease / "inception.pt")],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert (lease / "data" / "train-000.safetensors").is_file() and (lease / "inception.pt").is_file()
+    made = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert [a for a in made if a[:3] == ["-m", "maskmamba.eval", "generator"]]
+    assert (out / "eval" / "full" / "uvit@mid.json").is_file() and (out / "done").is_file()
 
 
 lease_spec = importlib.util.spec_from_file_location("lease_inputs", SCRIPTS / "lease_inputs.py")
