@@ -1,7 +1,9 @@
 """The GPU-lease helpers: the step count chosen from probe rates, and the bundle that brings results back."""
 import importlib.util
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -14,6 +16,20 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 spec = importlib.util.spec_from_file_location("choose_steps", SCRIPTS / "choose_steps.py")
 choose_steps = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(choose_steps)
+
+
+def run_script(args: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
+    """A lease script run from the repository root in its own process group, killed whole if it overruns: its
+    background waits must not outlive a failed test (the CFG grid waits while any gpu_generators.sh runs)."""
+    proc = subprocess.Popen(["bash", *args], cwd=SCRIPTS.parent, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
 def probe_log(folder: Path, seconds_to_100: float, steady_img_s: float, batch: int = 256) -> Path:
@@ -217,7 +233,6 @@ def _fake_leg(tmp_path: Path, judge_config: str) -> Path:
 
 
 def test_a_leg_reuses_a_judge_and_ends_at_its_deadline(tmp_path):
-    root = SCRIPTS.parent
     judge = _fake_leg(tmp_path, '{"trained": true}')
     out, calls = tmp_path / "leg", tmp_path / "calls.jsonl"
     deadline = int(time.time()) + 345
@@ -225,8 +240,7 @@ def test_a_leg_reuses_a_judge_and_ends_at_its_deadline(tmp_path):
            "RUNS": "mmamba@small:full", "STEPS": "each", "PROBE_STEPS": "200", "DEADLINE": str(deadline),
            "JUDGE_FROM": str(judge), "SHIPPED": "mmamba", "RESCORE": "--temperature 0.9",
            "COMPARE": ""}
-    run = subprocess.run(["bash", "scripts/gpu_generators.sh", str(tmp_path / "data"), str(tmp_path / "inception.pt")],
-                         cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    run = run_script(["scripts/gpu_generators.sh", str(tmp_path / "data"), str(tmp_path / "inception.pt")], env, 120)
     assert run.returncode == 0, run.stderr
     made = [json.loads(line) for line in calls.read_text().splitlines()]
     trains = [a for a in made if a[:3] == ["-m", "maskmamba.train", "generator"]]
@@ -248,7 +262,6 @@ def test_a_leg_reuses_a_judge_and_ends_at_its_deadline(tmp_path):
 
 
 def test_score_runs_are_not_trained_and_score_the_files_as_they_are(tmp_path):
-    root = SCRIPTS.parent
     judge = _fake_leg(tmp_path, "{}")
     shipped = tmp_path / "shipped"
     for variant in ("uvit", "mmamba"):
@@ -258,8 +271,7 @@ def test_score_runs_are_not_trained_and_score_the_files_as_they_are(tmp_path):
     env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "CALLS": str(calls), "DEVICE": "cpu", "OUT": str(out),
            "RUNS": "uvit@mid:score mmamba@small:score", "STEPS": "each", "INIT": str(shipped),
            "JUDGE_FROM": str(judge), "SHIPPED": "uvit,mmamba", "COMPARE": ""}
-    run = subprocess.run(["bash", "scripts/gpu_generators.sh", str(tmp_path / "data"), str(tmp_path / "inception.pt")],
-                         cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    run = run_script(["scripts/gpu_generators.sh", str(tmp_path / "data"), str(tmp_path / "inception.pt")], env, 120)
     assert run.returncode == 0, run.stderr
     made = [json.loads(line) for line in calls.read_text().splitlines()]
     assert not [a for a in made if a[:3] == ["-m", "maskmamba.train", "generator"]]  # no probe, no training
@@ -276,7 +288,6 @@ def test_score_runs_are_not_trained_and_score_the_files_as_they_are(tmp_path):
 def test_a_leg_unpacks_the_evaluations_inputs_that_land_after_it_starts(tmp_path):
     """A lease carries the shards (c) and the Inception file (d) in calls after the one that starts the leg: the
     leg unpacks them itself before it scores (a lease once lost its evaluations to calls that did not)."""
-    root = SCRIPTS.parent
     judge = _fake_leg(tmp_path, "{}")
     lease = tmp_path / "lease"
     (lease / "L1").mkdir(parents=True)
@@ -290,8 +301,7 @@ def test_a_leg_unpacks_the_evaluations_inputs_that_land_after_it_starts(tmp_path
     env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "CALLS": str(calls), "DEVICE": "cpu", "OUT": str(out),
            "RUNS": "uvit@mid:score", "STEPS": "each", "INIT": str(shipped.parent), "JUDGE_FROM": str(judge),
            "SHIPPED": "uvit", "COMPARE": ""}
-    run = subprocess.run(["bash", "scripts/gpu_generators.sh", str(lease / "data"), str(lease / "inception.pt")],
-                         cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    run = run_script(["scripts/gpu_generators.sh", str(lease / "data"), str(lease / "inception.pt")], env, 120)
     assert run.returncode == 0, run.stderr
     assert (lease / "data" / "train-000.safetensors").is_file() and (lease / "inception.pt").is_file()
     made = [json.loads(line) for line in calls.read_text().splitlines()]
@@ -332,7 +342,6 @@ def test_lease_inputs_pack_into_carry_sized_calls_and_unpack_to_the_same_bytes(t
 
 
 def test_a_cfg_grid_scores_each_file_at_each_scale_one_after_another_and_resumes(tmp_path):
-    root = SCRIPTS.parent
     judge = _fake_leg(tmp_path, '{"judge": 1}')
     folders = [tmp_path / "copies" / "uvit", tmp_path / "leg" / "pack" / "mmamba@small" / "mmamba"]
     out, calls = tmp_path / "grid", tmp_path / "calls.jsonl"
@@ -340,9 +349,8 @@ def test_a_cfg_grid_scores_each_file_at_each_scale_one_after_another_and_resumes
            "JUDGE": str(judge), "AFTER": str(tmp_path / "leg")}  # no leg running: the grid starts at once
 
     def grid() -> list[list[str]]:
-        run = subprocess.run(["bash", "scripts/gpu_cfg_grid.sh", str(tmp_path / "data"), str(tmp_path / "inception.pt"),
-                              "1.5,2.5", *map(str, folders)], cwd=root, env=env, capture_output=True, text=True,
-                             timeout=60)
+        run = run_script(["scripts/gpu_cfg_grid.sh", str(tmp_path / "data"), str(tmp_path / "inception.pt"), "1.5,2.5",
+                          *map(str, folders)], env, 60)
         assert run.returncode == 0, run.stderr
         made = [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
         calls.unlink(missing_ok=True)
