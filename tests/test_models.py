@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from maskmamba import SIZES, VARIANTS, Condition, build_model, load_generator
+from maskmamba.models.conditioning import pooled_first
 from maskmamba.modules import count_params
 
 from .conftest import NUM_CLASSES
@@ -157,6 +158,26 @@ def test_dropout_is_a_config_knob_that_only_acts_in_training(tmp_path, variant):
     assert load_generator(tmp_path).config.dropout == 0.3
     with pytest.raises(ValueError, match="dropout"):
         build_model(variant, "tiny", dropout=1.0)
+
+
+@pytest.mark.parametrize("variant", ["transformer", "uvit"])
+def test_a_pooled_prompt_changes_only_prompted_samples_and_is_saved(tmp_path, variant):
+    """prompt_pool: slot 0 of a prompt becomes the mean of its valid states; class and null samples, and the
+    weights' names, are as without it."""
+    text = torch.randn(2, 16, 384)
+    mask = torch.arange(16)[None] < torch.tensor([[3], [16]])
+    pooled = pooled_first(text, mask)
+    assert torch.allclose(pooled[0, 0], text[0, :3].mean(0)) and torch.allclose(pooled[1, 0], text[1].mean(0))
+    assert torch.equal(pooled[:, 1:], text[:, 1:])
+    plain = build_model(variant, "tiny", num_classes=NUM_CLASSES).eval()
+    pool = build_model(variant, "tiny", num_classes=NUM_CLASSES, prompt_pool=True).eval()
+    pool.load_state_dict(plain.state_dict())  # same names and shapes: a warm start may switch it on
+    tokens, cond = _batch(plain)  # class, prompt, null
+    with torch.no_grad():
+        a, b = plain(tokens, cond), pool(tokens, cond)
+    assert torch.equal(a[[0, 2]], b[[0, 2]]) and not torch.allclose(a[1], b[1])
+    pool.save_pretrained(tmp_path)
+    assert load_generator(tmp_path).config.prompt_pool
 
 
 def test_generator_config_holds_the_shape_and_refuses_what_uvit_ignores(tmp_path):

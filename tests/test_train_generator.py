@@ -127,6 +127,8 @@ def test_a_run_starts_from_saved_weights_and_records_them(token_data, tmp_path):
     assert record["from"] == str(source) and record["training"]["step"] == trained["step"]
     with pytest.raises(SystemExit, match="width"):
         train_generator.main(_args(token_data, tmp_path / "c", 1, init=source) + ["--size", "small"])
+    train_generator.main(_args(token_data, tmp_path / "d", 1, init=source, export=tmp_path / "pooled") + ["--prompt-pool"])
+    assert json.loads((tmp_path / "pooled" / "config.json").read_text())["prompt_pool"]  # switched on at a warm start
 
 
 def _reset(module: torch.nn.Module) -> None:

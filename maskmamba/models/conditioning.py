@@ -57,12 +57,24 @@ class Condition:
         return self.class_ids, self.text, self.text_mask
 
 
-class ConditionEncoder(nn.Module):
-    """Condition -> (B, K, D) tokens: [class embedding, pad...], MLP(prompt states) with pads, or learned null."""
+def pooled_first(text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Prompt states whose first slot ([CLS]) is replaced by the mean of the prompt's states: MiniLM's sentence
+    embedding before its normalisation, the summary that sentence similarity is trained on."""
+    weights = mask[..., None].to(text.dtype)
+    mean = (text * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True).clamp(min=1)
+    return torch.cat([mean, text[:, 1:]], dim=1)
 
-    def __init__(self, width: int, num_classes: int, slots: int = PROMPT_TOKENS, text_dim: int = TEXT_DIM):
+
+class ConditionEncoder(nn.Module):
+    """Condition -> (B, K, D) tokens: [class embedding, pad...], MLP(prompt states) with pads, or learned null.
+
+    With `pool`, a prompt's first slot carries the mean of its states (`pooled_first`) instead of [CLS]'s.
+    """
+
+    def __init__(self, width: int, num_classes: int, slots: int = PROMPT_TOKENS, text_dim: int = TEXT_DIM,
+                 pool: bool = False):
         super().__init__()
-        self.slots = slots
+        self.slots, self.pool = slots, pool
         self.class_emb = nn.Embedding(num_classes, width)
         self.prompt_mlp = nn.Sequential(nn.Linear(text_dim, width), nn.GELU(approximate="tanh"), nn.Linear(width, width))
         self.null = nn.Parameter(torch.randn(slots, width) * 0.02)
@@ -77,7 +89,8 @@ class ConditionEncoder(nn.Module):
         is_prompt = cond.text_mask.any(dim=1)[:, None, None] & ~is_class
         pad = self.pad.expand(b, self.slots - 1, -1)
         class_seq = torch.cat([self.class_emb(cond.class_ids.clamp(min=0))[:, None], pad], dim=1)
-        prompt = self.prompt_mlp(cond.text.to(self.pad.dtype))
+        text = pooled_first(cond.text, cond.text_mask) if self.pool else cond.text
+        prompt = self.prompt_mlp(text.to(self.pad.dtype))
         prompt_seq = torch.where(cond.text_mask[..., None], prompt, self.pad.to(prompt.dtype))
         null_seq = self.null.expand(b, -1, -1)
         tokens = torch.where(is_class, class_seq.to(prompt.dtype), torch.where(is_prompt, prompt_seq, null_seq.to(prompt.dtype)))

@@ -44,6 +44,7 @@ class GeneratorConfig:
     cond_position: str | None = None
     d_state: int | None = None
     dropout: float = 0.0
+    prompt_pool: bool = False  # a prompt's first condition slot holds the mean of its states (ConditionEncoder)
 
     def __post_init__(self) -> None:
         if not 0 <= self.dropout < 1:
@@ -101,7 +102,7 @@ class Generator(nn.Module, RecordsChecksums, PyTorchModelHubMixin, library_name=
         self.col_pos = nn.Parameter(torch.randn(1, config.grid, width) * 0.02)
         self.row_pos._no_weight_decay = self.col_pos._no_weight_decay = True  # tables, not matrices (see train.optim)
         self.emb_drop = dropout_layer(config.dropout)
-        self.cond = ConditionEncoder(width, config.num_classes, config.cond_slots, config.text_dim)
+        self.cond = ConditionEncoder(width, config.num_classes, config.cond_slots, config.text_dim, config.prompt_pool)
         self.build_backbone(config)
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, config.codebook_size)

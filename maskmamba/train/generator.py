@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-lr-ratio", type=float, default=0.1, help="cosine floor as a fraction of --lr")
     p.add_argument("--weight-decay", type=float, default=0.05, help="on matrices only (see maskmamba.train.optim)")
     p.add_argument("--dropout", type=float, default=0.0, help="residual and embedding dropout (a config field)")
+    p.add_argument("--prompt-pool", action="store_true",
+                   help="a prompt's first condition slot holds the mean of its MiniLM states instead of [CLS]'s "
+                        "(a config field; --init may switch it on)")
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--prompt-frac", type=float, default=0.5, help="share of samples conditioned on a caption")
     p.add_argument("--cond-dropout", type=float, default=0.1)
@@ -233,7 +236,7 @@ def main(argv: list[str]) -> dict:
     torch.manual_seed(args.seed)  # same initial weights on every rank
     position = {} if args.cond_position is None else {"cond_position": args.cond_position}
     model = build_model(args.variant, args.size, num_classes=len(classes), dropout=args.dropout,
-                        codebook_size=token_codebook_size(args.data), **position).to(device)
+                        prompt_pool=args.prompt_pool, codebook_size=token_codebook_size(args.data), **position).to(device)
     init = warm_start(model, args.init) if args.init and not (out / CKPT).is_file() else None
     teacher = load_teacher(args.teacher, model, device) if args.teacher else None
     ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -346,11 +349,14 @@ def config_differences(model: Generator, source: Generator, keys) -> str:
     return ", ".join(f"{k} ({theirs[k]!r}, not {mine[k]!r})" for k in keys if mine[k] != theirs[k])
 
 
+WARM_START_FREE = {"dropout", "prompt_pool"}  # config fields a warm start may change: no weight depends on them
+
+
 def warm_start(model: Generator, folder: str | Path) -> dict:
     """Load the weights of the generator saved in `folder` (any storage, dequantized) into `model`, whose config
-    must match it but for dropout; returns what the run log records of it (the source and its training.json)."""
+    must match it but for WARM_START_FREE; returns what the run log records of it (the source and its training.json)."""
     source = load_generator(folder)
-    if differ := config_differences(model, source, sorted(k for k in model.config.to_dict() if k != "dropout")):
+    if differ := config_differences(model, source, sorted(set(model.config.to_dict()) - WARM_START_FREE)):
         raise SystemExit(f"--init {folder}: its config differs in {differ}")
     model.load_state_dict(source.state_dict())
     training = Path(folder) / "training.json"
