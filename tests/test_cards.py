@@ -108,6 +108,16 @@ def test_a_sweep_of_one_scale_is_not_called_the_best(tree, tmp_path):
     assert "default CFG scale is 2.5, the scale scored." in uvit and "best" not in uvit.split("Metrics")[1].split("\n")[0]
 
 
+def test_a_pooled_prompt_model_says_so_in_its_training_line(tree, tmp_path):
+    root = tmp_path / "assets"
+    shutil.copytree(tree, root)
+    config = json.loads((root / "uvit" / "config.json").read_text())
+    (root / "uvit" / "config.json").write_text(json.dumps(config | {"prompt_pool": True}))
+    main(_args(root))
+    assert "`--prompt-pool`" in (root / "uvit" / "README.md").read_text()
+    assert "prompt-pool" not in (root / "maskmamba-serial-half" / "README.md").read_text()
+
+
 def test_runs_started_from_saved_weights_are_all_counted(tree, tmp_path):
     """training.json of runs made with --init, each from the last: the card counts the images behind each run's
     export (what the next run started from), names an export earlier than its run's last step, and gives every

@@ -267,7 +267,8 @@ def card(variant: str, folder: Path, s: Sources, note: str | None = None) -> str
     params = count_params(generator_class(variant)(config)) / 1e6
     default_cfg = SamplingSettings.for_checkpoint(raw).cfg_scale
     command = training_commands(variant, config.size, training)
-    dropout = f", dropout {config.dropout:g}" if config.dropout else ""
+    recipe = (f", dropout {config.dropout:g}" if config.dropout else "") + (
+        ", prompts pooled into their first slot: `--prompt-pool`" if config.prompt_pool else "")
     curves = s.results_path.parent / f"{variant}_curves.png"
     pictures = s.results_path.parent / f"{variant}_paraphrases.png"
     matched = s.results_path.parent / f"{variant}_paraphrases_matched.png"
@@ -291,7 +292,7 @@ def card(variant: str, folder: Path, s: Sources, note: str | None = None) -> str
         "",
         data_line(s, config),
         f"- Training: {command} (DATA: the data set's token cache; `--batch` counts every device together, so "
-        f"under torchrun divide it by the number of GPUs; the recipe of `maskmamba.train.generator`{dropout}).",
+        f"under torchrun divide it by the number of GPUs; the recipe of `maskmamba.train.generator`{recipe}).",
         metric_line(shipped, scored, s.results["classifier_real_acc"], default_cfg, s.results_path),
         *storage_compare_line(shipped, scored),
         *licence_lines(s),
