@@ -99,7 +99,7 @@ export -f evaluate
 
 # The judge and every evaluation read INCEPTION and DATA's image shards, which a lease may carry in later device
 # calls than the one that starts this script: wait for them, unpacking whatever has landed of the lease's inputs
-# (scripts/lease_inputs.py, when DATA is its ROOT/data) every 5 s, so that no call needs to remember to
+# (scripts/lease_inputs.py, when DATA is its ROOT/data) every 5 s, so that a call that forgets the unpack costs nothing
 inputs_ready() {
   local root; root=$(dirname "$DATA")
   until [ -f "$INCEPTION" ] && compgen -G "$DATA/train-*.safetensors" > /dev/null; do

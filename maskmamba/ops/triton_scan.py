@@ -39,6 +39,9 @@ from torch import Tensor
 TRITON_AVAILABLE = importlib.util.find_spec("triton") is not None
 
 
+AUTO_WALK = 2  # ScanConfig.walk: decided per launch by `walks`
+
+
 @dataclasses.dataclass
 class ScanConfig:
     """Tile sizes (powers of two): `chunk` positions (`bwd_chunk` when a gradient will be asked for: the
@@ -57,11 +60,10 @@ class ScanConfig:
     bwd_chunk: int = 16
     state_block: int = 2  # H100, xl, 16,384 tokens: 0.766 ms against 0.878 at 1 (bench.layers --sweep-only)
     bwd_state_block: int = 2  # H200, small, batch 256: 7,038 training images/s against 6,884 at 1
-    walk: int = 2  # AUTO_WALK; H200, small, batch 256: 7,488 training images/s against 7,254 for serial-half
+    walk: int = AUTO_WALK  # H200, small, batch 256: 7,488 training images/s against 7,254 for serial-half
 
 
 CONFIG = ScanConfig()  # benchmarks may change it; the CPU interpreter tests pass their own
-AUTO_WALK = 2
 # H200, small, batch 256, walking against not: serial-half (19 programs per SM) +3.2%, parallel-2 (7.8) +3.9%,
 # parallel-4 (3.9) -6.8% (docs/kernels.md)
 WALK_PROGRAMS_PER_SM = 6
