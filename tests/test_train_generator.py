@@ -253,3 +253,35 @@ def test_a_run_learns_from_a_teacher_of_another_variant_and_records_it(token_dat
         train_generator.main(_args(token_data, tmp_path / "u", 1, teacher=other))
     with pytest.raises(SystemExit):
         train_generator.main(_args(token_data, tmp_path / "v", 1, teacher=teacher, distill=1.5))
+
+
+def test_caption_noise_moves_only_prompt_states_by_its_scale_and_is_recorded(token_data, tmp_path):
+    """--text-noise adds noise of the asked scale (relative to each state's RMS) to the caption states of prompted
+    samples only, the same for the same seed; the run log, training.json and the model card's command record it."""
+    data = train_generator.Data.load(token_data, "train", torch.device("cpu"))
+    rows = torch.arange(32)
+
+    def cond(noise):
+        return train_generator.condition_batch(data, rows, 0.5, 0.0, torch.Generator().manual_seed(3), noise)
+
+    clean, noisy = cond(0.0), cond(0.5)
+    torch.testing.assert_close(noisy.text, cond(0.5).text, rtol=0, atol=0)
+    assert torch.equal(noisy.class_ids, clean.class_ids) and torch.equal(noisy.text_mask, clean.text_mask)
+    assert noisy.text_mask.any() and (noisy.class_ids >= 0).any()  # both kinds of sample drawn
+    diff = noisy.text - clean.text
+    assert diff[~noisy.text_mask].abs().max() == 0  # pads and class-conditioned samples untouched
+    scale = diff[noisy.text_mask].std(-1) / clean.text[noisy.text_mask].pow(2).mean(-1).sqrt()
+    assert 0.45 < scale.mean().item() < 0.55
+    with pytest.raises(SystemExit):
+        train_generator.main(_args(token_data, tmp_path / "neg", 1, text_noise=-0.1))
+
+    torch.set_num_threads(1)
+    run, export = tmp_path / "run", tmp_path / "export"
+    train_generator.main(_args(token_data, run, 4, text_noise=0.3, export=export))
+    start = next(json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"start"' in line)
+    assert start["text_noise"] == 0.3
+    trained = json.loads((export / "training.json").read_text())
+    assert trained["text_noise"] == 0.3
+    from maskmamba.eval.cards import training_commands
+
+    assert "--data DATA --out RUN --text-noise 0.3`" in training_commands("maskmamba-serial-half", "tiny", trained)

@@ -170,6 +170,8 @@ def training_commands(variant: str, size: str, t: dict) -> str:
         init = f" --init EXPORT{i - 1}" if i > 1 else ""
         if teacher := run.get("teacher"):
             init += f" --teacher {names[_teacher(teacher)]} --distill {teacher['distill']:g}"
+        if noise := run.get("text_noise"):
+            init += f" --text-noise {noise:g}"
         commands.append(f"`python -m maskmamba.train generator --variant {variant} --size {size} --steps "
                         f"{run['steps_planned']} --batch {run['batch']} --data DATA --out {out}{init}`")
     legend = "; ".join(f"{name}: {kind}" for kind, name in names.items())

@@ -12,7 +12,8 @@ dropped to the null condition with --cond-dropout for classifier-free guidance. 
 The recipe: AdamW with weight decay on matrices only (maskmamba.train.optim), linear warm-up then cosine decay
 of the lr to --min-lr-ratio, label smoothing, optional dropout, an EMA whose decay warms up, and each sample
 drawn among its image's tokenizations (the original and its augmented copies); optionally a teacher, another
-saved generator, whose predictions are a --distill share of the targets. Every --eval-every steps the
+saved generator, whose predictions are a --distill share of the targets; optionally Gaussian noise on the
+prompt states (--text-noise), so that a prompt near a trained caption, not on it, is met in training. Every --eval-every steps the
 EMA's held-out masked-token loss is logged, and the EMA weights at the best such loss are kept (best.pt) and
 exported; curves.json and curves.png in the run folder show train and held-out loss against images seen.
 With --export, every checkpoint (--save-every minutes) also exports the best EMA so far in one format, so that a
@@ -88,13 +89,23 @@ def mask_batch(ids: torch.Tensor, mask_id: int, generator: torch.Generator) -> t
     return torch.where(mask, mask_id, ids), mask
 
 
-def condition_batch(data: Data, rows: torch.Tensor, prompt_frac: float, dropout: float, generator: torch.Generator) -> Condition:
-    """Class or random-caption condition per sample, some dropped to null."""
+def condition_batch(data: Data, rows: torch.Tensor, prompt_frac: float, dropout: float, generator: torch.Generator,
+                    text_noise: float = 0.0) -> Condition:
+    """Class or random-caption condition per sample (captions noised by `text_noise`), some dropped to null."""
     b, device = len(rows), rows.device
     use_prompt = torch.rand(b, generator=generator, device=device) < prompt_frac
     states, text_mask = data.captions.states(data.captions.random_caption(data.emoji[rows], generator))
+    if text_noise:
+        states = noised(states, text_mask, text_noise, generator)
     cond = Condition(torch.where(use_prompt, -1, data.classes[rows]), states * use_prompt[:, None, None], text_mask & use_prompt[:, None])
     return cond.dropped(torch.rand(b, generator=generator, device=device) < dropout)
+
+
+def noised(states: torch.Tensor, mask: torch.Tensor, scale: float, generator: torch.Generator) -> torch.Tensor:
+    """Prompt states plus Gaussian noise of `scale` times each state's RMS, in the slots `mask` holds only."""
+    rms = states.pow(2).mean(-1, keepdim=True).sqrt()
+    noise = torch.randn(states.shape, generator=generator, device=states.device, dtype=states.dtype)
+    return states + scale * rms * noise * mask[..., None]
 
 
 def masked_loss(model: torch.nn.Module, ids: torch.Tensor, inputs: torch.Tensor, mask: torch.Tensor, cond: Condition,
@@ -173,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--prompt-frac", type=float, default=0.5, help="share of samples conditioned on a caption")
     p.add_argument("--cond-dropout", type=float, default=0.1)
+    p.add_argument("--text-noise", type=_nonnegative, default=0.0,
+                   help="Gaussian noise added to each caption state in training, in units of that state's RMS (0: none)")
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--eval-every", type=int, default=500, help="steps between held-out losses (best EMA kept)")
     p.add_argument("--snapshot-every", type=int, default=0,
@@ -204,6 +217,13 @@ def _share(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"a share of the loss is between 0 and 1, not {text}")
+    return value
+
+
+def _nonnegative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"a noise scale is 0 or more, not {text}")
     return value
 
 
@@ -266,7 +286,7 @@ def main(argv: list[str]) -> dict:
         log.write(event="teacher", **teacher_record(args, teacher))
     log.write(event="start", step=step, world=world, variant=args.variant, params=sum(p.numel() for p in model.parameters()),
               cuda_graph=graphed, batch=args.batch * world, copies=train.copies.shape[1],
-              scan_config=dataclasses.asdict(args.scan_config))
+              text_noise=args.text_noise, scan_config=dataclasses.asdict(args.scan_config))
     bar = tqdm(total=args.steps, initial=step, desc=args.variant, disable=rank != 0, mininterval=5)
     start_time, start_step, last_val = time.perf_counter(), step, None
     while step < args.steps and not deadline.expired():
@@ -274,7 +294,7 @@ def main(argv: list[str]) -> dict:
         rows = torch.randint(len(train.classes), (args.batch,), generator=generator, device=device)
         ids = train.sample(rows, generator)
         inputs, mask = mask_batch(ids, model.mask_id, generator)
-        cond = condition_batch(train, rows, args.prompt_frac, args.cond_dropout, generator)
+        cond = condition_batch(train, rows, args.prompt_frac, args.cond_dropout, generator, args.text_noise)
         set_lr(optimizer, cosine_lr(step, args.lr, args.warmup, args.steps, args.min_lr_ratio))
         loss = train_step(ids, inputs, mask, cond.class_ids, cond.text, cond.text_mask)
         update_ema(ema, model, step, args.ema)
@@ -321,9 +341,12 @@ def main(argv: list[str]) -> dict:
 def _export_best(out: Path, ema: torch.nn.Module, classes: list[str], args: argparse.Namespace, world: int,
                  record: dict, storages: list[str]) -> str:
     """The best EMA so far exported to --export in `storages`, its training.json `record` plus the batch, the
-    planned steps, the step exported, where the run started from and the teacher it learnt from."""
+    planned steps, the step exported, the caption noise where there was some, where the run started from and the
+    teacher it learnt from."""
     exported = best_ema(out, ema)
     info = record | {"batch": args.batch * world, "steps_planned": args.steps, "exported_step": exported["step"]}
+    if args.text_noise:
+        info["text_noise"] = args.text_noise
     return export(exported["model"], classes, Path(args.export), storages, info | _run_record(out))
 
 
