@@ -13,9 +13,10 @@ The recipe: AdamW with weight decay on matrices only (maskmamba.train.optim), li
 of the lr to --min-lr-ratio, label smoothing, optional dropout, an EMA whose decay warms up, and each sample
 drawn among its image's tokenizations (the original and its augmented copies); optionally a teacher, another
 saved generator, whose predictions are a --distill share of the targets; optionally Gaussian noise on the
-prompt states (--text-noise), so that a prompt near a trained caption, not on it, is met in training. Every --eval-every steps the
-EMA's held-out masked-token loss is logged, and the EMA weights at the best such loss are kept (best.pt) and
-exported; curves.json and curves.png in the run folder show train and held-out loss against images seen.
+prompt states (--text-noise), so that a prompt near a trained caption, not on it, is met in training. Every
+--eval-every steps the EMA's held-out masked-token loss is logged, and the EMA weights at the best such loss are
+kept (best.pt) and exported; curves.json and curves.png in the run folder show train and held-out loss against
+images seen.
 With --export, every checkpoint (--save-every minutes) also exports the best EMA so far in one format, so that a
 lease which loses its machine keeps what it had collected (scripts/gpu_collect.sh brings the int8 back).
 """
@@ -184,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--prompt-frac", type=float, default=0.5, help="share of samples conditioned on a caption")
     p.add_argument("--cond-dropout", type=float, default=0.1)
-    p.add_argument("--text-noise", type=_nonnegative, default=0.0,
+    p.add_argument("--text-noise", type=_in_range("a noise scale", 0), default=0.0,
                    help="Gaussian noise added to each caption state in training, in units of that state's RMS (0: none)")
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--eval-every", type=int, default=500, help="steps between held-out losses (best EMA kept)")
@@ -201,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", default=None,
                    help="a saved generator (any variant, size and storage; same vocabulary, classes, grid and text "
                         "condition) whose predictions the run also learns from (--distill)")
-    p.add_argument("--distill", type=_share, default=0.5,
+    p.add_argument("--distill", type=_in_range("a share of the loss", 0, 1), default=0.5,
                    help="with --teacher: the share of the loss that is cross-entropy against the teacher's predictions")
     p.add_argument("--init", default=None,
                    help="start a new run from this saved generator's weights (any storage; same config, dropout aside)")
@@ -213,18 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"a share of the loss is between 0 and 1, not {text}")
-    return value
-
-
-def _nonnegative(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"a noise scale is 0 or more, not {text}")
-    return value
+def _in_range(what: str, low: float, high: float = math.inf):
+    """An argparse type: a float in [low, high], else an error naming `what`."""
+    def parse(text: str) -> float:
+        value = float(text)
+        if not low <= value <= high:
+            bound = f"between {low:g} and {high:g}" if high < math.inf else f"{low:g} or more"
+            raise argparse.ArgumentTypeError(f"{what} is {bound}, not {text}")
+        return value
+    return parse
 
 
 def _storages(text: str) -> list[str]:
