@@ -21,7 +21,8 @@
 #        it), PROBE_STEPS (a cap on the probes' steps, 100000), BATCH (256), SNAPSHOTS (3), PARALLEL (runs per GPU, 3),
 #        TRAIN_MINUTES (training stops by then, counted from the start of training, best EMA exported; 17), DEADLINE
 #        (epoch seconds: training stops then instead, and probes fit the steps to the time left, so that legs started
-#        one after another on one machine, each with its own OUT, end together), SNAP_N (images per
+#        one after another on one machine, each with its own OUT, end together; where a probe's rate was too hopeful,
+#        --time-schedule still takes each cosine to its floor by the stop), SNAP_N (images per
 #        point of the CFG sweeps, the snapshots and the iteration curve; 2000),
 #        SNAP_SWEEP (2,3), EVAL_N (10000), SWEEP (1,2,3,4), STORAGE (int8), COMPARE (fp32,int4; set empty for none),
 #        TOKENIZER (assets/tokenizer), INIT (a folder of one generator folder per variant, such as assets: each
@@ -162,11 +163,10 @@ run_one() {  # VARIANT@SIZE[:full|:score][/GPU]; xargs sets SLOT, so unpinned ru
   local steps init=(); steps=$(steps_of "$name")
   [ -n "$INIT" ] && init=(--init "$INIT/$variant")
   [ -n "$steps" ] || { echo "no steps for $name in $OUT/steps" >> "$OUT/logs/$name.log"; return 1; }
-  local minutes=$(( (STOP_AT - $(date +%s)) / 60 ))
-  (( minutes < 1 )) && minutes=1
+  local minutes; minutes=$(awk -v left=$(( STOP_AT - $(date +%s) )) 'BEGIN { m = left / 60; print (m < 1 ? 1 : m) }')
   CUDA_VISIBLE_DEVICES= scripts/launch_train.sh "$gpu" --variant "$variant" --size "$size" --data "$DATA" --out "$OUT/$name" \
     --steps "$steps" --snapshot-every $(( steps / SNAPSHOTS )) --eval-every $(( steps / 20 > 0 ? steps / 20 : 1 )) \
-    --minutes "$minutes" --device "$DEVICE" --export "$OUT/pack/$name/$variant" --storage fp32,int8,int4 "${init[@]}" $TRAIN_FLAGS \
+    --minutes "$minutes" --device "$DEVICE" --export "$OUT/pack/$name/$variant" --storage fp32,int8,int4 --time-schedule "${init[@]}" $TRAIN_FLAGS \
     >> "$OUT/logs/$name.log" 2>&1
   judge_ready || return 1
   [ "$kind" = ":full" ] && full_evaluation "$name" "$variant"

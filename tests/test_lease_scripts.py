@@ -247,8 +247,10 @@ def test_a_leg_reuses_a_judge_and_ends_at_its_deadline(tmp_path):
     probe, real = trains
     assert probe[probe.index("--out") + 1] == str(out / "probes" / "mmamba@small")  # in this leg's OUT, not /tmp
     assert probe[probe.index("--minutes") + 1] == "1"  # PROBE_SECONDS: probes sharing a GPU stop together
-    # 5 minutes left: 90% of 4 at 1,000 images/s is 843 steps of 256, rounded down to 600; training stops at the deadline
-    assert real[real.index("--steps") + 1] == "600" and real[real.index("--minutes") + 1] == "5"
+    # 5 whole minutes left: 90% of 4 at 1,000 images/s is 843 steps of 256, rounded down to 600; training stops at the
+    # deadline, its --minutes the time left to the second
+    assert real[real.index("--steps") + 1] == "600" and 5 < float(real[real.index("--minutes") + 1]) <= 5.75
+    assert "--time-schedule" in real  # and the cosine keeps pace with the deadline
     evals = [a for a in made if a[:3] == ["-m", "maskmamba.eval", "generator"]]
     full, rescore = evals  # no judge trained
     assert full[full.index("--variants") + 1] == "mmamba" and "--temperature" not in full

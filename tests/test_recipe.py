@@ -60,6 +60,13 @@ def test_cosine_lr_warms_up_then_decays_to_its_floor():
     assert lrs[60] == pytest.approx(0.55) and lrs[110] == pytest.approx(0.1) and lrs[119] == pytest.approx(0.1)
 
 
+def test_a_clock_ahead_of_the_steps_drives_the_decay_and_one_behind_does_not():
+    assert cosine_lr(60, 1.0, 10, 110, 0.1, clock=1.0) == pytest.approx(0.1)  # the budget is spent: the floor
+    assert cosine_lr(60, 1.0, 10, 110, 0.1, clock=0.5) == pytest.approx(0.55)  # level with the steps
+    assert cosine_lr(60, 1.0, 10, 110, 0.1, clock=0.2) == pytest.approx(0.55)  # behind: the steps lead
+    assert cosine_lr(3, 1.0, 10, 110, 0.1, clock=0.9) == pytest.approx(0.4)  # warm-up is by steps alone
+
+
 def test_set_lr_fills_device_tensors_in_place():
     model = torch.nn.Linear(4, 4)
     optimizer = configure_optimizers(model, 1e-3, 0.1, graphed=True)

@@ -285,3 +285,48 @@ def test_caption_noise_moves_only_prompt_states_by_its_scale_and_is_recorded(tok
     from maskmamba.eval.cards import training_commands
 
     assert "--data DATA --out RUN --text-noise 0.3`" in training_commands("maskmamba-serial-half", "tiny", trained)
+
+
+class _CountingDeadline:
+    """A budget spent one tenth per look (the loop looks once a step on one device), so a test needs no clock."""
+
+    def __init__(self, minutes, save_every):
+        self.looks = 0
+
+    def share(self):
+        self.looks += 1
+        return min(1.0, self.looks / 10)
+
+    def expired(self):
+        return self.looks >= 10
+
+    def save_due(self):
+        return False
+
+    def elapsed(self):
+        return float(self.looks)
+
+
+def test_a_timed_schedule_reaches_its_floor_at_the_deadline_and_is_recorded(token_data, tmp_path, monkeypatch):
+    """--time-schedule: a run that its budget stops long before --steps still decays to the floor by then; without
+    it the lr stays high; the run log, training.json and the card's command (the steps run) record it."""
+    torch.set_num_threads(1)
+    monkeypatch.setattr(train_generator, "Deadline", _CountingDeadline)
+
+    def lrs(run, *flags):
+        train_generator.main(_args(token_data, run, 1000, log_every=1, lr=1e-3, min_lr_ratio=0.1) + list(flags))
+        return [r["lr"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if r["event"] == "train"]
+
+    timed = lrs(tmp_path / "timed", "--time-schedule", "--export", str(tmp_path / "export"))
+    plain = lrs(tmp_path / "plain")
+    assert len(timed) == len(plain) == 9  # the tenth look finds the budget spent
+    assert timed[-1] < 1.25e-4 and plain[-1] > 9e-4  # the last step at nine tenths of the budget: near the floor
+    assert all(a >= b for a, b in zip(timed[2:], timed[3:]))  # after the two warm-up steps: down to the floor
+    start = next(json.loads(line) for line in (tmp_path / "timed" / "log.jsonl").read_text().splitlines()
+                 if '"start"' in line)
+    assert start["time_schedule"] is True
+    trained = json.loads((tmp_path / "export" / "training.json").read_text())
+    assert trained["time_schedule"] is True and trained["steps_planned"] == 1000 and trained["step"] == 9
+    from maskmamba.eval.cards import training_commands
+
+    assert "--steps 9 --batch 8" in training_commands("maskmamba-serial-half", "tiny", trained)

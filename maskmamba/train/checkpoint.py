@@ -62,3 +62,7 @@ class Deadline:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
+
+    def share(self) -> float:
+        """The part of the budget spent, 0 to 1."""
+        return min(1.0, self.elapsed() / max(self.end - self.start, 1e-9))

@@ -13,7 +13,9 @@ The recipe: AdamW with weight decay on matrices only (maskmamba.train.optim), li
 of the lr to --min-lr-ratio, label smoothing, optional dropout, an EMA whose decay warms up, and each sample
 drawn among its image's tokenizations (the original and its augmented copies); optionally a teacher, another
 saved generator, whose predictions are a --distill share of the targets; optionally Gaussian noise on the
-prompt states (--text-noise), so that a prompt near a trained caption, not on it, is met in training. Every
+prompt states (--text-noise), so that a prompt near a trained caption, not on it, is met in training. With
+--time-schedule the decay also keeps pace with this invocation's --minutes, so that a run its deadline stops before
+--steps still ends at the floor (a lease's legs, whose steps a probe can only estimate). Every
 --eval-every steps the EMA's held-out masked-token loss is logged, and the EMA weights at the best such loss are
 kept (best.pt) and exported; curves.json and curves.png in the run folder show train and held-out loss against
 images seen.
@@ -48,10 +50,11 @@ from maskmamba.ops import triton_scan
 from maskmamba.schedule import mask_ratio
 from maskmamba.train.checkpoint import Deadline, load_checkpoint, save_checkpoint
 from maskmamba.train.curves import write_curves
-from maskmamba.train.optim import configure_optimizers, cosine_lr, set_lr
+from maskmamba.train.optim import configure_optimizers, cosine_lr, cosine_progress, set_lr
 
 CKPT, BEST, LOG = "ckpt.pt", "best.pt", "log.jsonl"
 VAL_MASK_SEED = 1234  # the held-out loss's masks
+BUDGET_SYNC_EVERY = 10  # steps between DDP ranks' agreements on the clock (a host sync each)
 
 
 @dataclass
@@ -192,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot-every", type=int, default=0,
                    help="steps between EMA snapshots in RUNDIR/snapshots/STEP/VARIANT (for evaluation along training; 0: none)")
     p.add_argument("--minutes", type=float, default=9.0, help="wall-clock budget of this invocation")
+    p.add_argument("--time-schedule", action="store_true",
+                   help="the cosine also follows --minutes: where the deadline comes before --steps, the lr reaches "
+                        "its floor at the deadline (the schedule then depends on the machine's speed; recorded)")
     p.add_argument("--save-every", type=float, default=3.0, help="minutes between checkpoints")
     p.add_argument("--log-every", type=int, default=100, help="steps between log lines (and step 1)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -284,16 +290,24 @@ def main(argv: list[str]) -> dict:
         log.write(event="teacher", **teacher_record(args, teacher))
     log.write(event="start", step=step, world=world, variant=args.variant, params=sum(p.numel() for p in model.parameters()),
               cuda_graph=graphed, batch=args.batch * world, copies=train.copies.shape[1],
-              text_noise=args.text_noise, scan_config=dataclasses.asdict(args.scan_config))
+              text_noise=args.text_noise, time_schedule=args.time_schedule,
+              scan_config=dataclasses.asdict(args.scan_config))
     bar = tqdm(total=args.steps, initial=step, desc=args.variant, disable=rank != 0, mininterval=5)
     start_time, start_step, last_val = time.perf_counter(), step, None
-    while step < args.steps and not deadline.expired():
+    resumed_at = cosine_progress(step, args.warmup, args.steps)  # the time clock runs on from here to 1
+    while step < args.steps:
+        if world == 1 or (step - start_step) % BUDGET_SYNC_EVERY == 0:
+            spent, over = _budget(deadline, world, device)
+        if over:
+            break
+        clock = resumed_at + (1 - resumed_at) * spent if args.time_schedule else 0.0
         generator = torch.Generator(device).manual_seed(args.seed * 1_000_003 + step * 1009 + rank)
         rows = torch.randint(len(train.classes), (args.batch,), generator=generator, device=device)
         ids = train.sample(rows, generator)
         inputs, mask = mask_batch(ids, model.mask_id, generator)
         cond = condition_batch(train, rows, args.prompt_frac, args.cond_dropout, generator, args.text_noise)
-        set_lr(optimizer, cosine_lr(step, args.lr, args.warmup, args.steps, args.min_lr_ratio))
+        lr = cosine_lr(step, args.lr, args.warmup, args.steps, args.min_lr_ratio, clock)
+        set_lr(optimizer, lr)
         loss = train_step(ids, inputs, mask, cond.class_ids, cond.text, cond.text_mask)
         update_ema(ema, model, step, args.ema)
         step += 1
@@ -303,7 +317,7 @@ def main(argv: list[str]) -> dict:
             rate = (step - start_step) * args.batch * world / (time.perf_counter() - start_time)
             bar.set_postfix(loss=f"{value:.3f}", img_s=f"{rate:.0f}")
             log.write(event="train", step=step, loss=round(value, 4), images_per_s=round(rate, 1),
-                      lr=round(cosine_lr(step - 1, args.lr, args.warmup, args.steps, args.min_lr_ratio), 7),
+                      lr=round(lr, 7),
                       time=round(time.time(), 2))  # wall clock: side-by-side probes are timed where they overlap
         if rank == 0 and step % args.eval_every == 0:
             last_val = _held_out(ema, val, model.mask_id, device, step, best, out, log)
@@ -336,15 +350,28 @@ def main(argv: list[str]) -> dict:
     return result
 
 
+def _budget(deadline: Deadline, world: int, device: torch.device) -> tuple[float, bool]:
+    """The share of this invocation's budget spent and whether it is over, as rank 0 sees them: under DDP every
+    rank must stop at the same step and set the same lr."""
+    spent, over = deadline.share(), deadline.expired()
+    if world > 1:
+        values = torch.tensor([spent, float(over)], device=device)
+        dist.broadcast(values, 0)
+        spent, over = values[0].item(), bool(values[1].item())
+    return spent, over
+
+
 def _export_best(out: Path, ema: torch.nn.Module, classes: list[str], args: argparse.Namespace, world: int,
                  record: dict, storages: list[str]) -> str:
     """The best EMA so far exported to --export in `storages`, its training.json `record` plus the batch, the
-    planned steps, the step exported, the caption noise where there was some, where the run started from and the
-    teacher it learnt from."""
+    planned steps, the step exported, the caption noise where there was some, the time schedule where it was on,
+    where the run started from and the teacher it learnt from."""
     exported = best_ema(out, ema)
     info = record | {"batch": args.batch * world, "steps_planned": args.steps, "exported_step": exported["step"]}
     if args.text_noise:
         info["text_noise"] = args.text_noise
+    if args.time_schedule:
+        info["time_schedule"] = True
     return export(exported["model"], classes, Path(args.export), storages, info | _run_record(out))
 
 

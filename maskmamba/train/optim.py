@@ -54,9 +54,15 @@ def set_lr(optimizer: torch.optim.Optimizer, value: float) -> None:
             group["lr"] = value
 
 
-def cosine_lr(step: int, lr: float, warmup: int, total: int, min_ratio: float = 0.0) -> float:
-    """Linear warm-up over `warmup` steps, then cosine decay from `lr` to `min_ratio * lr` at step `total`."""
+def cosine_progress(step: int, warmup: int, total: int) -> float:
+    """How far the cosine decay is at `step`, 0 to 1 (0 during warm-up)."""
+    return min(1.0, max(0, step - warmup) / max(1, total - warmup))
+
+
+def cosine_lr(step: int, lr: float, warmup: int, total: int, min_ratio: float = 0.0, clock: float = 0.0) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay from `lr` to `min_ratio * lr` at step `total`, or
+    sooner where `clock` (a progress of 0 to 1 kept elsewhere, such as a wall-clock budget's) runs ahead of the steps."""
     if step < warmup:
         return lr * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    progress = max(clock, cosine_progress(step, warmup, total))
     return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
