@@ -41,6 +41,7 @@ def tree(tmp_path_factory):
                                          ("maskmamba-parallel-2", 30.0, 1.0))},
     }
     results["variants"]["uvit"]["temperature"] = 0.9
+    results["variants"]["uvit"]["paraphrase_top5_se"] = 0.0234
     results["variants"]["uvit"]["storage_compare"] = {
         "int4": {"fid": 24.1, "class_acc": 0.80, "fid_change": 0.644, "class_acc_change": -0.0123}}
     (root / "results").mkdir()
@@ -92,6 +93,7 @@ def test_cards_hold_the_figures_and_credits(tree):
     assert "int4: FID 24.1 (+0.6), class accuracy 80.0% (-1.2 points)" in uvit
     assert "12 iterations, token temperature 0.9, this" in uvit  # recorded by the evaluation
     assert "12 iterations, this" in half  # an evaluation that did not record it: nothing claimed
+    assert "(standard error 2.3 points over prompts) on 480 images" in uvit and "standard error" not in half
     assert (tree / "maskmamba-parallel-2" / "README.md").read_bytes() == untouched  # not shipped: no card
 
 

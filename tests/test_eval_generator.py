@@ -256,6 +256,7 @@ def test_cli_end_to_end_writes_finite_results_and_plots(data_dir, checkpoints, p
         assert entry["prompt_top5"] == 1.0  # two classes: the true one is always in the top 5
         assert set(entry["prompt_top5_by_split"]) == {"train", "val"}
         assert entry["paraphrase_top5"] == 1.0 and entry["n_paraphrase_images"] == 6
+        assert entry["paraphrase_top5_se"] == 0.0  # every prompt hit on every seed: no spread
         assert entry["storage"] == "fp32"
     assert [p["steps"] for p in results["fid_vs_steps"]["points"]] == [1, 2]
     assert [p["position"] for p in results["fid_vs_position"]["points"]] == ["head", "middle", "tail"]
@@ -314,6 +315,7 @@ def test_paraphrases_only_scores_the_written_and_the_matched_prompts_without_fid
     entry = evaluation.main(argv, features=features)["variants"][VARIANTS[0]]
     assert features.seen == 0 and "fid" not in entry  # no Inception features, real or generated
     assert 0 <= entry["paraphrase_top5"] <= 1 and 0 <= entry["paraphrase_top5_matched"] <= 1
+    assert 0 <= entry["paraphrase_top5_se"] <= 0.5 and 0 <= entry["paraphrase_top5_matched_se"] <= 0.5
     config = json.loads((checkpoints / VARIANTS[0] / "config.json").read_text())
     assert entry["n_paraphrase_images"] == 6 and entry["cfg"] == config.get("default_cfg", 1.0)  # else the first --sweep
 
@@ -455,3 +457,13 @@ def test_best_scale_breaks_an_fid_tie_by_class_accuracy():
     sweep[1]["fid"] = 56.1 + 1.1 * tie
     assert evaluation.best_scale(sweep) == 1.0
     assert evaluation.best_scale([{"cfg": 4.0, "fid": 80.0, "class_acc": 0.5}]) == 4.0
+
+
+def test_the_paraphrase_error_counts_prompts_not_only_images():
+    """Two prompts of four seeds: all hit against none gives a wide error (the prompts differ); half hit within
+    each prompt gives none between prompts, whatever the seeds did."""
+    apart = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0], dtype=torch.bool)
+    mixed = torch.tensor([1, 0, 1, 0, 0, 1, 0, 1], dtype=torch.bool)
+    assert evaluation.prompt_level_se(apart, 4) == pytest.approx(0.5)  # rates 1 and 0: std 0.707 / sqrt 2
+    assert evaluation.prompt_level_se(mixed, 4) == 0.0
+    assert evaluation.prompt_level_se(apart, 8) is None  # one prompt: no spread to speak of

@@ -198,9 +198,15 @@ def metric_line(shipped: dict, scored: dict, real_acc: float, default_cfg: float
         f"class-conditioned images against the training set); class accuracy {pct(shipped['class_acc'])} by the "
         f"project's judge classifier (which scores {pct(real_acc)} on real held-out images); prompt top-5 "
         f"{pct(shipped['prompt_top5'])} on {scored['n_prompts']:,} tag captions; paraphrase top-5 "
-        f"{pct(shipped['paraphrase_top5'])} on {scored['n_paraphrase_images']:,} images of prompts no caption "
-        f"holds. The demo's default CFG scale is {num(default_cfg)}, {default}."
+        f"{pct(shipped['paraphrase_top5'])}{_paraphrase_error(scored)} on {scored['n_paraphrase_images']:,} images of "
+        f"prompts no caption holds. The demo's default CFG scale is {num(default_cfg)}, {default}."
     )
+
+
+def _paraphrase_error(scored: dict) -> str:
+    """The paraphrase figure's standard error over prompts, where the evaluation recorded it (older ones did not)."""
+    se = scored.get("paraphrase_top5_se")
+    return f" (standard error {100 * se:.1f} points over prompts)" if se is not None else ""
 
 
 def storage_compare_line(shipped: dict, scored: dict) -> list[str]:

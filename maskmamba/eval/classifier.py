@@ -70,10 +70,15 @@ def augment(images: torch.Tensor, generator: torch.Generator, shift: int = 8) ->
     return padded[:, :, dy : dy + h, dx : dx + w].permute(0, 2, 3, 1)
 
 
-def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int = 1) -> float:
-    """Fraction of rows whose label is among the k largest logits (k is capped at the class count)."""
+def topk_hits(logits: torch.Tensor, labels: torch.Tensor, k: int = 1) -> torch.Tensor:
+    """Per row: whether its label is among the k largest logits (k is capped at the class count)."""
     top = logits.topk(min(k, logits.shape[1]), dim=1).indices
-    return float((top == labels[:, None]).any(dim=1).float().mean())
+    return (top == labels[:, None]).any(dim=1)
+
+
+def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int = 1) -> float:
+    """Fraction of rows whose label is among the k largest logits."""
+    return float(topk_hits(logits, labels, k).float().mean())
 
 
 def evaluate(model: EmojiClassifier, images: np.ndarray | torch.Tensor, labels: np.ndarray, k: int = 1) -> float:

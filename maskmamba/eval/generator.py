@@ -20,7 +20,8 @@ data set (and the Inception weights), so one judge scores every variant of a com
 gets its own. Paraphrase top-5: the judge's top 5 holds the intended class of each prompt of --paraphrases (its
 cached MiniLM states, see maskmamba.eval.paraphrases), --paraphrase-samples seeds each; also with each prompt drawn
 as its matched caption (`paraphrase_top5_matched`, the demo's prompt path; states from the caption cache) where
-`paraphrase-states` listed them. --paraphrases-only scores just the paraphrases, at each checkpoint's default_cfg
+`paraphrase-states` listed them; each with its standard error over prompts (`paraphrase_top5_se`, ..._matched_se:
+the spread of the per-prompt rates, seeds and prompts both counted). --paraphrases-only scores just the paraphrases, at each checkpoint's default_cfg
 (else the first --sweep scale): no Inception, no FID; the judge's shards and the caption cache.
 
 --storage picks the weights file a checkpoint folder is scored in (fp32, fp16, int8, int4; default the most exact
@@ -36,6 +37,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
 import shlex
 import time
 from dataclasses import dataclass, replace
@@ -51,7 +53,8 @@ from maskmamba.cli import parse_floats
 from maskmamba.configs import COND_POSITIONS, VARIANTS
 from maskmamba.data.dataset import CaptionBank, EmojiImages, load_manifest
 from maskmamba.eval.classifier import (
-    CONFIG_FILE, EmojiClassifier, evaluate, load_classifier, save_classifier, topk_accuracy, train_classifier,
+    CONFIG_FILE, EmojiClassifier, evaluate, load_classifier, save_classifier, topk_accuracy, topk_hits,
+    train_classifier,
 )
 from maskmamba.eval.fid import InceptionFeatures, bootstrap_fids, feature_stats, frechet_distance
 from maskmamba.eval.paraphrases import Paraphrases, load_matched, load_states
@@ -79,6 +82,7 @@ class Prompts:
     cond: Condition
     labels: torch.Tensor  # (P,) int64
     splits: np.ndarray  # (P,) 'train' | 'val'
+    samples: int = 1  # consecutive rows per prompt (seeds of one prompt)
 
 
 @dataclass
@@ -166,7 +170,8 @@ def caption_prompts(captions: list[str], labels: torch.Tensor, root: str, manife
 
 def _repeated(states: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, samples: int, device: torch.device) -> Prompts:
     cond = Condition.prompts(states.repeat_interleave(samples, 0), mask.repeat_interleave(samples, 0))
-    return Prompts(cond.to(device), labels.repeat_interleave(samples), np.full(len(labels) * samples, "paraphrase"))
+    return Prompts(cond.to(device), labels.repeat_interleave(samples), np.full(len(labels) * samples, "paraphrase"),
+                   samples)
 
 
 def data_key(root: str, **extra: str) -> str:
@@ -287,8 +292,17 @@ def score_paraphrases(model: torch.nn.Module, bench: Bench, cfg: float, steps: i
     for key, p in (("paraphrase_top5", bench.paraphrases), ("paraphrase_top5_matched", bench.matched_paraphrases)):
         if p is not None:
             _, logits = judge(model, bench, p.cond, steps, cfg, f"{name} {key} cfg={cfg:g}", with_features=False)
-            scores[key] = round(topk_accuracy(logits, p.labels, 5), 4)
+            hits = topk_hits(logits, p.labels, 5)
+            scores[key] = round(float(hits.float().mean()), 4)
+            scores[f"{key}_se"] = prompt_level_se(hits, p.samples)
     return scores | {"n_paraphrase_images": len(bench.paraphrases.labels)}
+
+
+def prompt_level_se(hits: torch.Tensor, samples: int) -> float | None:
+    """Standard error of a hit rate over prompts drawn `samples` times each (consecutive rows): the spread of the
+    per-prompt rates over the root of their number, so that the prompts' differences count, not only the seeds'."""
+    rates = hits.float().view(-1, samples).mean(1)
+    return round(float(rates.std() / math.sqrt(len(rates))), 4) if len(rates) > 1 else None  # one prompt: no spread
 
 
 def paraphrases_only(model: torch.nn.Module, folder: Path, bench: Bench, args: argparse.Namespace, name: str) -> dict:
