@@ -172,7 +172,8 @@ def training_commands(variant: str, size: str, t: dict) -> str:
             init += f" --teacher {names[_teacher(teacher)]} --distill {teacher['distill']:g}"
         if noise := run.get("text_noise"):
             init += f" --text-noise {noise:g}"
-        steps = run["step"] if run.get("time_schedule") else run["steps_planned"]  # a timed cosine ended where it stopped
+        # a timed cosine ended where the run stopped: those steps reproduce it
+        steps = run["step"] if run.get("time_schedule") else run["steps_planned"]
         commands.append(f"`python -m maskmamba.train generator --variant {variant} --size {size} --steps "
                         f"{steps} --batch {run['batch']} --data DATA --out {out}{init}`")
     legend = "; ".join(f"{name}: {kind}" for kind, name in names.items())

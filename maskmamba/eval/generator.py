@@ -21,8 +21,9 @@ gets its own. Paraphrase top-5: the judge's top 5 holds the intended class of ea
 cached MiniLM states, see maskmamba.eval.paraphrases), --paraphrase-samples seeds each; also with each prompt drawn
 as its matched caption (`paraphrase_top5_matched`, the demo's prompt path; states from the caption cache) where
 `paraphrase-states` listed them; each with its standard error over prompts (`paraphrase_top5_se`, ..._matched_se:
-the spread of the per-prompt rates, seeds and prompts both counted). --paraphrases-only scores just the paraphrases, at each checkpoint's default_cfg
-(else the first --sweep scale): no Inception, no FID; the judge's shards and the caption cache.
+the spread of the per-prompt rates, seeds and prompts both counted). --paraphrases-only scores just the paraphrases,
+at each checkpoint's default_cfg (else the first --sweep scale): no Inception, no FID; the judge's shards and the
+caption cache.
 
 --storage picks the weights file a checkpoint folder is scored in (fp32, fp16, int8, int4; default the most exact
 present); --compare-storage scores the same model in other formats at the same CFG on the same seeds (FID, class

@@ -60,8 +60,8 @@ def cosine_progress(step: int, warmup: int, total: int) -> float:
 
 
 def cosine_lr(step: int, lr: float, warmup: int, total: int, min_ratio: float = 0.0, clock: float = 0.0) -> float:
-    """Linear warm-up over `warmup` steps, then cosine decay from `lr` to `min_ratio * lr` at step `total`, or
-    sooner where `clock` (a progress of 0 to 1 kept elsewhere, such as a wall-clock budget's) runs ahead of the steps."""
+    """Linear warm-up over `warmup` steps, then cosine decay from `lr` to `min_ratio * lr` at step `total`, or sooner
+    where `clock` (a progress of 0 to 1 kept elsewhere, such as a wall-clock budget's) runs ahead of the steps."""
     if step < warmup:
         return lr * (step + 1) / warmup
     progress = max(clock, cosine_progress(step, warmup, total))
