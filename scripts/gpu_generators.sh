@@ -18,7 +18,7 @@
 #        STEPS_SET (VARIANT@SIZE=STEPS items: these runs get exactly these steps, as a comparison with an earlier run
 #        needs, whatever STEPS gave them),
 #        PROBE_SECONDS (60: the probes stop together then, so that runs sharing a GPU are timed while they share
-#        it), PROBE_STEPS (a cap on the probes' steps, 100000), BATCH (256), SNAPSHOTS (3), PARALLEL (runs per GPU, 3),
+#        it; probes train with TRAIN_FLAGS, so a taught run's probe pays for its teacher), PROBE_STEPS (a cap on the probes' steps, 100000), BATCH (256), SNAPSHOTS (3), PARALLEL (runs per GPU, 3),
 #        TRAIN_MINUTES (training stops by then, counted from the start of training, best EMA exported; 17), DEADLINE
 #        (epoch seconds: training stops then instead, and probes fit the steps to the time left, so that legs started
 #        one after another on one machine, each with its own OUT, end together; where a probe's rate was too hopeful,
@@ -63,7 +63,7 @@ elif [[ $STEPS == auto || $STEPS == each ]]; then  # probes laid out as the runs
   for item in $TRAINED; do
     name=${item%%/*}; name=${name%%:*}; gpu=$(( i++ % NGPU )); [[ $item == */* ]] && gpu=${item##*/}
     BATCH=$BATCH DEVICE=$DEVICE NGPU=$NGPU scripts/launch_train.sh "$gpu" --variant "${name%%@*}" \
-      --size "${name#*@}" --data "$DATA" --out "$probe/$name" --steps "$PROBE_STEPS" \
+      --size "${name#*@}" --data "$DATA" --out "$probe/$name" $TRAIN_FLAGS --steps "$PROBE_STEPS" \
       --minutes "$probe_minutes" --eval-every 100000 --snapshot-every 0 --log-every 50 --device "$DEVICE" > "$probe/$name.log" 2>&1 &
   done
   wait

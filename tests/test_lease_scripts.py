@@ -239,12 +239,14 @@ def test_a_leg_reuses_a_judge_and_ends_at_its_deadline(tmp_path):
     env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "CALLS": str(calls), "DEVICE": "cpu", "OUT": str(out),
            "RUNS": "mmamba@small:full", "STEPS": "each", "PROBE_STEPS": "200", "DEADLINE": str(deadline),
            "JUDGE_FROM": str(judge), "SHIPPED": "mmamba", "RESCORE": "--temperature 0.9",
-           "COMPARE": ""}
+           "COMPARE": "", "TRAIN_FLAGS": "--teacher T --distill 0.5"}
     run = run_script(["scripts/gpu_generators.sh", str(tmp_path / "data"), str(tmp_path / "inception.pt")], env, 120)
     assert run.returncode == 0, run.stderr
     made = [json.loads(line) for line in calls.read_text().splitlines()]
     trains = [a for a in made if a[:3] == ["-m", "maskmamba.train", "generator"]]
     probe, real = trains
+    for flags in (probe, real):  # a probe trains as its run will: a teacher's forward is part of a taught step
+        assert flags[flags.index("--teacher") + 1] == "T" and flags[flags.index("--distill") + 1] == "0.5"
     assert probe[probe.index("--out") + 1] == str(out / "probes" / "mmamba@small")  # in this leg's OUT, not /tmp
     assert probe[probe.index("--minutes") + 1] == "1"  # PROBE_SECONDS: probes sharing a GPU stop together
     # 5 whole minutes left: 90% of 4 at 1,000 images/s is 843 steps of 256, rounded down to 600; training stops at the
