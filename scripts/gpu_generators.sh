@@ -18,7 +18,8 @@
 #        STEPS_SET (VARIANT@SIZE=STEPS items: these runs get exactly these steps, as a comparison with an earlier run
 #        needs, whatever STEPS gave them),
 #        PROBE_SECONDS (60: the probes stop together then, so that runs sharing a GPU are timed while they share
-#        it; probes train with TRAIN_FLAGS, so a taught run's probe pays for its teacher), PROBE_STEPS (a cap on the probes' steps, 100000), BATCH (256), SNAPSHOTS (3), PARALLEL (runs per GPU, 3),
+#        it; probes train with TRAIN_FLAGS, so a taught run's probe pays for its teacher), PROBE_STEPS (a cap on
+#        the probes' steps, 100000), BATCH (256), SNAPSHOTS (3), PARALLEL (runs per GPU, 3),
 #        TRAIN_MINUTES (training stops by then, counted from the start of training, best EMA exported; 17), DEADLINE
 #        (epoch seconds: training stops then instead, and probes fit the steps to the time left, so that legs started
 #        one after another on one machine, each with its own OUT, end together; where a probe's rate was too hopeful,
